@@ -1,0 +1,3 @@
+from stream3d.cli import main
+
+main()

@@ -1,0 +1,234 @@
+"""TOML configuration: schema with units, validation, and ``--set section.key=value`` overrides.
+
+Every section is a frozen dataclass; a field's comment gives its unit. Loading is strict: an
+unknown section or key, a wrong type or an out-of-range value raises :class:`ConfigError` with
+one line naming the key. DESIGN.md fixes the keys of [microscope], [sample], [detector],
+[refine] and [stream]; sections may grow new keys but never rename these.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stream3d.errors import UserError
+
+
+class ConfigError(UserError):
+    """A bad configuration file, key or value; the message is one line naming the key."""
+
+
+@dataclass(frozen=True)
+class Microscope:
+    energy: float = 300e3  # eV, accelerating voltage
+    defocus: float = 2000.0  # Å, > 0 underfocus, measured from the exit plane
+    cs: float = 1.0e7  # Å, spherical aberration (1e7 Å = 1 mm)
+    aperture: float = 10.0  # mrad, hard objective aperture (0 = none)
+    focal_spread: float = 30.0  # Å, 1/e half-width of the defocus spread
+
+    def check(self) -> None:
+        _require(self.energy > 0, "microscope.energy", "must be > 0 eV")
+        _require(self.cs >= 0, "microscope.cs", "must be >= 0 Å")
+        _require(self.aperture >= 0, "microscope.aperture", "must be >= 0 mrad (0 = no aperture)")
+        _require(self.focal_spread >= 0, "microscope.focal_spread", "must be >= 0 Å")
+
+
+@dataclass(frozen=True)
+class Sample:
+    pixel_size: float = 1.0  # Å per pixel, lateral
+    slices: int = 32  # number of slices along z
+    slice_thickness: float = 20.0  # Å per slice
+    potential: float = 5.0  # V, material minus solvent (real part)
+    absorption: float = 0.1  # imaginary / real ratio of the material potential
+    texture: float = 0.3  # relative rms of the amorphous potential fluctuation
+    texture_length: float = 2.0  # Å, correlation length of the amorphous texture
+
+    def check(self) -> None:
+        _require(self.pixel_size > 0, "sample.pixel_size", "must be > 0 Å")
+        _require(self.slices >= 1, "sample.slices", "must be >= 1")
+        _require(self.slice_thickness > 0, "sample.slice_thickness", "must be > 0 Å")
+        _require(self.absorption >= 0, "sample.absorption", "must be >= 0")
+        _require(self.texture >= 0, "sample.texture", "must be >= 0")
+        _require(self.texture_length > 0, "sample.texture_length", "must be > 0 Å")
+
+    @property
+    def sampling(self) -> tuple[float, float, float]:
+        """(dz, dy, dx) in Å."""
+        return (self.slice_thickness, self.pixel_size, self.pixel_size)
+
+
+@dataclass(frozen=True)
+class Detector:
+    dose: float = 2000.0  # e/Å² per frame; raw counts have mean dose * pixel_size²
+    dtype: str = "uint16"  # raw frame dtype written by simulate / camera: "uint16" | "float32"
+
+    def check(self) -> None:
+        _require(self.dose > 0, "detector.dose", "must be > 0 e/Å²")
+        _require(self.dtype in ("uint16", "float32"), "detector.dtype",
+                 'must be "uint16" or "float32"')
+
+
+@dataclass(frozen=True)
+class Refine:
+    iterations: int = 40  # optimiser iterations per frame; 0 = pop-out only
+    init: str = "popout"  # "popout" | "uniform"
+    device: str = "auto"  # torch device: "auto" (cuda if present, else cpu), "cpu", "cuda:0", ...
+
+    def check(self) -> None:
+        _require(self.iterations >= 0, "refine.iterations", "must be >= 0")
+        _require(self.init in ("popout", "uniform"), "refine.init", 'must be "popout" or "uniform"')
+
+
+@dataclass(frozen=True)
+class Stream:
+    policy: str = "all"  # "all": reconstruct every frame | "latest": stay live, skip behind
+
+    def check(self) -> None:
+        _require(self.policy in ("all", "latest"), "stream.policy", 'must be "all" or "latest"')
+
+
+@dataclass(frozen=True)
+class Config:
+    microscope: Microscope = field(default_factory=Microscope)
+    sample: Sample = field(default_factory=Sample)
+    detector: Detector = field(default_factory=Detector)
+    refine: Refine = field(default_factory=Refine)
+    stream: Stream = field(default_factory=Stream)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Plain nested dict (TOML-serialisable), e.g. for the run store's attributes."""
+        return dataclasses.asdict(self)
+
+    def replace(self, section: str, **values: Any) -> Config:
+        """A copy with ``values`` changed in ``section`` (validated like a loaded file)."""
+        data = self.to_dict()
+        data[section].update(values)
+        return from_dict(data)
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key} {message}")
+
+
+def _section_types() -> dict[str, type]:
+    return typing.get_type_hints(Config)
+
+
+def _coerce(key: str, value: Any, annotation: Any) -> Any:
+    kind = annotation
+    if typing.get_origin(kind) in (types.UnionType, typing.Union):
+        options = typing.get_args(kind)
+        if value is None and type(None) in options:
+            return None
+        kind = next(o for o in options if o is not type(None))
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key} must be finite, got {value!r}")
+        return float(value)
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return value
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def from_dict(data: Mapping[str, Any]) -> Config:
+    """Validate a nested mapping {section: {key: value}} into a :class:`Config`."""
+    sections = _section_types()
+    built = {}
+    for name, values in data.items():
+        if name not in sections:
+            raise ConfigError(f"unknown section [{name}] (known: {', '.join(sections)})")
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"[{name}] must be a table of keys")
+    for name, cls in sections.items():
+        values = dict(data.get(name, {}))
+        known = typing.get_type_hints(cls)
+        kwargs = {}
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError(
+                    f"unknown key {name}.{key} (known: {', '.join(known)})")
+            kwargs[key] = _coerce(f"{name}.{key}", value, known[key])
+        section = cls(**kwargs)
+        section.check()
+        built[name] = section
+    return Config(**built)
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """Split ``section.key=value``; the value is read as a TOML literal, else as a string."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r} must look like section.key=value")
+    path, raw = text.split("=", 1)
+    parts = path.strip().split(".")
+    if len(parts) != 2 or not all(parts):
+        raise ConfigError(f"--set {text!r}: the key must be section.key")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return parts[0], parts[1], value
+
+
+def load(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
+    """Read a TOML file (or the defaults when ``path`` is None) and apply ``--set`` overrides."""
+    data: dict[str, dict[str, Any]] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} cannot be read: {exc}") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    for text in overrides:
+        section, key, value = parse_override(text)
+        table = data.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{section}] must be a table of keys")
+        table[key] = value
+    return from_dict(data)
+
+
+def to_toml(config: Config) -> str:
+    """The config as TOML text (what a run used, so it can be run again)."""
+    lines = []
+    for section, values in config.to_dict().items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                literal = "true" if value else "false"
+            elif isinstance(value, str):
+                literal = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            else:
+                literal = repr(value)
+            lines.append(f"{key} = {literal}")
+        lines.append("")
+    return "\n".join(lines)
