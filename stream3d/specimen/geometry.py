@@ -39,7 +39,8 @@ def column_height(occupancy: np.ndarray, dz: float) -> np.ndarray:
 def slab_profile(nz: int, dz: float, bottom: np.ndarray, top: np.ndarray) -> np.ndarray:
     """Occupancy (z, ...) of material filling heights [bottom, top] Å in each column.
 
-    Partial slices get the covered fraction, so thickness and centre of mass are exact.
+    Partial slices get the covered fraction: thickness is exact, the centre of mass is right
+    to a small fraction of a slice.
     ``bottom`` and ``top`` broadcast to the column shape.
     """
     bottom = np.asarray(bottom, dtype=np.float64)
