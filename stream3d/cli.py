@@ -160,6 +160,9 @@ def live(
     max_frames: MaxFramesOption = None,
     idle_timeout: Annotated[Optional[float], typer.Option(
         "--idle-timeout", help="Stop after this many seconds without a message (s).")] = None,
+    record_only: Annotated[bool, typer.Option(
+        "--record-only", help="Only store raw frames (reconstruct later with "
+        "`stream3d reconstruct RUN.zarr --out RUN.zarr`).")] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Reconstruct a live detector stream (native ZeroMQ protocol) into a 4D Zarr run store.
@@ -178,7 +181,8 @@ def live(
         cfg = load_config(config, set_)
         summary = commands.live(out, cfg, connect=connect, bind=bind, pattern=pattern,
                                 scheduler=scheduler, max_frames=max_frames,
-                                idle_timeout=idle_timeout, show_status=not quiet)
+                                idle_timeout=idle_timeout, record_only=record_only,
+                                show_status=not quiet)
     typer.echo(render_summary(summary))
 
 
@@ -202,6 +206,8 @@ def camera(
     restart_after: Annotated[Optional[int], typer.Option(
         help="Restart the series after this many frames (new series, frames from 0).")] = None,
     wait: Annotated[float, typer.Option(help="Seconds to wait for a receiver.")] = 10.0,
+    repeat: Annotated[int, typer.Option(help="Play the movie this many times over, as one "
+                                        "longer series.")] = 1,
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
@@ -219,7 +225,7 @@ def camera(
                         corrupt=parse_kinds(corrupt), restart_after=restart_after)
         report = commands.camera(movie, cfg, address=endpoint, pattern=pattern,
                                  bind=not connect, fps=fps, series=series, faults=faults,
-                                 wait=wait)
+                                 wait=wait, repeat=repeat)
     corrupted = sum(report.corrupted.values())
     typer.echo(f"sent {report.frames} frames of series {report.series} in {report.seconds:.1f} s "
                f"({report.dropped} dropped, {report.duplicated} duplicated, {corrupted} "

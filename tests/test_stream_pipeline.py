@@ -8,15 +8,21 @@ bit for bit.
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
 
 from stream3d import config as config_mod
-from stream3d.movie import write_mrc_movie
+from stream3d.movie_io import write_mrc_movie
 from stream3d.ome import scale_of
 from stream3d.store import Status, open_run
 from stream3d.stream import (
@@ -24,6 +30,7 @@ from stream3d.stream import (
 )
 from stream_doubles import RefinerDouble, expected_popout, popout_double
 
+ROOT = Path(__file__).resolve().parents[1]
 NZ = 4
 CFG = config_mod.load(None, [f"sample.slices={NZ}", "stream.window=3", "stream.queue=8"])
 DOUBLES = Stages(popout=popout_double, refiner=RefinerDouble)
@@ -172,3 +179,90 @@ def test_replay_spills_to_the_store_and_resumes_without_repeating(tmp_path):
     assert (g["status"][:] == Status.REFINED).all()
     assert g.attrs["stream3d"]["counters"]["received"] == 14
     assert scale_of(g.attrs["ome"])[0] == pytest.approx(0.1)
+
+
+def _refined(path) -> int:
+    """Frames refined so far in a store another process is writing (0 while unreadable)."""
+    try:
+        g = zarr.open_group(path, mode="r", use_consolidated=False)
+        return int((g["status"][:] == Status.REFINED).sum())
+    except Exception:  # noqa: BLE001 - not created yet, or between two writes
+        return 0
+
+
+def test_a_replay_killed_with_sigkill_resumes_with_each_frame_exactly_once(tmp_path):
+    frames = movie(12)
+    path = write_mrc_movie(tmp_path / "m.mrc", frames, pixel_size=1.0)
+    out = tmp_path / "run.zarr"
+    script = Path(__file__).with_name("stream_replay_doubles.py")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, str(script), str(path), str(out), "0.25"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 90
+        while _refined(out) < 3 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    killed = zarr.open_group(out, mode="r", use_consolidated=False)
+    done_before = int((killed["status"][:] == Status.REFINED).sum())
+    assert 3 <= done_before < 12  # killed mid-run
+    assert killed.metadata.consolidated_metadata is None  # the kill came before the end
+
+    summary = run_pipeline(FileSource(path, frame_interval=0.1), out, CFG, stages=DOUBLES)
+    assert summary.session_reconstructed == 12 - done_before
+    g = open_run(out)
+    np.testing.assert_array_equal(g["frame_id"][:], np.arange(12))  # each frame exactly once
+    np.testing.assert_array_equal(g["frames"][:], frames)
+    np.testing.assert_array_equal(g["popout"][:], np.stack([expected_popout(f, NZ) for f in frames]))
+    assert (g["status"][:] == Status.REFINED).all()
+    assert not np.isnan(g["volume"][:]).any()
+    assert g.attrs["stream3d"]["counters"]["received"] == 12
+
+
+@pytest.fixture
+def dask_cluster():
+    """A real `dask scheduler` and two `dask worker` processes on loopback; always killed."""
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    quiet = dict(env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1",
+                               "--port", str(port), "--no-dashboard"], **quiet)]
+    try:
+        for _ in range(2):
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "dask", "worker", address, "--nthreads", "1",
+                 "--no-nanny", "--no-dashboard", "--host", "127.0.0.1"], **quiet))
+        from distributed import Client
+
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait(10)
+
+
+def test_pipeline_runs_pop_out_on_an_external_dask_cluster(tmp_path, dask_cluster):
+    from distributed import Client
+
+    frames = movie(10)
+    path = write_mrc_movie(tmp_path / "m.mrc", frames, pixel_size=1.0)
+    summary = run_pipeline(FileSource(path, frame_interval=0.1), tmp_path / "run.zarr", CFG,
+                           options=RunOptions(scheduler=dask_cluster), stages=DOUBLES)
+    assert summary.statuses["refined"] == 10
+    g = open_run(tmp_path / "run.zarr")
+    np.testing.assert_array_equal(g["popout"][:], np.stack([expected_popout(f, NZ) for f in frames]))
+    np.testing.assert_allclose(g["volume"][:], expected_volumes(frames), rtol=1e-6)
+    with Client(dask_cluster, timeout=30) as client:
+        executed = client.run(lambda dask_worker: dask_worker.state.executed_count)
+    assert len(executed) == 2 and sum(executed.values()) == 10  # every pop-out ran out there

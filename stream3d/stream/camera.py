@@ -148,10 +148,11 @@ class Camera:
 
 def play(movie: Sequence[np.ndarray], camera: Camera, *, fps: float = 0.0, series: int = 1,
          faults: Faults = Faults(), meta: Mapping[str, Any] | None = None,
-         clock: float | None = None) -> CameraReport:
+         clock: float | None = None, repeat: int = 1) -> CameraReport:
     """Send ``movie`` as series ``series`` (then ``series + 1`` after a restart) at ``fps``
-    frames per second (0 = as fast as the receiver takes them). Timestamps are
-    ``clock + i / fps`` s (wall-clock send time when ``fps`` is 0)."""
+    frames per second (0 = as fast as the receiver takes them), ``repeat`` times over as one
+    longer series. Timestamps are ``clock + i / fps`` s (wall-clock send time when ``fps`` is
+    0). Fault indices count frames of the whole (repeated) sequence."""
     report = CameraReport()
     start = time.monotonic()
     clock = time.time() if clock is None else clock
@@ -159,7 +160,8 @@ def play(movie: Sequence[np.ndarray], camera: Camera, *, fps: float = 0.0, serie
     report.series.append(series)
     numbered = 0  # frame number within the current series
     pending_corrupt = list(faults.corrupt)
-    for i in range(len(movie)):
+    n = len(movie)
+    for i in range(n * repeat):
         if faults.restart_after is not None and i == faults.restart_after:
             series += 1
             numbered = 0
@@ -167,7 +169,7 @@ def play(movie: Sequence[np.ndarray], camera: Camera, *, fps: float = 0.0, serie
             report.series.append(series)
         if fps > 0:
             time.sleep(max(0.0, start + i / fps - time.monotonic()))
-        data = np.asarray(movie[i])
+        data = np.asarray(movie[i % n])
         stamp = clock + i / fps if fps > 0 else time.time()
         if i in faults.drop:
             report.dropped += 1

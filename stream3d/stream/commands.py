@@ -10,7 +10,7 @@ from pathlib import Path
 
 from stream3d.config import Config
 from stream3d.errors import UserError
-from stream3d.movie import open_movie
+from stream3d.movie_io import open_movie
 from stream3d.store import Status
 from stream3d.stream.camera import Camera, CameraReport, Faults, play
 from stream3d.stream.compute import Stages
@@ -64,9 +64,12 @@ def reconstruct(movie: str | Path, out: str | Path, config: Config, *,
 
 def live(out: str | Path, config: Config, *, connect: str | None = None, bind: str | None = None,
          pattern: str = "sub", scheduler: str | None = None, max_frames: int | None = None,
-         idle_timeout: float | None = None, show_status: bool = True,
+         idle_timeout: float | None = None, record_only: bool = False, show_status: bool = True,
          stages: Stages | None = None) -> Summary:
-    """Receive frames from a detector (native protocol) into the run store ``out``."""
+    """Receive frames from a detector (native protocol) into the run store ``out``.
+
+    ``record_only``: persist raw frames only (status pending), to reconstruct later with
+    ``reconstruct RUN --out RUN``."""
     if (connect is None) == (bind is None):
         raise UserError("give exactly one of --connect ADDRESS or --bind ADDRESS")
     if max_frames is not None and max_frames < 1:
@@ -75,7 +78,8 @@ def live(out: str | Path, config: Config, *, connect: str | None = None, bind: s
         raise UserError("--idle-timeout must be > 0 s")
     source = ZmqSource(connect or bind, pattern=pattern, bind=bind is not None,
                        hwm=config.stream.hwm)
-    options = RunOptions(scheduler=scheduler, max_frames=max_frames, idle_timeout=idle_timeout)
+    options = RunOptions(scheduler=scheduler, max_frames=max_frames, idle_timeout=idle_timeout,
+                         reconstruct=not record_only)
     monitor = (lambda snap: live_status(snap)) if show_status else None
     with sigterm_as_interrupt():
         return run_pipeline(source, out, config, options=options, stages=stages, monitor=monitor)
@@ -83,15 +87,17 @@ def live(out: str | Path, config: Config, *, connect: str | None = None, bind: s
 
 def camera(movie: str | Path, config: Config, *, address: str, pattern: str = "pub",
            bind: bool = True, fps: float = 10.0, series: int = 1, faults: Faults = Faults(),
-           wait: float = 10.0) -> CameraReport:
+           wait: float = 10.0, repeat: int = 1) -> CameraReport:
     """Play ``movie`` as a detector would; the start message carries the config's optics."""
     if fps < 0:
         raise UserError("--fps must be >= 0 (0 = as fast as the receiver takes frames)")
+    if repeat < 1:
+        raise UserError("--repeat must be >= 1")
     frames = open_movie(movie)
     meta = {k: v for k, v in config.to_dict().items() if k in ("microscope", "sample", "detector")}
     cam = Camera(address, pattern=pattern, bind=bind, wait=wait, hwm=config.stream.hwm)
     try:
-        return play(frames, cam, fps=fps, series=series, faults=faults, meta=meta)
+        return play(frames, cam, fps=fps, series=series, faults=faults, meta=meta, repeat=repeat)
     finally:
         cam.close()
         frames.close()

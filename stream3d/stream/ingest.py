@@ -38,6 +38,7 @@ class Ingest:
         self.source, self.tracker, self.writer, self.config = source, tracker, writer, config
         self.stop_on_end, self.max_frames, self.idle_timeout = stop_on_end, max_frames, idle_timeout
         self.frames = 0  # accepted in this session
+        self.first_at: float | None = None  # time.monotonic() of the first accepted frame
         self.reason = ""
         self.error: BaseException | None = None
         self.last_message = time.monotonic()
@@ -115,6 +116,8 @@ class Ingest:
                     return
                 dirty = False
                 self.frames += 1
+                if self.first_at is None:
+                    self.first_at = now
                 if self.max_frames is not None and self.frames >= self.max_frames:
                     self.reason = f"{self.max_frames} frames received"
                     return

@@ -44,6 +44,7 @@ class RunOptions:
     idle_timeout: float | None = None  # s without a valid message -> stop receiving
     stop_on_end: bool = True  # stop on the `end` of the latest started series
     redo: tuple[Status, ...] = (Status.PENDING,)  # stored frames to reconstruct at start
+    reconstruct: bool = True  # False: record raw frames only (all stay pending)
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,12 @@ class Summary:
     seconds_per_frame: list[float] = field(default_factory=list)
     stalls: int = 0
     spilled: int = 0
+    ingest_seconds: float = 0.0  # first frame received -> last frame persisted (this session)
+
+    @property
+    def ingest_fps(self) -> float:
+        """Frames received and persisted raw per second in this session."""
+        return self.session_received / self.ingest_seconds if self.ingest_seconds > 0 else 0.0
 
 
 class Pipeline:
@@ -102,18 +109,20 @@ class Pipeline:
     def run(self, monitor: Callable[[Callable[[], Snapshot]], AbstractContextManager] | None = None
             ) -> Summary:
         """Run to the end; ``monitor(snapshot)`` is entered for the duration (a status line)."""
-        stages = self.stages or _load_default_stages()
+        stages = self.stages or (_load_default_stages() if self.options.reconstruct else None)
         store = RunStore.open(self.out, self.config)
         self._refined_before = int((store.statuses == Status.REFINED).sum())
         spec = (store.frame_shape, store.frame_dtype) if store.frame_shape else None
         tracker = Tracker(seen=store.seen(), counters=store.counters, frame_spec=spec)
         self.source.resume(store.seen())
         backlog = self._backlog = Backlog(self.config.stream.queue)
-        backlog.extend(store.indices(*self.options.redo))
+        if self.options.reconstruct:
+            backlog.extend(store.indices(*self.options.redo))
 
         def hand_over(ts, frames):
-            for t, f in zip(ts, frames):
-                backlog.add(t, f.data)
+            if self.options.reconstruct:
+                for t, f in zip(ts, frames):
+                    backlog.add(t, f.data)
 
         s = self.config.stream
         writer = self._writer = Writer(store, queue_size=s.queue, batch=s.write_batch,
@@ -125,20 +134,23 @@ class Pipeline:
         interrupted = False
         writer.start()
         try:
-            with dask_client(self.options.scheduler, threads=s.window) as client:
-                recon = self._recon = Reconstructor(self.config, stages, client, writer, backlog,
-                                                    store.counters)
+            with (dask_client(self.options.scheduler, threads=s.window)
+                  if self.options.reconstruct else nullcontext()) as client:
+                if self.options.reconstruct:
+                    self._recon = Reconstructor(self.config, stages, client, writer, backlog,
+                                                store.counters)
                 ingest.start()
                 with (monitor(self.snapshot) if monitor else nullcontext()):
                     try:
-                        recon.run(keep_going=self._keep_going)
+                        self._compute()
                     except KeyboardInterrupt:
                         interrupted = True
                         log.warning("interrupted: stopping; frames not reconstructed stay "
                                     "pending in the store")
                     finally:
                         ingest.stop("interrupted")
-                        recon.cancel()
+                        if self._recon is not None:
+                            self._recon.cancel()
                         ingest.join()
         finally:
             ingest.stop("stopped")
@@ -148,6 +160,13 @@ class Pipeline:
             raise ingest.error if isinstance(ingest.error, (UserError, OSError)) else \
                 UserError(f"ingest failed: {ingest.error}")
         return self._summary(store, tracker, interrupted)
+
+    def _compute(self) -> None:
+        if self._recon is not None:
+            self._recon.run(keep_going=self._keep_going)
+            return
+        while self._keep_going() and not self._backlog.finished:  # record only
+            self._ingest.done.wait(0.1)
 
     def _keep_going(self) -> bool:
         """Checked by compute between steps: closes the backlog once ingest is done."""
@@ -190,7 +209,12 @@ class Pipeline:
             reason="interrupted (Ctrl-C)" if interrupted else (self._ingest.reason or "done"),
             interrupted=interrupted,
             seconds_per_frame=list(self._recon.seconds) if self._recon else [],
-            stalls=self._writer.stalls, spilled=self._backlog.spilled)
+            stalls=self._writer.stalls, spilled=self._backlog.spilled,
+            ingest_seconds=_span(self._ingest.first_at, self._writer.last_append_at))
+
+
+def _span(start: float | None, end: float | None) -> float:
+    return end - start if start is not None and end is not None and end > start else 0.0
 
 
 def _load_default_stages() -> Stages:

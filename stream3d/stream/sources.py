@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from stream3d.errors import UserError
-from stream3d.movie import open_movie
+from stream3d.movie_io import open_movie
 from stream3d.stream.protocol import End, FrameMessage, Malformed, Message, Start, decode
 
 # A part larger than this is refused by ZeroMQ itself (the connection is dropped): no sender

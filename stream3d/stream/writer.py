@@ -12,6 +12,7 @@ import logging
 import math
 import queue
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ class Writer:
         self.error: BaseException | None = None
         self.stalls = 0  # times a producer found the queue full and had to wait
         self.persisted = len(store)
+        self.last_append_at: float | None = None  # time.monotonic() after the latest batch
 
     def start(self) -> None:
         self._thread.start()
@@ -160,6 +162,7 @@ class Writer:
         frames = [a.frame for a in batch]
         ts = self.store.append(frames, batch[-1].counters)
         self.persisted = len(self.store)
+        self.last_append_at = time.monotonic()
         self._on_appended(ts, frames)
 
     def _call(self, item: _Call) -> None:
