@@ -80,7 +80,7 @@ class _ChunkFiles:
 
     Appending at detector rates, zarr's general write path costs about three times the
     compression and the file write themselves per chunk. A t = 1 chunk is a whole file, named
-    by the v3 spec's default chunk-key encoding (``c/t/0/0``) and encoded by the array's own
+    by the v3 spec's default chunk-key encoding (``c.t.0.0`` here) and encoded by the array's own
     codec chain (``bytes`` little-endian, then ``blosc`` or nothing), so this writes exactly the
     bytes zarr would. :meth:`supports` says whether an array's metadata is of that form (zarr's
     own path is used otherwise). Each file is replaced atomically, like zarr's LocalStore.
@@ -89,7 +89,9 @@ class _ChunkFiles:
     def __init__(self, root: Path, array: zarr.Array) -> None:
         self.dir = root / array.path
         self.dtype = np.dtype(array.dtype).newbyteorder("<")
-        self.zeros = "/0" * (array.ndim - 1)
+        self.sep = array.metadata.chunk_key_encoding.to_dict().get("configuration", {}).get(
+            "separator", "/")
+        self.zeros = f"{self.sep}0" * (array.ndim - 1)
         blosc = [c for c in array.metadata.codecs if c.to_dict()["name"] == "blosc"]
         self.blosc = _numcodecs_blosc(blosc[0].to_dict()["configuration"]) if blosc else None
         self._made: set[Path] = set()
@@ -101,7 +103,7 @@ class _ChunkFiles:
                 or tuple(meta.chunks[1:]) != tuple(array.shape[1:]):
             return False
         enc = meta.chunk_key_encoding.to_dict()
-        if enc.get("name") != "default" or enc.get("configuration", {}).get("separator", "/") != "/":
+        if enc.get("name") != "default":
             return False
         names = [c.to_dict() for c in meta.codecs]
         if not names or names[0]["name"] != "bytes" or \
@@ -112,7 +114,7 @@ class _ChunkFiles:
     def write(self, t: int, chunk: np.ndarray) -> None:
         data = np.ascontiguousarray(chunk, dtype=self.dtype)
         payload = self.blosc.encode(data) if self.blosc is not None else data.tobytes()
-        path = self.dir / "c" / f"{t}{self.zeros}"
+        path = self.dir / f"c{self.sep}{t}{self.zeros}"
         if path.parent not in self._made:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._made.add(path.parent)
@@ -234,7 +236,10 @@ class RunStore:
         }
         dims = {"frames": ["t", "y", "x"], "popout": ["t", "z", "y", "x"],
                 "volume": ["t", "z", "y", "x"]}
-        self._arrays = {name: g.create_array(name, dimension_names=dims.get(name, ["t"]), **spec)
+        # Chunk keys c.t.0.0: one flat folder per array, no folder to create per frame.
+        keys = {"name": "default", "separator": "."}
+        self._arrays = {name: g.create_array(name, dimension_names=dims.get(name, ["t"]),
+                                             chunk_key_encoding=keys, **spec)
                         for name, spec in specs.items()}
         self._use_fast_path()
         self.frame_shape = (int(ny), int(nx))

@@ -91,7 +91,8 @@ class ZmqSource:
     def next(self, timeout: float) -> Message | Malformed | None:
         if not self._sock.poll(int(timeout * 1000)):
             return None
-        parts = self._sock.recv_multipart(copy=True)
+        # copy=False: the pixels stay in ZeroMQ's buffer (no 2nd copy); the array keeps it alive.
+        parts = [frame.buffer for frame in self._sock.recv_multipart(copy=False)]
         try:
             return decode(parts)
         except Malformed as exc:
