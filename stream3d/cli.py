@@ -93,9 +93,20 @@ def demo(
 
 
 def _logging() -> None:
+    """Warnings as one line each on stderr, looked up at each message so that they print
+    above a live status line (which redirects stderr) instead of through it."""
     import logging
 
-    logging.basicConfig(level=logging.WARNING, format="stream3d: %(message)s")
+    class CurrentStderr(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            sys.stderr.write(self.format(record) + "\n")
+
+    handler = CurrentStderr()
+    handler.setFormatter(logging.Formatter("stream3d: %(message)s"))
+    logger = logging.getLogger("stream3d")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
 
 
 SchedulerOption = Annotated[

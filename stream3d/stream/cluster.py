@@ -13,8 +13,8 @@ from stream3d.errors import UserError
 @contextlib.contextmanager
 def dask_client(scheduler: str | None, *, threads: int, timeout: float = 20.0) -> Iterator[Any]:
     """A ``distributed.Client``: connected to ``scheduler`` (tcp://host:port) when given, else
-    to an in-process local cluster with ``threads`` worker threads (no dashboard, no ports
-    opened beyond the process)."""
+    to an in-process local cluster with ``threads`` worker threads (no dashboard; nothing
+    listens beyond loopback)."""
     from distributed import Client, LocalCluster
 
     # distributed logs every worker start/stop at INFO; a microscopist needs none of it.
@@ -25,8 +25,12 @@ def dask_client(scheduler: str | None, *, threads: int, timeout: float = 20.0) -
         if scheduler:
             client = Client(scheduler, timeout=timeout, set_as_default=False)
         else:
+            # In-process (inproc:// transport). The scheduler's small HTTP server (health
+            # routes) always starts: keep it on a free loopback port, without the dashboard.
             cluster = LocalCluster(n_workers=1, threads_per_worker=max(1, threads),
-                                   processes=False, dashboard_address=None)
+                                   processes=False, dashboard_address=None,
+                                   scheduler_kwargs={"dashboard": False,
+                                                     "dashboard_address": "127.0.0.1:0"})
             client = Client(cluster, set_as_default=False)
     except (OSError, TimeoutError) as exc:
         if cluster is not None:

@@ -64,6 +64,7 @@ class Snapshot:
     idle_s: float
     elapsed_s: float
     stored: int
+    reconstructing: bool = True  # False when recording raw frames only
 
 
 @dataclass
@@ -84,6 +85,7 @@ class Summary:
     stalls: int = 0
     spilled: int = 0
     ingest_seconds: float = 0.0  # first frame received -> last frame persisted (this session)
+    shape: tuple[int, ...] | None = None  # (t, z, y, x) of the volume array
 
     @property
     def ingest_fps(self) -> float:
@@ -109,8 +111,8 @@ class Pipeline:
     def run(self, monitor: Callable[[Callable[[], Snapshot]], AbstractContextManager] | None = None
             ) -> Summary:
         """Run to the end; ``monitor(snapshot)`` is entered for the duration (a status line)."""
-        stages = self.stages or (_load_default_stages() if self.options.reconstruct else None)
         store = RunStore.open(self.out, self.config)
+        stages = self.stages or (_load_default_stages() if self.options.reconstruct else None)
         self._refined_before = int((store.statuses == Status.REFINED).sum())
         spec = (store.frame_shape, store.frame_dtype) if store.frame_shape else None
         tracker = Tracker(seen=store.seen(), counters=store.counters, frame_spec=spec)
@@ -196,7 +198,7 @@ class Pipeline:
             ingest_fps=(ingest.frames / elapsed) if ingest and elapsed > 0 else 0.0,
             recon_fps=(len(recent) / sum(recent)) if recent and sum(recent) > 0 else 0.0,
             idle_s=ingest.idle_seconds if ingest else 0.0, elapsed_s=elapsed,
-            stored=writer.persisted if writer else 0)
+            stored=writer.persisted if writer else 0, reconstructing=self.options.reconstruct)
 
     def _summary(self, store: RunStore, tracker: Tracker, interrupted: bool) -> Summary:
         statuses = {s.name.lower(): int((store.statuses == s).sum()) for s in Status}
@@ -210,7 +212,9 @@ class Pipeline:
             interrupted=interrupted,
             seconds_per_frame=list(self._recon.seconds) if self._recon else [],
             stalls=self._writer.stalls, spilled=self._backlog.spilled,
-            ingest_seconds=_span(self._ingest.first_at, self._writer.last_append_at))
+            ingest_seconds=_span(self._ingest.first_at, self._writer.last_append_at),
+            shape=(len(store), self.config.sample.slices, *store.frame_shape)
+            if store.frame_shape else None)
 
 
 def _span(start: float | None, end: float | None) -> float:

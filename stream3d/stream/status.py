@@ -21,15 +21,18 @@ class _StatusLine:
 
         s = self.snapshot()
         line = Text.assemble(
-            ("received ", "dim"), str(s.received), ("  reconstructed ", "dim"),
-            (str(s.reconstructed), "green"), ("  skipped ", "dim"), str(s.skipped),
-            ("  failed ", "dim"), (str(s.failed), "red" if s.failed else ""),
+            ("received ", "dim"), str(s.received),
             ("  malformed ", "dim"), (str(s.malformed), "yellow" if s.malformed else ""),
             ("  gaps ", "dim"), (str(s.gaps), "yellow" if s.gaps else ""),
-            ("  lag ", "dim"), f"{s.lag} frames",
-            ("  ", ""), f"{s.recon_fps:.2f} frames/s",
-            ("  ingest ", "dim"), f"{s.ingest_fps:.0f} frames/s",
         )
+        if s.reconstructing:
+            line.append_text(Text.assemble(
+                ("  reconstructed ", "dim"), (str(s.reconstructed), "green"),
+                ("  skipped ", "dim"), str(s.skipped),
+                ("  failed ", "dim"), (str(s.failed), "red" if s.failed else ""),
+                ("  lag ", "dim"), f"{s.lag}", ("  ", ""), f"{s.recon_fps:.2f} frames/s"))
+        else:
+            line.append(f"  recording raw frames only, {s.ingest_fps:.0f} frames/s", style="dim")
         if s.idle_s > 5:
             line.append(f"  (nothing received for {s.idle_s:.0f} s)", style="yellow")
         if self.total:
@@ -53,13 +56,13 @@ def live_status(snapshot: Callable[[], Snapshot], *, total: int | None = None) -
         yield
 
 
-def render_summary(summary: Summary, *, shape: tuple[int, ...] | None = None) -> str:
+def render_summary(summary: Summary) -> str:
     """A one-screen plain-text summary of a run."""
     c, st = summary.counters, summary.statuses
     kinds = ", ".join(f"{k} {n}" for k, n in sorted(summary.malformed_kinds.items()))
     secs = summary.seconds_per_frame
     per = (sum(secs) / len(secs)) if secs else 0.0
-    dims = f", (t, z, y, x) = {shape}" if shape else ""
+    dims = f", volume (t, z, y, x) = {summary.shape}" if summary.shape else ""
     lines = [
         f"run store     {summary.path}  ({summary.stored} frames{dims})",
         f"stopped       {summary.reason} after {summary.elapsed_s:.1f} s",
@@ -74,10 +77,8 @@ def render_summary(summary: Summary, *, shape: tuple[int, ...] | None = None) ->
     ]
     if summary.stalls:
         lines.append(f"backpressure  ingest waited for the store {summary.stalls} times")
-    if st["pending"]:
-        lines.append(f"next          {st['pending']} frame(s) pending: run the same command "
-                     "again to reconstruct them")
-    if st["skipped"]:
-        lines.append(f"              {st['skipped']} skipped frame(s): `stream3d reconstruct "
-                     f"{summary.path} --out {summary.path}` reconstructs them")
+    todo = st["pending"] + st["skipped"] + st["failed"]
+    if todo:
+        lines.append(f"next          {todo} frame(s) not reconstructed: `stream3d reconstruct "
+                     f"{summary.path} --out {summary.path}` reconstructs them in place")
     return "\n".join(lines)
