@@ -128,6 +128,18 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, message):
     assert "Traceback" not in result.output
 
 
+def test_replaying_a_movie_of_other_frames_into_a_store_is_refused(tmp_path):
+    small = write_mrc_movie(tmp_path / "a.mrc", np.ones((2, 8, 8), np.uint16), pixel_size=1.0)
+    other = write_mrc_movie(tmp_path / "b.mrc", np.ones((2, 8, 6), np.uint16), pixel_size=1.0)
+    cfg = config_mod.load(None, ["sample.slices=2"])
+    reconstruct(small, tmp_path / "r.zarr", cfg, show_status=False,
+                stages=Stages(popout_double, RefinerDouble))
+    result = runner.invoke(app, ["reconstruct", str(other), "--out", str(tmp_path / "r.zarr"),
+                                 "--set", "sample.slices=2"])
+    assert result.exit_code == 2
+    assert "has uint16 (8, 6) frames" in result.output and "holds uint16 (8, 8)" in result.output
+
+
 def test_live_reports_a_port_it_cannot_bind(tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

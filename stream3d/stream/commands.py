@@ -11,7 +11,7 @@ from pathlib import Path
 from stream3d.config import Config
 from stream3d.errors import UserError
 from stream3d.movie_io import open_movie
-from stream3d.store import Status
+from stream3d.store import Status, native_dtype, open_run
 from stream3d.stream.camera import Camera, CameraReport, Faults, play
 from stream3d.stream.compute import Stages
 from stream3d.stream.pipeline import RunOptions, Summary, run_pipeline
@@ -53,7 +53,7 @@ def reconstruct(movie: str | Path, out: str | Path, config: Config, *,
         options = RunOptions(scheduler=scheduler,
                              redo=(Status.PENDING, Status.SKIPPED, Status.FAILED))
     else:
-        _check_pixel_size(movie, config)
+        _check_movie_fits(movie, out, config)
         source = FileSource(movie, frame_interval=config.stream.frame_interval)
         total = len(source)
         options = RunOptions(scheduler=scheduler, max_frames=max_frames)
@@ -103,12 +103,22 @@ def camera(movie: str | Path, config: Config, *, address: str, pattern: str = "p
         frames.close()
 
 
-def _check_pixel_size(movie: Path, config: Config) -> None:
+def _check_movie_fits(movie: Path, out: Path, config: Config) -> None:
+    """One clear error when the movie's frames cannot go into an existing store; a warning
+    when its recorded pixel size differs from the config's."""
     frames = open_movie(movie)
     try:
         size = frames.pixel_size
+        first = frames[0] if len(frames) else None
     finally:
         frames.close()
+    if first is not None and (out / "zarr.json").exists():
+        stored = open_run(out)
+        if "frames" in stored.array_keys():
+            shape, dtype = stored["frames"].shape[1:], stored["frames"].dtype
+            if first.shape != shape or native_dtype(first.dtype) != native_dtype(dtype):
+                raise UserError(f"movie {movie} has {first.dtype} {first.shape} frames, the run "
+                                f"store {out} holds {dtype} {shape}: use a new --out")
     if size is not None and abs(size - config.sample.pixel_size) > 0.01 * config.sample.pixel_size:
         log.warning("movie %s records %.4g Å/pixel, the config says sample.pixel_size = %.4g Å; "
                     "reconstructing with the config", movie, size, config.sample.pixel_size)
