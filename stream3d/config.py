@@ -89,6 +89,7 @@ class Refine:
     tv_axial: float = 1e-4  # data-loss units per V: weight of the axial L1 total variation
     support_iterations: int = 20  # most steps of the support fit (counted in iterations)
     support_fraction: float = 0.5  # material where fitted thickness > this x the start's
+    thickness_smoothing: float = 2.0  # px, smoothing of the fitted thickness (0 = region median)
     rounds: int = 2  # support fit + depth search rounds (later ones search +- search_step)
     polish_step: float = 0.25  # polish step size as a fraction of the learning rate
     noise_factor: float = 1.0  # stop once data loss <= this x the expected loss at the truth
@@ -98,8 +99,9 @@ class Refine:
     divergence: float = 10.0  # objective above this x the best so far: the step diverged
     search_shift: float = 160.0  # Å, half range of the depth search around the start
     search_step: float = 20.0  # Å, coarse step of the depth search (a fine pass follows)
-    search_scale: float = 0.2  # relative half range of the z-scale search (0 = shift only)
-    search_scales: int = 5  # scales on the coarse grid
+    search_stretch: float = 0.3  # relative half range of the relief stretch search (0 = off)
+    search_thickness: float = 0.2  # relative half range of the thickness search (0 = off)
+    search_scales: int = 5  # values of stretch and of thickness on the coarse grid
     warm_search_shift: float = 40.0  # Å, half range of the depth search when warm-started
     region_jump: float = 60.0  # Å, a height step this large between neighbours splits regions
     region_size: int = 0  # px, tile regions into blocks this size for local depths (0 = off)
@@ -126,12 +128,14 @@ class Refine:
             _require(getattr(self, key) >= 0, f"refine.{key}", "must be >= 0")
         _require(0 <= self.support_fraction < 1, "refine.support_fraction", "must be in [0, 1)")
         _require(self.noise_factor >= 0, "refine.noise_factor", "must be >= 0 (0 = never stop at noise)")
+        _require(self.thickness_smoothing >= 0, "refine.thickness_smoothing", "must be >= 0 px")
         _require(self.rounds >= 1, "refine.rounds", "must be >= 1")
         _require(self.polish_step > 0, "refine.polish_step", "must be > 0")
         _require(self.noise_samples >= 1, "refine.noise_samples", "must be >= 1")
         _require(self.plateau_window >= 1, "refine.plateau_window", "must be >= 1")
         _require(self.divergence > 1, "refine.divergence", "must be > 1")
-        _require(0 <= self.search_scale < 1, "refine.search_scale", "must be in [0, 1)")
+        _require(0 <= self.search_stretch < 1, "refine.search_stretch", "must be in [0, 1)")
+        _require(0 <= self.search_thickness < 1, "refine.search_thickness", "must be in [0, 1)")
         _require(self.search_scales >= 1, "refine.search_scales", "must be >= 1")
         _require(self.region_min_area >= 1, "refine.region_min_area", "must be >= 1")
         _require(self.scene_change > 1, "refine.scene_change", "must be > 1")

@@ -71,7 +71,7 @@ def optimise(param: Parameterisation, free: list[torch.Tensor], objective: Objec
             report.status = "nan"
             break
         report.evaluations += 1
-        data_value, total_value = float(data), float(total)
+        data_value, total_value = float(data.detach()), float(total.detach())
         if not (math.isfinite(data_value) and math.isfinite(total_value)):
             report.status = "nan"
             break

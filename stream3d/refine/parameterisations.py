@@ -17,6 +17,7 @@ and thickness maps.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -24,6 +25,24 @@ import torch
 from scipy import ndimage
 
 from stream3d.refine.zgeometry import column_centre, shift_scale_z, slab_occupancy
+
+
+@dataclass(frozen=True)
+class ColumnMove:
+    """A move of columns along z, as (ny, nx) maps or numbers.
+
+    A column's centre height h goes to centre + shift + (h - centre) x stretch (Å), and its
+    thickness is multiplied by ``thickness``: a region is shifted, its relief stretched about
+    its centre, and its material thinned or thickened, independently.
+    """
+
+    shift: torch.Tensor | float = 0.0  # Å
+    stretch: torch.Tensor | float = 1.0
+    thickness: torch.Tensor | float = 1.0
+    centre: torch.Tensor | float = 0.0  # Å
+
+    def height(self, height: torch.Tensor) -> torch.Tensor:
+        return self.centre + self.shift + (height - self.centre) * self.stretch
 
 
 class Parameterisation(Protocol):
@@ -36,8 +55,8 @@ class Parameterisation(Protocol):
     def parameters(self) -> list[torch.Tensor]: ...
     def lateral_parameters(self) -> list[torch.Tensor]: ...
     def project(self) -> None: ...
-    def moved(self, shift: torch.Tensor, scale: torch.Tensor, centre: torch.Tensor) -> torch.Tensor: ...
-    def move(self, shift: torch.Tensor, scale: torch.Tensor, centre: torch.Tensor) -> None: ...
+    def moved(self, move: ColumnMove) -> torch.Tensor: ...
+    def move(self, move: ColumnMove) -> None: ...
     def to_material_prior(self, thickness: torch.Tensor | None = None) -> None: ...
     def columns(self) -> tuple[torch.Tensor, torch.Tensor]: ...
     def snapshot(self) -> list[torch.Tensor]: ...
@@ -111,22 +130,22 @@ class SlabColumns:
         half = 0.5 * self.thickness
         self.height.copy_(torch.maximum(torch.minimum(self.height, depth - half), half))
 
-    def _moved_columns(self, shift, scale, centre):
+    def _moved_columns(self, move: ColumnMove) -> tuple[torch.Tensor, torch.Tensor]:
         # Kept inside the cell like :meth:`project`, so a candidate never loses material.
-        thickness = (self.thickness * scale).clamp(0.0, self.nz * self.dz)
-        height = centre + shift + (self.height - centre) * scale
+        depth = self.nz * self.dz
+        thickness = (self.thickness * move.thickness).clamp(0.0, depth)
         half = 0.5 * thickness
-        return torch.maximum(torch.minimum(height, self.nz * self.dz - half), half), thickness
+        height = torch.maximum(torch.minimum(move.height(self.height), depth - half), half)
+        return height, thickness
 
-    def moved(self, shift: torch.Tensor, scale: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
-        """The volume with column heights sent to centre + shift + (h - centre) scale and
-        thicknesses times scale (maps or numbers in Å); the state is unchanged."""
-        height, thickness = self._moved_columns(shift, scale, centre)
+    def moved(self, move: ColumnMove) -> torch.Tensor:
+        """The volume after ``move``; the state is unchanged."""
+        height, thickness = self._moved_columns(move)
         return self.potential * slab_occupancy(height, thickness, self.nz, self.dz)
 
     @torch.no_grad()
-    def move(self, shift: torch.Tensor, scale: torch.Tensor, centre: torch.Tensor) -> None:
-        height, thickness = self._moved_columns(shift, scale, centre)
+    def move(self, move: ColumnMove) -> None:
+        height, thickness = self._moved_columns(move)
         self.height.copy_(height)
         self.thickness.copy_(thickness)
         self.project()
@@ -183,13 +202,18 @@ class BoundedVoxels:
         if self.support is not None:
             self.voxels.mul_(self.support)
 
-    def moved(self, shift: torch.Tensor, scale: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
-        return shift_scale_z(self.voxels.detach(), shift=shift, scale=scale, centre=centre,
-                             dz=self.dz)
+    def moved(self, move: ColumnMove) -> torch.Tensor:
+        """The volume after ``move``: each column's profile is scaled about its own centre of
+        mass by ``move.thickness`` and carried to its new centre height."""
+        voxels = self.voxels.detach()
+        height, _ = self.columns()
+        height = fill_empty_heights(height, 0.5 * self.nz * self.dz)
+        return shift_scale_z(voxels, shift=move.height(height) - height, scale=move.thickness,
+                             centre=height, dz=self.dz)
 
     @torch.no_grad()
-    def move(self, shift: torch.Tensor, scale: torch.Tensor, centre: torch.Tensor) -> None:
-        self.voxels.copy_(self.moved(shift, scale, centre))
+    def move(self, move: ColumnMove) -> None:
+        self.voxels.copy_(self.moved(move))
         self.project()
 
     @torch.no_grad()

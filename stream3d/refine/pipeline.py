@@ -24,7 +24,7 @@ import torch
 
 from stream3d.config import Config, Refine
 from stream3d.device import resolve_device
-from stream3d.refine.depth_search import SearchOutcome, search_depths
+from stream3d.refine.depth_search import SearchOutcome, SearchSettings, search_depths
 from stream3d.refine.losses import loss_map
 from stream3d.refine.measurement import checked_volume, measured_intensity
 from stream3d.refine.model import ImagingModel
@@ -133,7 +133,7 @@ class _Run:
         thickness, regions = material_thickness(
             start.regions, start.thickness, start.height, fitted.cpu().numpy().copy(),
             fraction=s.support_fraction, jump=s.region_jump, size=s.region_size,
-            min_area=s.region_min_area)
+            min_area=s.region_min_area, smoothing=s.thickness_smoothing)
         probe = self.param.volume()
         self.param.to_material_prior(torch.as_tensor(thickness, dtype=probe.dtype,
                                                      device=probe.device))
@@ -141,11 +141,12 @@ class _Run:
 
     def search(self, regions: Regions, half_range: float) -> SearchOutcome:
         s = self.settings
-        outcome = search_depths(self.param, regions, self.problem.residual,
-                                half_range=half_range, step=min(s.search_step, half_range)
-                                if half_range > 0 else s.search_step,
-                                scale_range=s.search_scale, scale_count=s.search_scales,
-                                pad=s.window)
+        settings = SearchSettings(shift_range=half_range, step=min(s.search_step, half_range)
+                                  if half_range > 0 else s.search_step,
+                                  stretch_range=s.search_stretch,
+                                  thickness_range=s.search_thickness, count=s.search_scales,
+                                  pad=s.window)
+        outcome = search_depths(self.param, regions, self.problem.residual, settings)
         self.evaluations += outcome.evaluations
         if self.callback is not None:
             self.callback("search", self.iterations, self.param)
@@ -162,12 +163,14 @@ class _Run:
 
 def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, config: Config, *,
                   device: str | torch.device | None = None, support: np.ndarray | None = None,
-                  warm: bool = False, callback: Callback | None = None) -> RefineResult:
+                  warm: bool = False, search_shift: float | None = None,
+                  callback: Callback | None = None) -> RefineResult:
     """Refine ``init_volume`` (nz, ny, nx) V against ``frame`` (raw counts, (ny, nx)).
 
     ``device`` None uses ``refine.device``. ``support`` (ny, nx) bool limits where material may
     be (grown by ``refine.support_margin`` pixels); ``warm`` marks a start from the previous
-    frame (depth search over +- ``refine.warm_search_shift`` only). ``callback(stage,
+    frame (depth search over +- ``refine.warm_search_shift`` only, unless ``search_shift`` Å
+    is given). ``callback(stage,
     iteration, param)`` runs after every optimiser step and after each depth search (e.g. to
     track the error against a known truth). Raises :class:`stream3d.errors.UserError` for a
     frame or volume that cannot be used; trouble during optimisation ("nan", "diverged") is
@@ -201,7 +204,9 @@ def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, con
                             message="refine.iterations = 0: the volume is the start volume")
 
     run = _Run(problem, param, settings, callback)
-    half_range = settings.warm_search_shift if warm else settings.search_shift
+    if search_shift is None:
+        search_shift = settings.warm_search_shift if warm else settings.search_shift
+    half_range = search_shift
     outcome = SearchOutcome()
     regions = Regions(np.zeros(tuple(measured.shape), dtype=np.int32))
     for _ in range(settings.rounds):
@@ -209,6 +214,8 @@ def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, con
         run.fit_support(start)
         regions = run.apply_material_prior(start)
         outcome = run.search(regions, half_range)
+        if not _moved(outcome, settings):
+            break  # the support was fitted at depths the search confirms: no new round
         half_range = min(half_range, settings.search_step)
 
     noise = expected_loss(model, param.volume().detach(), loss_map(settings.loss),
@@ -222,9 +229,20 @@ def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, con
         volume=_numpy(param.volume()), loss=polish.best_loss, loss_history=run.history,
         iterations=run.iterations, seconds=time.perf_counter() - clock, status=status,
         warm=warm, noise_level=noise, evaluations=run.evaluations, regions=regions.count,
-        shifts=outcome.shifts, scales=outcome.scales,
+        shifts=outcome.shifts, scales=outcome.stretches, thickness_scales=outcome.thickness,
         message=(f"{run.iterations} iterations, {regions.count} regions, stopped: {status} "
                  f"(loss {polish.best_loss:.4g}, expected at the truth {noise:.4g})"))
+
+
+def _moved(outcome: SearchOutcome, settings: Refine) -> bool:
+    """Did the search move any region by a coarse step or more?"""
+    steps = max(settings.search_scales - 1, 1) / 2
+    moved = [np.abs(np.asarray(outcome.shifts, dtype=float)) >= settings.search_step]
+    for values, span in ((outcome.stretches, settings.search_stretch),
+                         (outcome.thickness, settings.search_thickness)):
+        if span > 0:
+            moved.append(np.abs(np.asarray(values, dtype=float) - 1.0) >= span / steps - 1e-9)
+    return bool(any(m.any() for m in moved))
 
 
 def _numpy(volume: torch.Tensor) -> np.ndarray:

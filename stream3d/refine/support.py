@@ -2,7 +2,8 @@
 
 A column holds material when its fitted thickness exceeds ``fraction`` of the thickness its
 region had at the start (pop-out's, or the previous frame's). The fitted thickness inside the
-support also carries the amorphous texture, so each region keeps only its median: homogeneous
+support also carries the amorphous texture (it mimics the texture's phase), so it is smoothed
+within the support over a few pixels, or replaced by each region's median: homogeneous
 material, as the prior says.
 """
 
@@ -40,19 +41,31 @@ def fitted_support(fitted: np.ndarray, threshold: np.ndarray, min_area: int) -> 
     return support
 
 
+def smooth_within(values: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing (``sigma`` px) of ``values`` using only the columns in ``mask``
+    (normalised convolution: the edge of the mask does not pull values towards zero)."""
+    weight = mask.astype(np.float64)
+    num = ndimage.gaussian_filter(np.where(mask, values, 0.0).astype(np.float64), sigma)
+    den = ndimage.gaussian_filter(weight, sigma)
+    return np.where(mask, num / np.maximum(den, 1e-12), 0.0)
+
+
 def material_thickness(start: Regions, start_thickness: np.ndarray, start_height: np.ndarray,
                        fitted: np.ndarray, *, fraction: float, jump: float, size: int = 0,
-                       min_area: int = 1) -> tuple[np.ndarray, Regions]:
-    """Homogeneous thickness map (Å) on the fitted support, and the regions on it.
+                       min_area: int = 1, smoothing: float = 0.0) -> tuple[np.ndarray, Regions]:
+    """Thickness map (Å) of homogeneous material on the fitted support, and its regions.
 
     Regions are the connected parts of the fitted support, cut where the start's heights jump
     by ``jump`` Å or more (and tiled into ``size``-pixel blocks when ``size`` > 0): the sharp
-    refined support separates neighbours that the start had blurred together. Each region
-    gets its median fitted thickness.
+    refined support separates neighbours that the start had blurred together. The thickness
+    is the fitted one smoothed within the support (``smoothing`` px), or with ``smoothing`` 0
+    each region's median fitted thickness.
     """
     threshold = fraction * reference_thickness(start, start_thickness)
     support = fitted_support(fitted, threshold, min_area)
     regions = find_regions(support, start_height, jump=jump, size=size, min_area=min_area)
+    if smoothing > 0:
+        return smooth_within(fitted, support, smoothing).astype(np.float32), regions
     thickness = np.zeros_like(fitted, dtype=np.float64)
     for r in range(1, regions.count + 1):
         inside = regions.labels == r
