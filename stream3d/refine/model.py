@@ -1,0 +1,55 @@
+"""The forward model refinement differentiates through: real V -> complex potential -> image.
+
+The refined quantity is the real potential V (volts); the absorptive part is tied to it by the
+material's ``absorption`` ratio, as in the specimen model, so one number per voxel is fitted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from stream3d.config import Config
+from stream3d.physics import forward
+
+
+@dataclass(frozen=True)
+class ImagingModel:
+    """Optics, sampling and material constants of one experiment (plain numbers, no config)."""
+
+    sampling: tuple[float, float, float]  # (dz, dy, dx) Å
+    energy: float  # eV
+    defocus: float  # Å, > 0 underfocus, from the exit plane
+    cs: float  # Å
+    aperture: float  # mrad
+    focal_spread: float  # Å, 1/e half-width
+    potential: float  # V, material minus solvent
+    absorption: float  # imaginary / real ratio of the potential
+    counts_per_unit: float  # mean counts of unit intensity: dose (e/Å²) x pixel area (Å²)
+
+    @classmethod
+    def from_config(cls, config: Config) -> ImagingModel:
+        m, s = config.microscope, config.sample
+        return cls(sampling=s.sampling, energy=m.energy, defocus=m.defocus, cs=m.cs,
+                   aperture=m.aperture, focal_spread=m.focal_spread, potential=s.potential,
+                   absorption=s.absorption,
+                   counts_per_unit=config.detector.dose * s.pixel_size**2)
+
+    @property
+    def dz(self) -> float:
+        return self.sampling[0]
+
+    def complex_potential(self, volume: torch.Tensor) -> torch.Tensor:
+        """V (1 + i absorption): the complex potential of a real volume (V)."""
+        return torch.complex(volume, volume * self.absorption)
+
+    def intensity(self, volume: torch.Tensor) -> torch.Tensor:
+        """Image intensity (vacuum = 1) of a real volume (nz, ny, nx) in V; differentiable."""
+        return self.intensity_of_complex(self.complex_potential(volume))
+
+    def intensity_of_complex(self, potential: torch.Tensor) -> torch.Tensor:
+        """Image intensity of a complex potential (nz, ny, nx) in V."""
+        return forward(potential, sampling=self.sampling, energy=self.energy,
+                       defocus=self.defocus, cs=self.cs, aperture=self.aperture,
+                       focal_spread=self.focal_spread)

@@ -1,0 +1,249 @@
+"""One frame's refinement: support fit, material prior, depth search, polish to the noise level.
+
+1. Support fit (AD): the thickness of each column is fitted by projected Adam with the heights
+   held, which sharpens the lateral shape from the frame's absorption and phase contrast.
+   Thickness can also mimic the amorphous texture, so only the support survives this stage.
+2. Material prior: each region becomes homogeneous material (the configured potential) on its
+   refined support, with its median fitted thickness.
+3. Depth search: shift x scale of each region along z, judged by the loss in the region's
+   window (gradients vanish along depth, but the minimum is at the truth).
+   Stages 1-3 run ``refine.rounds`` times; later rounds fit the support at the corrected depths
+   and search only +- one coarse step.
+4. Polish (AD): all parameters with L1 TV, stopped by the discrepancy principle at the data
+   loss the true volume would leave (texture and shot noise, estimated by Monte Carlo).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from stream3d.config import Config, Refine
+from stream3d.device import resolve_device
+from stream3d.refine.depth_search import SearchOutcome, SearchSettings, search_depths
+from stream3d.refine.losses import loss_map
+from stream3d.refine.measurement import checked_volume, measured_intensity
+from stream3d.refine.model import ImagingModel
+from stream3d.refine.noise import expected_loss
+from stream3d.refine.optimise import LoopReport, StopRules, optimise
+from stream3d.refine.parameterisations import PARAMETERISATIONS, Parameterisation
+from stream3d.refine.regions import Regions, find_regions
+from stream3d.refine.regularisers import total_variation
+from stream3d.refine.result import RefineResult
+from stream3d.refine.support import SupportWatch, grow, material_thickness
+
+#: callback(stage, iteration, param) with stage "support", "search" or "polish".
+Callback = Callable[[str, int, Parameterisation], None]
+
+
+@dataclass
+class _Problem:
+    """The measured frame, the model and the loss: what every stage evaluates."""
+
+    model: ImagingModel
+    measured: torch.Tensor
+    kind: str
+    tv_lateral: float
+    tv_axial: float
+
+    def residual(self, volume: torch.Tensor) -> torch.Tensor:
+        """Per-pixel data loss (ny, nx) of a volume."""
+        return loss_map(self.kind)(self.model.intensity(volume), self.measured,
+                                   self.model.counts_per_unit)
+
+    def objective(self, volume: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        data = self.residual(volume).mean()
+        return data, data + total_variation(volume, lateral=self.tv_lateral, axial=self.tv_axial)
+
+
+@dataclass
+class _Start:
+    """A state the next round starts from: column heights / thicknesses (Å) and its regions."""
+
+    height: np.ndarray
+    thickness: np.ndarray
+    regions: Regions
+
+    @classmethod
+    def of(cls, param: Parameterisation, settings: Refine) -> _Start:
+        height, thickness = (c.cpu().numpy().copy() for c in param.columns())
+        support = thickness > 0.25 * param.dz
+        regions = find_regions(support, height, jump=settings.region_jump,
+                               size=settings.region_size, min_area=settings.region_min_area)
+        return cls(height, thickness, regions)
+
+
+@dataclass
+class _Run:
+    """The stages of one refinement and their bookkeeping (iterations, history, statuses)."""
+
+    problem: _Problem
+    param: Parameterisation
+    settings: Refine
+    callback: Callback | None
+    iterations: int = 0
+    evaluations: int = 0
+    history: list[float] = field(default_factory=list)
+    troubles: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return getattr(self.settings, self.param.rate_key)
+
+    def _stage_callback(self, stage: str):
+        if self.callback is None:
+            return None
+        offset = self.iterations
+        return lambda iteration, p: self.callback(stage, offset + iteration, p)
+
+    def _record(self, report: LoopReport) -> LoopReport:
+        self.iterations += report.iterations
+        self.evaluations += report.evaluations
+        self.history += report.loss_history
+        if report.status in ("nan", "diverged"):
+            self.troubles.append(report.status)
+        return report
+
+    def _rules(self, budget: int, noise_level: float = 0.0) -> StopRules:
+        s = self.settings
+        return StopRules(max_iterations=budget, noise_level=noise_level,
+                         noise_factor=s.noise_factor, plateau_window=s.plateau_window,
+                         plateau_tolerance=s.plateau_tolerance, divergence=s.divergence)
+
+    @property
+    def budget(self) -> int:
+        return max(self.settings.iterations - self.iterations, 0)
+
+    def fit_support(self, start: _Start) -> LoopReport:
+        s = self.settings
+        watch = SupportWatch(start.regions, start.thickness, s.support_fraction, s.plateau_window)
+        rules = self._rules(min(s.support_iterations, self.budget))
+        return self._record(optimise(self.param, self.param.lateral_parameters(),
+                                     self.problem.objective, learning_rate=self.rate,
+                                     decay=s.lr_decay, rules=rules, stop=watch,
+                                     callback=self._stage_callback("support")))
+
+    def apply_material_prior(self, start: _Start) -> Regions:
+        s = self.settings
+        _, fitted = self.param.columns()
+        thickness, regions = material_thickness(
+            start.regions, start.thickness, start.height, fitted.cpu().numpy().copy(),
+            fraction=s.support_fraction, jump=s.region_jump, size=s.region_size,
+            min_area=s.region_min_area, smoothing=s.thickness_smoothing)
+        probe = self.param.volume()
+        self.param.to_material_prior(torch.as_tensor(thickness, dtype=probe.dtype,
+                                                     device=probe.device))
+        return regions
+
+    def search(self, regions: Regions, half_range: float) -> SearchOutcome:
+        s = self.settings
+        settings = SearchSettings(shift_range=half_range, step=min(s.search_step, half_range)
+                                  if half_range > 0 else s.search_step,
+                                  stretch_range=s.search_stretch,
+                                  thickness_range=s.search_thickness, count=s.search_scales,
+                                  pad=s.window)
+        outcome = search_depths(self.param, regions, self.problem.residual, settings)
+        self.evaluations += outcome.evaluations
+        if self.callback is not None:
+            self.callback("search", self.iterations, self.param)
+        return outcome
+
+    def polish(self, noise_level: float) -> LoopReport:
+        rules = self._rules(self.budget, noise_level)
+        return self._record(optimise(self.param, self.param.parameters(),
+                                     self.problem.objective,
+                                     learning_rate=self.rate * self.settings.polish_step,
+                                     decay=self.settings.lr_decay, rules=rules,
+                                     callback=self._stage_callback("polish")))
+
+
+def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, config: Config, *,
+                  device: str | torch.device | None = None, support: np.ndarray | None = None,
+                  warm: bool = False, search_shift: float | None = None,
+                  callback: Callback | None = None) -> RefineResult:
+    """Refine ``init_volume`` (nz, ny, nx) V against ``frame`` (raw counts, (ny, nx)).
+
+    ``device`` None uses ``refine.device``. ``support`` (ny, nx) bool limits where material may
+    be (grown by ``refine.support_margin`` pixels); ``warm`` marks a start from the previous
+    frame (depth search over +- ``refine.warm_search_shift`` only, unless ``search_shift`` Å
+    is given). ``callback(stage,
+    iteration, param)`` runs after every optimiser step and after each depth search (e.g. to
+    track the error against a known truth). Raises :class:`stream3d.errors.UserError` for a
+    frame or volume that cannot be used; trouble during optimisation ("nan", "diverged") is
+    reported in the status, with the best volume so far.
+    """
+    clock = time.perf_counter()
+    settings = config.refine
+    dev = resolve_device(settings.device if device is None else device)
+    model = ImagingModel.from_config(config)
+    measured = measured_intensity(frame, model, dev)
+    volume = checked_volume(init_volume, tuple(measured.shape), config.sample.slices, dev)
+    problem = _Problem(model, measured, settings.loss, settings.tv_lateral, settings.tv_axial)
+    allowed = None
+    if support is not None:
+        mask = np.asarray(support, dtype=bool)
+        if mask.shape != tuple(measured.shape):
+            raise ValueError(f"support shape {mask.shape} does not match the frame "
+                             f"{tuple(measured.shape)}")
+        allowed = torch.as_tensor(grow(mask, settings.support_margin), dtype=volume.dtype,
+                                  device=dev)
+    param = PARAMETERISATIONS[settings.parameterisation].from_volume(
+        volume, potential=model.potential, dz=model.dz, support=allowed,
+        max_potential=settings.max_potential)
+
+    if settings.iterations == 0:
+        with torch.no_grad():
+            loss = float(problem.residual(param.volume()).mean())
+        return RefineResult(volume=_numpy(param.volume()), loss=loss, loss_history=[loss],
+                            iterations=0, seconds=time.perf_counter() - clock,
+                            status="popout-only", warm=warm, evaluations=1,
+                            message="refine.iterations = 0: the volume is the start volume")
+
+    run = _Run(problem, param, settings, callback)
+    if search_shift is None:
+        search_shift = settings.warm_search_shift if warm else settings.search_shift
+    half_range = search_shift
+    outcome = SearchOutcome()
+    regions = Regions(np.zeros(tuple(measured.shape), dtype=np.int32))
+    for _ in range(settings.rounds):
+        start = _Start.of(param, settings)
+        run.fit_support(start)
+        regions = run.apply_material_prior(start)
+        outcome = run.search(regions, half_range)
+        if not _moved(outcome, settings):
+            break  # the support was fitted at depths the search confirms: no new round
+        half_range = min(half_range, settings.search_step)
+
+    noise = expected_loss(model, param.volume().detach(), loss_map(settings.loss),
+                          texture=config.sample.texture,
+                          texture_length=config.sample.texture_length,
+                          samples=settings.noise_samples, seed=settings.seed)
+    run.evaluations += 2 * settings.noise_samples
+    polish = run.polish(noise)
+    status = run.troubles[0] if run.troubles else polish.status
+    return RefineResult(
+        volume=_numpy(param.volume()), loss=polish.best_loss, loss_history=run.history,
+        iterations=run.iterations, seconds=time.perf_counter() - clock, status=status,
+        warm=warm, noise_level=noise, evaluations=run.evaluations, regions=regions.count,
+        shifts=outcome.shifts, scales=outcome.stretches, thickness_scales=outcome.thickness,
+        message=(f"{run.iterations} iterations, {regions.count} regions, stopped: {status} "
+                 f"(loss {polish.best_loss:.4g}, expected at the truth {noise:.4g})"))
+
+
+def _moved(outcome: SearchOutcome, settings: Refine) -> bool:
+    """Did the search move any region by a coarse step or more?"""
+    steps = max(settings.search_scales - 1, 1) / 2
+    moved = [np.abs(np.asarray(outcome.shifts, dtype=float)) >= settings.search_step]
+    for values, span in ((outcome.stretches, settings.search_stretch),
+                         (outcome.thickness, settings.search_thickness)):
+        if span > 0:
+            moved.append(np.abs(np.asarray(values, dtype=float) - 1.0) >= span / steps - 1e-9)
+    return bool(any(m.any() for m in moved))
+
+
+def _numpy(volume: torch.Tensor) -> np.ndarray:
+    return volume.detach().cpu().numpy().astype(np.float32)
