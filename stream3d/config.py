@@ -149,6 +149,7 @@ class Stream:
     queue: int = 64  # frames held in RAM between ingest and compute (more: read back from store)
     write_batch: int = 32  # frames, most raw frames persisted by one store write
     hwm: int = 100  # messages queued in ZeroMQ (PUB drops beyond, PUSH blocks); RAM = hwm x frame
+    torch_threads: int = 0  # CPU threads of refinement; 0 = cores - 1 beside an embedded cluster
 
     def check(self) -> None:
         _require(self.policy in ("all", "latest"), "stream.policy", 'must be "all" or "latest"')
@@ -157,6 +158,7 @@ class Stream:
         _require(self.queue >= 1, "stream.queue", "must be >= 1 frame")
         _require(self.write_batch >= 1, "stream.write_batch", "must be >= 1 frame")
         _require(self.hwm >= 1, "stream.hwm", "must be >= 1 message")
+        _require(self.torch_threads >= 0, "stream.torch_threads", "must be >= 0 (0 = automatic)")
 
 
 # Specimen kinds `stream3d simulate` can build (stream3d.specimen.catalog maps each to a builder).

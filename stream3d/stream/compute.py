@@ -133,10 +133,13 @@ class Reconstructor:
         try:
             popout = future.result()
             result = self._refiner.refine(frame, popout)
-            status = Status.FAILED if str(getattr(result, "status", "")).startswith("fail") \
-                else Status.REFINED
-            volume = result.volume if status == Status.REFINED else None
-            loss = float(result.loss)
+            volume, loss = np.asarray(result.volume, np.float32), float(result.loss)
+            status = Status.REFINED
+            if not np.isfinite(volume).all():  # a refinement that kept no usable volume
+                status, volume = Status.FAILED, None
+                if self.counters["failed"] == 0:
+                    log.warning("frame %d: refinement ended %r without a finite volume; later "
+                                "failures are only counted", t, getattr(result, "status", ""))
         except Exception as exc:  # noqa: BLE001 - one bad frame must not end a live run
             status, volume, loss = Status.FAILED, None, math.nan
             if self.counters["failed"] == 0:
