@@ -149,7 +149,7 @@ class Stream:
     queue: int = 64  # frames held in RAM between ingest and compute (more: read back from store)
     write_batch: int = 32  # frames, most raw frames persisted by one store write
     hwm: int = 100  # messages queued in ZeroMQ (PUB drops beyond, PUSH blocks); RAM = hwm x frame
-    torch_threads: int = 0  # CPU threads of refinement; 0 = cores - 1 beside an embedded cluster
+    torch_threads: int = 0  # CPU threads of refinement; 0 = cores - 1 (one left for the rest)
 
     def check(self) -> None:
         _require(self.policy in ("all", "latest"), "stream.policy", 'must be "all" or "latest"')

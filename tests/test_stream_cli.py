@@ -19,20 +19,13 @@ from typer.testing import CliRunner
 from stream3d import config as config_mod
 from stream3d.cli import app
 from stream3d.movie_io import write_mrc_movie
-from stream3d.store import Status, open_run
-from stream3d.stream import Stages
+from stream3d.store import RawFrame, RunStore, Status, open_run
 from stream3d.stream.commands import reconstruct
-from stream_doubles import RefinerDouble, expected_popout, popout_double
+from stream_helpers import REAL, REAL_SETS, free_port, hrtem_movie
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 runner = CliRunner()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stream3d(*args: str) -> subprocess.Popen:
@@ -51,15 +44,16 @@ def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str, str]:
 
 
 def test_camera_and_live_processes_record_a_movie_then_reconstruct_in_place(tmp_path):
-    frames = np.random.default_rng(3).poisson(800, (10, 32, 24)).astype(np.uint16)
+    frames = hrtem_movie(10, seed=3)
     movie = write_mrc_movie(tmp_path / "m.mrc", frames, pixel_size=1.0)
+    sets = [a for s in REAL_SETS for a in ("--set", s)]
     out = tmp_path / "run.zarr"
     address = f"tcp://127.0.0.1:{free_port()}"
     live = stream3d("live", "--connect", address, "--pattern", "sub", "--out", str(out),
-                    "--record-only", "--idle-timeout", "60", "--set", "sample.slices=4")
+                    "--record-only", "--idle-timeout", "60", *sets)
     camera = stream3d("camera", str(movie), "--endpoint", address, "--pattern", "pub",
                       "--fps", "50", "--drop", "4", "--corrupt", "byte_count,not_json",
-                      "--set", "sample.slices=4", "--wait", "60")
+                      "--wait", "60", *sets)
     cam_rc, cam_out, cam_err = finish(camera)
     live_rc, live_out, live_err = finish(live)
     assert cam_rc == 0, cam_err
@@ -74,14 +68,12 @@ def test_camera_and_live_processes_record_a_movie_then_reconstruct_in_place(tmp_
     np.testing.assert_array_equal(g["frame_id"][:], kept)
     assert (g["status"][:] == Status.PENDING).all() and np.isnan(g["volume"][:]).all()
 
-    # The recorded frames are reconstructed later, in place (stage doubles: exact volumes).
-    cfg = config_mod.load(None, ["sample.slices=4"])
-    summary = reconstruct(out, out, cfg, show_status=False,
-                          stages=Stages(popout_double, RefinerDouble))
+    # The recorded frames are reconstructed later, in place, by the real stages.
+    summary = reconstruct(out, out, REAL, show_status=False)
     assert summary.session_received == 0 and summary.statuses["refined"] == 9
     g = open_run(out)
-    np.testing.assert_array_equal(g["popout"][:], np.stack([expected_popout(f, 4)
-                                                             for f in frames[kept]]))
+    np.testing.assert_array_equal(g["frames"][:], frames[kept])  # untouched
+    assert np.isfinite(g["volume"][:]).all() and np.isfinite(g["popout"][:]).all()
     assert g.attrs["stream3d"]["counters"] == {"received": 9, "malformed": 2, "gaps": 1,
                                                "duplicates": 0, "skipped": 0, "failed": 0}
 
@@ -129,11 +121,11 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, message):
 
 
 def test_replaying_a_movie_of_other_frames_into_a_store_is_refused(tmp_path):
-    small = write_mrc_movie(tmp_path / "a.mrc", np.ones((2, 8, 8), np.uint16), pixel_size=1.0)
     other = write_mrc_movie(tmp_path / "b.mrc", np.ones((2, 8, 6), np.uint16), pixel_size=1.0)
     cfg = config_mod.load(None, ["sample.slices=2"])
-    reconstruct(small, tmp_path / "r.zarr", cfg, show_status=False,
-                stages=Stages(popout_double, RefinerDouble))
+    store = RunStore.open(tmp_path / "r.zarr", cfg)
+    store.append([RawFrame("a.mrc", 0, 0.0, np.ones((8, 8), np.uint16))])
+    store.close()
     result = runner.invoke(app, ["reconstruct", str(other), "--out", str(tmp_path / "r.zarr"),
                                  "--set", "sample.slices=2"])
     assert result.exit_code == 2

@@ -173,7 +173,7 @@ class Pipeline:
         if self.config.stream.torch_threads:
             return self.config.stream.torch_threads
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        return max(1, (cores or 1) - (0 if self.options.scheduler else 1))
+        return max(1, (cores or 1) - 1)  # one core left to ingest, writer and pop-out
 
     def _compute(self) -> None:
         if self._recon is not None:
