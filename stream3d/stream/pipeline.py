@@ -170,10 +170,7 @@ class Pipeline:
         descheduled threads (measured 10x slower refinement beside pop-out on 2 cores)."""
         if not self.options.reconstruct:
             return None
-        if self.config.stream.torch_threads:
-            return self.config.stream.torch_threads
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        return max(1, (cores or 1) - 1)  # one core left to ingest, writer and pop-out
+        return refine_threads(self.config)
 
     def _compute(self) -> None:
         if self._recon is not None:
@@ -227,6 +224,15 @@ class Pipeline:
             ingest_seconds=_span(self._ingest.first_at, self._writer.last_append_at),
             shape=(len(store), self.config.sample.slices, *store.frame_shape)
             if store.frame_shape else None)
+
+
+def refine_threads(config: Config) -> int:
+    """torch CPU threads for refinement: ``stream.torch_threads``, or all cores but one (left
+    to ingest, the writer and pop-out)."""
+    if config.stream.torch_threads:
+        return config.stream.torch_threads
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) - 1)
 
 
 @contextmanager
