@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
-# The README's main job: set up .venv, then run the embedded default demo into out/demo.
+# The README's main job: set up .venv, simulate a short movie of a growing nano-dendrite (with
+# its 3D ground truth), replay it through the full pipeline on the embedded default (dask
+# pop-out -> warm-started refinement -> 4D Zarr run store), print where the store is.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 . "$root/deploy/setup.sh"
 cd "$root"
-exec stream3d demo --out "${1:-out/demo}"
+out="${1:-out/demo}"
+stream3d simulate --config configs/demo.toml --out "$out"
+stream3d reconstruct "$out/movie.mrc" --config "$out/config.toml" --out "$out/run.zarr"
+echo
+echo "4D run store: $out/run.zarr   (zarr.open_group(\"$out/run.zarr\")[\"volume\"]: t, z, y, x in V)"
+echo "ground truth: $out/truth.zarr; run it again to resume, or stream it live with:"
+echo "  stream3d camera $out/movie.mrc --fps 10 &  stream3d live --connect tcp://127.0.0.1:5555 --config $out/config.toml --out $out/live.zarr"

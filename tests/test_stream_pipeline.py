@@ -50,9 +50,9 @@ def popouts(frames: np.ndarray) -> np.ndarray:
 class CameraThread(threading.Thread):
     """Plays a movie from a thread; the report (or the error) is kept for the test."""
 
-    def __init__(self, frames, address, pattern, *, fps, faults=Faults()):
+    def __init__(self, frames, address, pattern, *, fps, faults=Faults(), wait=30.0):
         super().__init__(daemon=True)
-        self.camera = Camera(address, pattern=pattern, wait=30.0)
+        self.camera = Camera(address, pattern=pattern, wait=wait)
         self.frames, self.fps, self.faults = frames, fps, faults
         self.report, self.error = None, None
 
@@ -258,3 +258,29 @@ def test_pipeline_runs_pop_out_on_an_external_dask_cluster(tmp_path, frames, das
     with Client(dask_cluster, timeout=30) as client:
         executed = client.run(lambda dask_worker: dask_worker.state.executed_count)
     assert len(executed) == 2 and sum(executed.values()) == 10  # every pop-out ran out there
+
+
+def test_max_frames_stops_receiving_and_reconstructs_what_came(tmp_path, frames):
+    address = f"tcp://127.0.0.1:{free_port()}"
+    cam = CameraThread(frames, address, "push", fps=200.0, wait=3.0)
+    cam.start()
+    try:
+        summary = run_pipeline(ZmqSource(address, pattern="pull"), tmp_path / "run.zarr", REAL,
+                               options=RunOptions(max_frames=5, idle_timeout=30.0))
+    finally:
+        cam.join(10)  # the camera gives up on its vanished receiver after its own 3 s
+    assert not cam.is_alive()
+    assert summary.reason == "5 frames received"
+    g = open_run(tmp_path / "run.zarr")
+    np.testing.assert_array_equal(g["frames"][:], frames[:5])
+    assert (g["status"][:] == Status.REFINED).all()
+
+
+def test_idle_timeout_stops_a_run_that_receives_nothing(tmp_path):
+    t0 = time.monotonic()
+    summary = run_pipeline(ZmqSource(f"tcp://127.0.0.1:{free_port()}", pattern="pull", bind=True),
+                           tmp_path / "run.zarr", REAL,
+                           options=RunOptions(idle_timeout=0.5, reconstruct=False))
+    assert summary.reason == "idle for 0.5 s" and summary.stored == 0
+    assert time.monotonic() - t0 < 20
+    assert open_run(tmp_path / "run.zarr").attrs["stream3d"]["counters"]["received"] == 0
