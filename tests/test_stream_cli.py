@@ -148,3 +148,13 @@ def test_help_teaches_the_streaming_commands():
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0
     assert "resumes" in runner.invoke(app, ["reconstruct", "--help"]).output
+
+
+def test_an_unreachable_dask_scheduler_is_one_clear_error():
+    from stream3d.errors import UserError
+    from stream3d.stream.cluster import dask_client
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+    with pytest.raises(UserError, match=f"cannot reach the dask scheduler {address}"):
+        with dask_client(address, threads=1, timeout=1.0):
+            pass

@@ -62,7 +62,8 @@ class Reconstructor:
         self.latest = config.stream.policy == "latest"
         self.capacity = min(config.stream.window, 2) if self.latest else config.stream.window
         self._inflight: OrderedDict[int, tuple[Any, np.ndarray]] = OrderedDict()
-        self._refiner: RefinerLike | None = None
+        # Built now, before any frame arrives: a bad device or config fails the run at once.
+        self._refiner: RefinerLike = stages.refiner(config, None)
         self.refined = 0  # this session
         self.current: int | None = None  # store index being refined
         self.seconds: list[float] = []  # wall time per refined frame (pop-out wait + refine)
@@ -73,8 +74,6 @@ class Reconstructor:
 
     def run(self, *, keep_going: Callable[[], bool]) -> None:
         """Reconstruct until the backlog is finished (closed and empty) or ``keep_going`` is false."""
-        if self._refiner is None:
-            self._refiner = self.stages.refiner(self.config, None)
         while keep_going():
             # latest: no prefetch before the wait, so the frame waited on is the newest one.
             self._fill(1 if self.latest else self.capacity)
