@@ -94,6 +94,10 @@ def test_series_segments_and_skipped_marks(tmp_path):
     again = RunStore.open(tmp_path / "r.zarr", CFG)
     assert again.seen() == {"a": {0, 1, 2}, "b": {0, 1}}
     assert again.counters["skipped"] == 2
+    # Reopened for writing: the consolidated view is gone, so no reader trusts a stale one.
+    assert zarr.open_group(tmp_path / "r.zarr", mode="r").metadata.consolidated_metadata is None
+    again.close()
+    assert zarr.open_group(tmp_path / "r.zarr", mode="r").metadata.consolidated_metadata is not None
 
 
 def test_refuses_other_physics_and_foreign_paths(tmp_path):
