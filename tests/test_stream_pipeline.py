@@ -174,6 +174,15 @@ def test_replay_spills_to_the_store_and_keeps_warm_starts_in_order(tmp_path):
     assert scale_of(g.attrs["ome"])[0] == pytest.approx(0.1)
 
 
+def _stored(path) -> int:
+    """Frames committed so far in a store being written (0 while unreadable)."""
+    try:
+        g = zarr.open_group(path, mode="r", use_consolidated=False)
+        return int((g["frame_id"][:] >= 0).sum())
+    except Exception:  # noqa: BLE001 - not created yet, or between two writes
+        return 0
+
+
 def _refined(path) -> int:
     """Frames refined so far in a store another process is writing (0 while unreadable)."""
     try:
@@ -284,3 +293,37 @@ def test_idle_timeout_stops_a_run_that_receives_nothing(tmp_path):
     assert summary.reason == "idle for 0.5 s" and summary.stored == 0
     assert time.monotonic() - t0 < 20
     assert open_run(tmp_path / "run.zarr").attrs["stream3d"]["counters"]["received"] == 0
+
+
+def test_a_vanished_sender_leaves_a_consistent_store(tmp_path, frames):
+    """The camera process is killed mid-series (no `end`): the receiver waits until its idle
+    timeout, then reconstructs what came and closes the store."""
+    path = write_mrc_movie(tmp_path / "m.mrc", np.concatenate([frames] * 4), pixel_size=1.0)
+    address = f"tcp://127.0.0.1:{free_port()}"
+    camera = subprocess.Popen([sys.executable, "-m", "stream3d", "camera", str(path),
+                               "--endpoint", address, "--pattern", "push", "--fps", "10",
+                               *[a for s in REAL_SETS for a in ("--set", s)]],
+                              env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def kill_after_three_frames():
+        deadline = time.monotonic() + 60
+        while _stored(tmp_path / "run.zarr") < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        camera.kill()
+
+    killer = threading.Thread(target=kill_after_three_frames, daemon=True)
+    killer.start()
+    try:
+        summary = run_pipeline(ZmqSource(address, pattern="pull"), tmp_path / "run.zarr", REAL,
+                               options=RunOptions(idle_timeout=1.5))
+    finally:
+        camera.kill()
+        camera.wait(10)
+        killer.join(60)
+    n = summary.stored
+    assert summary.reason == "idle for 1.5 s" and 1 <= n < 48
+    g = open_run(tmp_path / "run.zarr")
+    np.testing.assert_array_equal(g["frames"][:], np.concatenate([frames] * 4)[:n])
+    assert (g["status"][:] == Status.REFINED).all()
+    assert g.attrs["stream3d"]["counters"] == {"received": n, "malformed": 0, "gaps": 0,
+                                               "duplicates": 0, "skipped": 0, "failed": 0}

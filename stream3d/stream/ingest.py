@@ -22,6 +22,7 @@ from stream3d.stream.writer import Writer, WriterError
 log = logging.getLogger("stream3d.stream")
 
 _COUNTER_FLUSH_S = 0.25  # s, how often counters changed by dropped messages reach the store
+_SILENT_S = 10.0  # s without a message after frames came: the sender is reported silent
 
 
 class Ingest:
@@ -89,7 +90,7 @@ class Ingest:
             self.done.set()
 
     def _loop(self) -> None:
-        dirty, flushed = False, time.monotonic()
+        dirty, flushed, silent = False, time.monotonic(), False
         while not self._stop.is_set():
             item = self.source.next(0.1)
             now = time.monotonic()
@@ -100,7 +101,14 @@ class Ingest:
                 if self.idle_timeout is not None and now - self.last_message > self.idle_timeout:
                     self.reason = f"idle for {self.idle_timeout:g} s"
                     return
+                if self.frames and not silent and now - self.last_message > _SILENT_S:
+                    silent = True
+                    log.warning("nothing received for %.0f s; still waiting (Ctrl-C or "
+                                "--idle-timeout stops)", _SILENT_S)
                 continue
+            if silent:
+                silent = False
+                log.warning("the sender is back after %.0f s", now - self.last_message)
             if isinstance(item, Exhausted):
                 self.reason = "end of the movie"
                 return

@@ -118,6 +118,9 @@ class Writer:
             return True
         except queue.Full:
             self.stalls += 1
+            if self.stalls == 1:
+                log.warning("the run store is not keeping up: ingest waits for it (a PUSH "
+                            "sender is slowed down, a PUB sender drops frames: counted as gaps)")
         while True:
             self.raise_if_failed()
             if should_stop():
