@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import dask
 import numpy as np
+from scipy import ndimage
 
 from stream3d.config import Config
 from stream3d.errors import UserError
@@ -25,11 +26,20 @@ from stream3d.popout.patches import PatchGrid, hann_window, patch_grid, windowed
 from stream3d.popout.segment import material_mask
 from stream3d.popout.spectrum import radial_bins, radial_profiles
 from stream3d.popout.texture_mask import texture_mask
-from stream3d.popout.thickness import thickness_map
+from stream3d.popout.thickness import thickness_filter, thickness_map
 from stream3d.popout.volume import build_volume
+
+#: Weight of an unconfident patch (its filled-in height) next to a confident one (<= 1).
+_FLOOR_WEIGHT = 1e-3
 
 #: Below this share of solvent the vacuum level is taken from the dose, not from the frame.
 _MIN_SOLVENT = 0.05
+
+#: Solvent pixels this close to material (px) are left out of the vacuum level: fringes.
+_FRINGE_PX = 8
+
+#: Rounds of (vacuum level -> thickness -> mask -> vacuum level).
+_VACUUM_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -78,12 +88,13 @@ def popout(frame: np.ndarray, config: Config, *, client: "distributed.Client | N
     norm = normalise(array, config)
     if not norm.usable:
         return _blank(array.shape, config, "; ".join(norm.messages))
-    intensity = dask.delayed(norm.intensity, pure=True)
-    blocks = [dask.delayed(_block_profiles, pure=True)(intensity, setup, rows)
+    # float32 for the patches: half the memory traffic, ample for a power spectrum.
+    intensity = dask.delayed(norm.intensity.astype(np.float32), pure=False)
+    blocks = [dask.delayed(_block_profiles, pure=False)(intensity, setup, rows)
               for rows in setup.grid.row_blocks(config.popout.rows_per_task)]
-    fits = dask.delayed(_fit_all, pure=True)(blocks, setup, norm.counts_per_unit,
+    fits = dask.delayed(_fit_all, pure=False)(blocks, setup, norm.counts_per_unit,
                                              float(norm.intensity.mean()))
-    result = dask.delayed(_assemble, pure=True)(fits, norm, setup, config)
+    result = dask.delayed(_assemble, pure=False)(fits, norm, setup, config)
     if client is not None:
         return client.compute(result).result()
     workers = config.popout.threads or None
@@ -154,14 +165,15 @@ def _assemble(fits: PatchFits, norm: Normalised, setup: _Setup, config: Config) 
     if vacuum_note:
         messages.append(vacuum_note)
 
-    weights = np.where(good, confidence_p, 0.0).reshape(rows, cols)
-    height_px, support = maps.spread(height_p.reshape(rows, cols), weights, grid)
-    known = support > 1e-6 * max(float(support.max()), 1e-300)
-    if known.any():
-        height_px = maps.fill_nearest(height_px, known)
+    # Unconfident patches take the height of the nearest confident one, then every pixel
+    # takes the window- and confidence-weighted mean of the patches that cover it.
+    good_grid = good.reshape(rows, cols)
+    if good_grid.any():
+        height_grid = maps.fill_nearest(height_p.reshape(rows, cols), good_grid)
     else:
-        height_px = np.full(grid.shape, depth / 2)
-    height_px = np.clip(height_px, 0.0, depth)
+        height_grid = np.full((rows, cols), depth / 2)
+    weights = np.where(good, confidence_p, 0.0).reshape(rows, cols) + _FLOOR_WEIGHT
+    height_px, _ = maps.spread(np.clip(height_grid, 0.0, depth), weights, grid)
     conf_px, _ = maps.spread(confidence_p.reshape(rows, cols), np.ones((rows, cols)), grid)
     conf_px = np.where(mask & norm.valid, np.nan_to_num(conf_px), 0.0)
 
@@ -188,38 +200,40 @@ def _material(norm: Normalised, fits: PatchFits, good: np.ndarray, setup: _Setup
                 f"thickness is popout.fallback_thickness = {p.fallback_thickness:g} Å wherever "
                 "the texture shows material")
         return mask, np.where(mask, min(p.fallback_thickness, depth), 0.0), note
-    # Deconvolve at the typical effective defocus of the confidently fitted material.
+    # Deconvolve at the typical effective defocus of the confidently fitted material, on the
+    # search grid so that a stream of similar frames reuses one cached filter.
     if good.any():
         defocus = float(np.median(fits.defocus[good]))
+        defocus = round(defocus / p.defocus_step) * p.defocus_step
     else:
         defocus = config.microscope.defocus - depth / 2
-    kwargs = dict(defocus=defocus, optics=optics, potential=s.potential, resolution=p.resolution)
-    threshold = max(p.min_thickness, 5.0 * _thickness_noise(norm, optics, kwargs))
+    filt = thickness_filter(norm.intensity.shape, defocus=defocus, optics=optics,
+                            potential=s.potential, resolution=p.resolution)
+    # Poisson noise of the contrast is sqrt(I / counts) per pixel.
+    noise = filt.noise_gain * math.sqrt(float(norm.intensity.mean()) / norm.counts_per_unit)
+    threshold = max(p.min_thickness, 5.0 * noise)
     intensity = norm.intensity
-    t = thickness_map(intensity - 1.0, **kwargs)
-    mask = material_mask(t, threshold=threshold, min_area_px=min_area_px)
-    solvent = ~mask & norm.valid
+    vacuum = 1.0
+    for _ in range(_VACUUM_ROUNDS):
+        t = thickness_map(intensity / vacuum - 1.0, filt)
+        mask = material_mask(t, threshold=threshold, min_area_px=min_area_px)
+        # The solvent away from edges (Fresnel fringes) is the vacuum reference: this absorbs
+        # a dose that is off by some %. Repeat, since a wrong reference makes a wrong mask.
+        solvent = ndimage.binary_erosion(~mask & norm.valid, iterations=_FRINGE_PX)
+        if solvent.mean() < _MIN_SOLVENT:
+            break
+        level = float(np.median(intensity[solvent]))
+        if not level > 0 or abs(level - vacuum) <= 1e-3 * vacuum:
+            break
+        vacuum = level
+    else:
+        t = thickness_map(intensity / vacuum - 1.0, filt)
+        mask = material_mask(t, threshold=threshold, min_area_px=min_area_px)
     note = ""
-    if solvent.mean() >= _MIN_SOLVENT:
-        # The solvent is the vacuum reference: this absorbs a dose that is off by a few %.
-        vacuum = float(np.median(intensity[solvent]))
-        if vacuum > 0 and abs(vacuum - 1.0) > 1e-3:
-            t = thickness_map(intensity / vacuum - 1.0, **kwargs)
-            mask = material_mask(t, threshold=threshold, min_area_px=min_area_px)
-        if abs(vacuum - 1.0) > 0.05:
-            note = (f"solvent intensity is {vacuum:.3f} x detector.dose; thickness measured "
-                    "against the solvent")
+    if abs(vacuum - 1.0) > 0.05:
+        note = (f"solvent intensity is {vacuum:.3f} x detector.dose; thickness measured "
+                "against the solvent")
     return mask, np.where(mask, np.clip(t, 0.0, depth), 0.0), note
-
-
-def _thickness_noise(norm: Normalised, optics: Optics, kwargs: dict) -> float:
-    """Standard deviation (Å) of the thickness map caused by Poisson noise alone."""
-    n = 64
-    impulse = np.zeros((n, n))
-    impulse[0, 0] = 1.0
-    response = thickness_map(impulse, **kwargs)  # white noise of unit variance -> sum(r^2)
-    variance = float(np.mean(norm.intensity)) / norm.counts_per_unit
-    return math.sqrt(variance * float((response**2).sum()))
 
 
 def _depth_warnings(config: Config, setup: _Setup, confidence_p: np.ndarray, good: np.ndarray,
@@ -239,13 +253,15 @@ def _depth_warnings(config: Config, setup: _Setup, confidence_p: np.ndarray, goo
         out.append(f"too few Thon rings (< popout.min_rings = {p.min_rings:g}) for material "
                    f"near the cell top at microscope.defocus = {m.defocus:g} Å: depth there is "
                    "low-confidence")
-    if mask.any():
+    if not mask.any():
+        out.append("no material found: the frame looks like solvent only")
+    elif not good.any():
+        out.append("no patch has a confident Thon-ring fit: depth unknown")
+    elif not out:
         share = float((conf_px[mask] < p.min_confidence).mean())
-        if share > 0.5 and not out:
+        if share > 0.5:
             out.append(f"depth is low-confidence in {100 * share:.0f}% of the material "
                        "(weak or ambiguous Thon rings)")
-    if not good.any() and not out:
-        out.append("no patch has a confident Thon-ring fit: depth unknown")
     return out
 
 
