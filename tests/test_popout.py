@@ -214,3 +214,24 @@ def test_config_section_defaults_are_sane():
     p = CONFIG.popout
     assert p.k_low < p.k_high and p.step <= p.patch
     assert math.isclose(p.k_high, 0.3) and p.patch == 64
+
+
+def test_cli_pops_out_one_frame_of_an_mrc_movie(discs, tmp_path):
+    import mrcfile
+    from typer.testing import CliRunner
+
+    from stream3d.cli import app
+
+    _, frame, _ = discs
+    movie = tmp_path / "movie.mrc"
+    with mrcfile.new(movie) as mrc:
+        mrc.set_data(np.stack([frame, frame]).astype(np.float32))
+    runner = CliRunner()
+    done = runner.invoke(app, ["popout", str(movie), "--frame", "1", "--out", str(tmp_path / "po")])
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "po" / "popout.png").stat().st_size > 10_000
+    maps = np.load(tmp_path / "po" / "popout.npz")
+    assert maps["volume"].shape == SHAPE and maps["height"].shape == (N, N)
+    bad = runner.invoke(app, ["popout", str(movie), "--frame", "5"])
+    assert bad.exit_code == 2 and "outside the movie's 2 frames" in bad.output
+    assert "Traceback" not in bad.output

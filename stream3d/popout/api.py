@@ -20,7 +20,7 @@ from stream3d.config import Config
 from stream3d.errors import UserError
 from stream3d.popout import maps
 from stream3d.popout.ctf_fit import PatchFits, fit_design, fit_profiles
-from stream3d.popout.ctf_model import Optics, ring_count, search_defoci, thon_model
+from stream3d.popout.ctf_model import Optics, ring_count, ring_phase, search_defoci, thon_model
 from stream3d.popout.normalise import Normalised, check_frame, normalise
 from stream3d.popout.patches import PatchGrid, hann_window, patch_grid, windowed_patches
 from stream3d.popout.segment import material_mask
@@ -37,6 +37,9 @@ _MIN_SOLVENT = 0.05
 
 #: Solvent pixels this close to material (px) are left out of the vacuum level: fringes.
 _FRINGE_PX = 8
+
+#: Rings closer than this many Fourier pixels (1 / patch width) are blurred by the window.
+_RESOLVED_FOURIER_PX = 2.0
 
 #: Rounds of (vacuum level -> thickness -> mask -> vacuum level).
 _VACUUM_ROUNDS = 3
@@ -253,6 +256,13 @@ def _depth_warnings(config: Config, setup: _Setup, confidence_p: np.ndarray, goo
         out.append(f"too few Thon rings (< popout.min_rings = {p.min_rings:g}) for material "
                    f"near the cell top at microscope.defocus = {m.defocus:g} Å: depth there is "
                    "low-confidence")
+    finest = _finest_ring_period(config, setup)
+    resolved = _RESOLVED_FOURIER_PX / (p.patch * config.sample.pixel_size)
+    if finest < resolved:
+        need = int(2 ** math.ceil(math.log2(_RESOLVED_FOURIER_PX / (finest * config.sample.pixel_size))))
+        out.append(f"Thon rings near popout.k_high = {setup.k_high:.3g} Å^-1 are finer than a "
+                   f"popout.patch = {p.patch} px patch resolves: raise popout.patch to {need} px "
+                   "or lower popout.k_high")
     if not mask.any():
         out.append("no material found: the frame looks like solvent only")
     elif not good.any():
@@ -263,6 +273,14 @@ def _depth_warnings(config: Config, setup: _Setup, confidence_p: np.ndarray, goo
             out.append(f"depth is low-confidence in {100 * share:.0f}% of the material "
                        "(weak or ambiguous Thon rings)")
     return out
+
+
+def _finest_ring_period(config: Config, setup: _Setup) -> float:
+    """Spacing (Å^-1) of the Thon rings at k_high for the largest defocus searched."""
+    k = np.linspace(setup.k_low, setup.k_high, 64)
+    phase = ring_phase(k, max(setup.defoci), setup.optics)
+    slope = np.abs(np.gradient(phase, k))[-1]  # rad per Å^-1 at k_high
+    return math.pi / slope if slope > 0 else math.inf
 
 
 def _enough_defocus(config: Config, setup: _Setup) -> float:
