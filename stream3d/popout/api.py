@@ -82,7 +82,8 @@ def popout(frame: np.ndarray, config: Config, *, client: "distributed.Client | N
     Per-patch Thon-ring fits give each patch's effective defocus, hence the height of its
     material (effective defocus = microscope.defocus - height); the low-frequency contrast
     gives thickness and the material mask; both become a volume of ``sample.potential`` V.
-    Runs on dask: the threaded scheduler by default (``popout.threads``), or ``client``.
+    Runs on dask: the threaded scheduler by default (``popout.threads``; synchronously when
+    already inside a dask worker task, unless popout.threads is set), or ``client``.
     Raises :class:`UserError` for a frame whose shape cannot work with the config; bad values
     (NaN, all zero, no contrast) give a zero-confidence result with a message instead.
     """
@@ -100,8 +101,25 @@ def popout(frame: np.ndarray, config: Config, *, client: "distributed.Client | N
     result = dask.delayed(_assemble, pure=False)(fits, norm, setup, config)
     if client is not None:
         return client.compute(result).result()
-    workers = config.popout.threads or None
-    return result.compute(scheduler="threads", num_workers=workers)
+    threads = config.popout.threads
+    if threads == 0 and _in_dask_worker():
+        # Frames already run in parallel, one per worker thread: more threads would only
+        # oversubscribe the cores. The same tasks run, in order, on this thread.
+        return result.compute(scheduler="synchronous")
+    return result.compute(scheduler="threads", num_workers=threads or None)
+
+
+def _in_dask_worker() -> bool:
+    """True when called from a task on a dask.distributed worker."""
+    try:
+        from distributed import get_worker
+    except ImportError:
+        return False
+    try:
+        get_worker()
+    except ValueError:
+        return False
+    return True
 
 
 def _setup(shape: tuple[int, int], config: Config) -> _Setup:
