@@ -18,6 +18,7 @@ from scipy import ndimage
 
 from stream3d.config import Config
 from stream3d.errors import UserError
+from stream3d.physics import wavelength
 from stream3d.popout import maps
 from stream3d.popout.ctf_fit import PatchFits, fit_design, fit_profiles
 from stream3d.popout.ctf_model import Optics, ring_count, ring_phase, search_defoci, thon_model
@@ -265,11 +266,12 @@ def _depth_warnings(config: Config, setup: _Setup, confidence_p: np.ndarray, goo
     cell = m.defocus - np.linspace(0.0, depth, 9)
     rings = ring_count(cell, setup.optics, setup.k_low, setup.k_high)
     if rings.max() < p.min_rings:
-        out.append(f"microscope.defocus = {m.defocus:g} Å is too close to Scherzer focus: at most "
-                   f"{rings.max():.1f} Thon rings fall in popout.k_low..k_high "
-                   f"({setup.k_low:g}..{setup.k_high:.3g} Å^-1), fewer than popout.min_rings = "
-                   f"{p.min_rings:g}; depth cannot be measured (use a larger underfocus, "
-                   f"e.g. >= {_enough_defocus(config, setup):.0f} Å)")
+        scherzer = 1.2 * math.sqrt(m.cs * wavelength(m.energy))
+        out.append(f"microscope.defocus = {m.defocus:g} Å is too close to focus (Scherzer "
+                   f"focus: {scherzer:.0f} Å): at most {rings.max():.1f} Thon rings fall in "
+                   f"popout.k_low..k_high ({setup.k_low:g}..{setup.k_high:.3g} Å^-1), fewer than "
+                   f"popout.min_rings = {p.min_rings:g}; depth cannot be measured (use a larger "
+                   f"underfocus, e.g. >= {_enough_defocus(config, setup):.0f} Å)")
     elif rings.min() < p.min_rings:
         out.append(f"too few Thon rings (< popout.min_rings = {p.min_rings:g}) for material "
                    f"near the cell top at microscope.defocus = {m.defocus:g} Å: depth there is "
@@ -283,7 +285,7 @@ def _depth_warnings(config: Config, setup: _Setup, confidence_p: np.ndarray, goo
                    "or lower popout.k_high")
     if not mask.any():
         out.append("no material found: the frame looks like solvent only")
-    elif not good.any():
+    elif not good.any() and not out:
         out.append("no patch has a confident Thon-ring fit: depth unknown")
     elif not out:
         share = float((conf_px[mask] < p.min_confidence).mean())
