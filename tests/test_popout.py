@@ -55,6 +55,7 @@ def test_result_contract(discs):
     assert r.message == ""
     again = pickle.loads(pickle.dumps(r))
     np.testing.assert_array_equal(again.volume, r.volume)
+    assert pickle.loads(pickle.dumps(popout)) is popout  # a dask task needs a picklable function
 
 
 def test_three_discs_at_three_depths(discs):

@@ -46,7 +46,7 @@ _RESOLVED_FOURIER_PX = 2.0
 _VACUUM_ROUNDS = 3
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: == on arrays is ambiguous; compare fields
 class PopoutResult:
     """Pop-out of one frame. Maps are (ny, nx) float32 on the frame's pixels.
 
