@@ -140,6 +140,42 @@ class Simulate:
 
 
 @dataclass(frozen=True)
+class Popout:
+    patch: int = 64  # px, edge of the square patches whose Thon rings are fitted
+    step: int = 16  # px, stride between patches (patch / step patches overlap each pixel per axis)
+    k_low: float = 0.04  # Å^-1, low edge of the fitted spatial-frequency band
+    k_high: float = 0.30  # Å^-1, high edge of the band (clipped to 2/3 Nyquist and the aperture)
+    defocus_step: float = 10.0  # Å, grid-search step of the effective defocus (then refined)
+    search_margin: float = 200.0  # Å, heights searched reach this far beyond the cell (0..depth)
+    min_rings: float = 1.5  # Thon rings (zeros of the CTF) in the band below which depth is unknown
+    tolerance: float = 40.0  # Å, a patch's depth uncertainty at which its confidence is 0.5
+    min_confidence: float = 0.2  # patches below this are filled from their neighbours
+    resolution: float = 2.5  # Å, Gaussian sigma of the thickness map's low-pass
+    min_thickness: float = 15.0  # Å, thinner material is taken for solvent (segmentation)
+    min_area: float = 400.0  # Å², smaller material specks are dropped as noise
+    fallback_thickness: float = 80.0  # Å, thickness used where absorption is 0 (no amplitude cue)
+    rows_per_task: int = 4  # patch rows fitted per dask task (fixed, so results are deterministic)
+    threads: int = 0  # threads of the default threaded scheduler (0 = one per core)
+
+    def check(self) -> None:
+        _require(self.patch >= 16, "popout.patch", "must be >= 16 px")
+        _require(1 <= self.step <= self.patch, "popout.step", "must be between 1 and popout.patch px")
+        _require(self.k_low > 0, "popout.k_low", "must be > 0 Å^-1")
+        _require(self.k_high > self.k_low, "popout.k_high", "must be > popout.k_low")
+        _require(self.defocus_step > 0, "popout.defocus_step", "must be > 0 Å")
+        _require(self.search_margin >= 0, "popout.search_margin", "must be >= 0 Å")
+        _require(self.min_rings >= 0, "popout.min_rings", "must be >= 0")
+        _require(self.tolerance > 0, "popout.tolerance", "must be > 0 Å")
+        _require(0 <= self.min_confidence < 1, "popout.min_confidence", "must be in [0, 1)")
+        _require(self.resolution > 0, "popout.resolution", "must be > 0 Å")
+        _require(self.min_thickness > 0, "popout.min_thickness", "must be > 0 Å")
+        _require(self.min_area >= 0, "popout.min_area", "must be >= 0 Å²")
+        _require(self.fallback_thickness > 0, "popout.fallback_thickness", "must be > 0 Å")
+        _require(self.rows_per_task >= 1, "popout.rows_per_task", "must be >= 1")
+        _require(self.threads >= 0, "popout.threads", "must be >= 0 (0 = one per core)")
+
+
+@dataclass(frozen=True)
 class Config:
     microscope: Microscope = field(default_factory=Microscope)
     sample: Sample = field(default_factory=Sample)
@@ -147,6 +183,7 @@ class Config:
     refine: Refine = field(default_factory=Refine)
     stream: Stream = field(default_factory=Stream)
     simulate: Simulate = field(default_factory=Simulate)
+    popout: Popout = field(default_factory=Popout)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Plain nested dict (TOML-serialisable), e.g. for the run store's attributes."""

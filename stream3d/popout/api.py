@@ -1,0 +1,321 @@
+"""popout(): one frame -> depth, thickness and confidence maps -> initial volume, on dask.
+
+The work is a small dask graph: one task per block of patch rows computes the patches' radial
+power spectra (the expensive part, parallel), one task fits all spectra at once (a few matrix
+products), one task turns the fits and the frame into maps and the volume. Block boundaries
+come from the config, never from the number of workers, so the result is the same on the
+threaded scheduler, on a distributed Client, or synchronously.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import dask
+import numpy as np
+from scipy import ndimage
+
+from stream3d.config import Config
+from stream3d.errors import UserError
+from stream3d.physics import wavelength
+from stream3d.popout import maps
+from stream3d.popout.ctf_fit import PatchFits, fit_design, fit_profiles
+from stream3d.popout.ctf_model import Optics, ring_count, ring_phase, search_defoci, thon_model
+from stream3d.popout.normalise import Normalised, check_frame, normalise
+from stream3d.popout.patches import PatchGrid, hann_window, patch_grid, windowed_patches
+from stream3d.popout.segment import material_mask
+from stream3d.popout.spectrum import radial_bins, radial_profiles
+from stream3d.popout.texture_mask import texture_mask
+from stream3d.popout.thickness import thickness_filter, thickness_map
+from stream3d.popout.volume import build_volume
+
+#: Weight of an unconfident patch (its filled-in height) next to a confident one (<= 1).
+_FLOOR_WEIGHT = 1e-3
+
+#: Below this share of solvent the vacuum level is taken from the dose, not from the frame.
+_MIN_SOLVENT = 0.05
+
+#: Solvent pixels this close to material (px) are left out of the vacuum level: fringes.
+_FRINGE_PX = 8
+
+#: Rings closer than this many Fourier pixels (1 / patch width) are blurred by the window.
+_RESOLVED_FOURIER_PX = 2.0
+
+#: Rounds of (vacuum level -> thickness -> mask -> vacuum level).
+_VACUUM_ROUNDS = 3
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: == on arrays is ambiguous; compare fields
+class PopoutResult:
+    """Pop-out of one frame. Maps are (ny, nx) float32 on the frame's pixels.
+
+    volume: (slices, ny, nx) float32, real potential (V) of the initial volume on the config
+    grid. height: Å above the exit plane, centre of mass of the material in each column;
+    defined everywhere (solvent columns carry the nearest material's height, so the map can be
+    smoothed and plotted): use ``thickness > 0`` as the material mask. thickness: Å of
+    material, 0 = solvent. confidence: in [0, 1], how far to trust ``height``; 0 in solvent
+    and where depth could not be measured. message: "" or human-readable warnings.
+    """
+
+    volume: np.ndarray
+    height: np.ndarray
+    thickness: np.ndarray
+    confidence: np.ndarray
+    message: str
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What every task of one frame shares (small, picklable)."""
+
+    grid: PatchGrid
+    optics: Optics
+    k_low: float
+    k_high: float
+    defoci: tuple[float, ...]
+
+
+def popout(frame: np.ndarray, config: Config, *, client: "distributed.Client | None" = None  # noqa: F821
+           ) -> PopoutResult:
+    """Pop-out 3D metrology of one frame of raw detector counts (y, x).
+
+    Per-patch Thon-ring fits give each patch's effective defocus, hence the height of its
+    material (effective defocus = microscope.defocus - height); the low-frequency contrast
+    gives thickness and the material mask; both become a volume of ``sample.potential`` V.
+    Runs on dask: the threaded scheduler by default (``popout.threads``; synchronously when
+    already inside a dask worker task, unless popout.threads is set), or ``client``.
+    Raises :class:`UserError` for a frame whose shape cannot work with the config; bad values
+    (NaN, all zero, no contrast) give a zero-confidence result with a message instead.
+    """
+    array = check_frame(frame, config)
+    setup = _setup(array.shape, config)
+    norm = normalise(array, config)
+    if not norm.usable:
+        return _blank(array.shape, config, "; ".join(norm.messages))
+    # float32 for the patches: half the memory traffic, ample for a power spectrum.
+    intensity = dask.delayed(norm.intensity.astype(np.float32), pure=False)
+    blocks = [dask.delayed(_block_profiles, pure=False)(intensity, setup, rows)
+              for rows in setup.grid.row_blocks(config.popout.rows_per_task)]
+    fits = dask.delayed(_fit_all, pure=False)(blocks, setup, norm.counts_per_unit,
+                                             float(norm.intensity.mean()))
+    result = dask.delayed(_assemble, pure=False)(fits, norm, setup, config)
+    if client is not None:
+        return client.compute(result).result()
+    threads = config.popout.threads
+    if threads == 0 and _in_dask_worker():
+        # Frames already run in parallel, one per worker thread: more threads would only
+        # oversubscribe the cores. The same tasks run, in order, on this thread.
+        return result.compute(scheduler="synchronous")
+    return result.compute(scheduler="threads", num_workers=threads or None)
+
+
+def _in_dask_worker() -> bool:
+    """True when called from a task on a dask.distributed worker."""
+    try:
+        from distributed import get_worker
+    except ImportError:
+        return False
+    try:
+        get_worker()
+    except ValueError:
+        return False
+    return True
+
+
+def _setup(shape: tuple[int, int], config: Config) -> _Setup:
+    p = config.popout
+    optics = Optics.from_config(config)
+    k_high = min(p.k_high, optics.k_max())
+    if k_high <= p.k_low:
+        raise UserError(f"popout.k_low = {p.k_low:g} Å^-1 is above the highest frequency with "
+                        f"signal ({optics.k_max():.3g} Å^-1: 2/3 Nyquist or the aperture)")
+    bins = radial_bins(p.patch, optics.pixel_size, p.k_low, k_high)
+    if bins.size < 6:
+        raise UserError(f"the band popout.k_low..k_high holds only {bins.size} radial bins of a "
+                        f"{p.patch} px patch; widen the band or raise popout.patch")
+    return _Setup(patch_grid(shape, p.patch, p.step), optics, p.k_low, k_high,
+                  tuple(float(d) for d in search_defoci(config)))
+
+
+def _block_profiles(intensity: np.ndarray, setup: _Setup, rows: tuple[int, int]) -> np.ndarray:
+    """Radial power spectra of the patches in patch rows [start, stop)."""
+    bins = radial_bins(setup.grid.patch, setup.optics.pixel_size, setup.k_low, setup.k_high)
+    return radial_profiles(windowed_patches(intensity, setup.grid, rows), bins)
+
+
+def _fit_all(blocks: list[np.ndarray], setup: _Setup, counts_per_unit: float,
+             mean_intensity: float) -> PatchFits:
+    """Fit every patch's spectrum; weights from the frame's Poisson noise and median spectrum."""
+    profiles = np.concatenate(blocks, axis=0)
+    p = setup.grid.patch
+    bins = radial_bins(p, setup.optics.pixel_size, setup.k_low, setup.k_high)
+    model = thon_model(setup.defoci, p, setup.optics, setup.k_low, setup.k_high)
+    # White Poisson noise: variance I / counts per pixel, times the window's energy.
+    noise = mean_intensity / counts_per_unit * float((hann_window(p) ** 2).sum())
+    signal = _signal_level(profiles - noise, model.level)
+    return fit_profiles(profiles, fit_design(model, bins.counts, noise, signal))
+
+
+def _signal_level(excess: np.ndarray, level: np.ndarray) -> float:
+    """Typical ring-averaged signal amplitude S of the patches that hold material.
+
+    Each patch's least-squares S in excess ~ S level / 2; the 90th percentile, because
+    material may cover only a small part of the frame and the weights are for material.
+    """
+    denom = float((level * level).sum())
+    if denom <= 0:
+        return 0.0
+    amplitudes = 2.0 * (excess @ level) / denom
+    return max(float(np.percentile(amplitudes, 90)), 0.0)
+
+
+def _assemble(fits: PatchFits, norm: Normalised, setup: _Setup, config: Config) -> PopoutResult:
+    p, s = config.popout, config.sample
+    grid, optics = setup.grid, setup.optics
+    rows, cols = grid.grid_shape
+    messages = list(norm.messages)
+    depth = s.slices * s.slice_thickness
+    rings = ring_count(fits.defocus, optics, setup.k_low, setup.k_high)
+    confidence_p = maps.patch_confidence(fits, rings, tolerance=p.tolerance, min_rings=p.min_rings)
+    # Fitted effective defocus -> height. The multislice model images slice i's material at
+    # its top face, dz/2 above the slice centre used for the centre of mass: remove that.
+    height_p = config.microscope.defocus - fits.defocus - s.slice_thickness / 2
+    good = confidence_p >= p.min_confidence
+
+    mask, thickness, vacuum_note = _material(norm, fits, good, setup, config)
+    if vacuum_note:
+        messages.append(vacuum_note)
+
+    # Unconfident patches take the height of the nearest confident one, then every pixel
+    # takes the window- and confidence-weighted mean of the patches that cover it.
+    good_grid = good.reshape(rows, cols)
+    if good_grid.any():
+        height_grid = maps.fill_nearest(height_p.reshape(rows, cols), good_grid)
+    else:
+        height_grid = np.full((rows, cols), depth / 2)
+    weights = np.where(good, confidence_p, 0.0).reshape(rows, cols) + _FLOOR_WEIGHT
+    height_px, _ = maps.spread(np.clip(height_grid, 0.0, depth), weights, grid)
+    conf_px, _ = maps.spread(confidence_p.reshape(rows, cols), np.ones((rows, cols)), grid)
+    conf_px = np.where(mask & norm.valid, np.nan_to_num(conf_px), 0.0)
+
+    messages.extend(_depth_warnings(config, setup, confidence_p, good, mask, conf_px))
+    volume = build_volume(height_px, thickness, slices=s.slices, slice_thickness=s.slice_thickness,
+                          potential=s.potential)
+    return PopoutResult(volume, height_px.astype(np.float32), thickness.astype(np.float32),
+                        np.clip(conf_px, 0.0, 1.0).astype(np.float32), "; ".join(messages))
+
+
+def _material(norm: Normalised, fits: PatchFits, good: np.ndarray, setup: _Setup,
+              config: Config) -> tuple[np.ndarray, np.ndarray, str]:
+    """(material mask, thickness map Å, note) from the frame's low-frequency contrast."""
+    p, s = config.popout, config.sample
+    optics = setup.optics
+    depth = s.slices * s.slice_thickness
+    min_area_px = p.min_area / optics.pixel_size**2
+    if optics.absorption <= 0 or s.potential <= 0:
+        mask = texture_mask(norm.intensity, k_low=setup.k_low, k_high=setup.k_high,
+                            pixel_size=optics.pixel_size, counts_per_unit=norm.counts_per_unit,
+                            sigma_px=2.0 * p.resolution / optics.pixel_size)
+        mask = material_mask(np.where(mask, 1.0, 0.0), threshold=0.5, min_area_px=min_area_px)
+        note = ("no absorption contrast (sample.absorption or sample.potential is 0): "
+                f"thickness is popout.fallback_thickness = {p.fallback_thickness:g} Å wherever "
+                "the texture shows material")
+        return mask, np.where(mask, min(p.fallback_thickness, depth), 0.0), note
+    # Deconvolve at the typical effective defocus of the confidently fitted material, on the
+    # search grid so that a stream of similar frames reuses one cached filter.
+    if good.any():
+        defocus = float(np.median(fits.defocus[good]))
+        defocus = round(defocus / p.defocus_step) * p.defocus_step
+    else:
+        defocus = config.microscope.defocus - depth / 2
+    filt = thickness_filter(norm.intensity.shape, defocus=defocus, optics=optics,
+                            potential=s.potential, resolution=p.resolution)
+    # Poisson noise of the contrast is sqrt(I / counts) per pixel.
+    noise = filt.noise_gain * math.sqrt(float(norm.intensity.mean()) / norm.counts_per_unit)
+    threshold = max(p.min_thickness, 5.0 * noise)
+    intensity = norm.intensity
+    vacuum = 1.0
+    for _ in range(_VACUUM_ROUNDS):
+        t = thickness_map(intensity / vacuum - 1.0, filt)
+        mask = material_mask(t, threshold=threshold, min_area_px=min_area_px)
+        # The solvent away from edges (Fresnel fringes) is the vacuum reference: this absorbs
+        # a dose that is off by some %. Repeat, since a wrong reference makes a wrong mask.
+        solvent = ndimage.binary_erosion(~mask & norm.valid, iterations=_FRINGE_PX)
+        if solvent.mean() < _MIN_SOLVENT:
+            break
+        level = float(np.median(intensity[solvent]))
+        if not level > 0 or abs(level - vacuum) <= 1e-3 * vacuum:
+            break
+        vacuum = level
+    else:
+        t = thickness_map(intensity / vacuum - 1.0, filt)
+        mask = material_mask(t, threshold=threshold, min_area_px=min_area_px)
+    note = ""
+    if abs(vacuum - 1.0) > 0.05:
+        note = (f"solvent intensity is {vacuum:.3f} x detector.dose; thickness measured "
+                "against the solvent")
+    return mask, np.where(mask, np.clip(t, 0.0, depth), 0.0), note
+
+
+def _depth_warnings(config: Config, setup: _Setup, confidence_p: np.ndarray, good: np.ndarray,
+                    mask: np.ndarray, conf_px: np.ndarray) -> list[str]:
+    p, m = config.popout, config.microscope
+    depth = config.sample.slices * config.sample.slice_thickness
+    out = []
+    cell = m.defocus - np.linspace(0.0, depth, 9)
+    rings = ring_count(cell, setup.optics, setup.k_low, setup.k_high)
+    if rings.max() < p.min_rings:
+        scherzer = 1.2 * math.sqrt(m.cs * wavelength(m.energy))
+        out.append(f"microscope.defocus = {m.defocus:g} Å is too close to focus (Scherzer "
+                   f"focus: {scherzer:.0f} Å): at most {rings.max():.1f} Thon rings fall in "
+                   f"popout.k_low..k_high ({setup.k_low:g}..{setup.k_high:.3g} Å^-1), fewer than "
+                   f"popout.min_rings = {p.min_rings:g}; depth cannot be measured (use a larger "
+                   f"underfocus, e.g. >= {_enough_defocus(config, setup):.0f} Å)")
+    elif rings.min() < p.min_rings:
+        out.append(f"too few Thon rings (< popout.min_rings = {p.min_rings:g}) for material "
+                   f"near the cell top at microscope.defocus = {m.defocus:g} Å: depth there is "
+                   "low-confidence")
+    finest = _finest_ring_period(config, setup)
+    resolved = _RESOLVED_FOURIER_PX / (p.patch * config.sample.pixel_size)
+    if finest < resolved:
+        need = int(2 ** math.ceil(math.log2(_RESOLVED_FOURIER_PX / (finest * config.sample.pixel_size))))
+        out.append(f"Thon rings near popout.k_high = {setup.k_high:.3g} Å^-1 are finer than a "
+                   f"popout.patch = {p.patch} px patch resolves: raise popout.patch to {need} px "
+                   "or lower popout.k_high")
+    if not mask.any():
+        out.append("no material found: the frame looks like solvent only")
+    elif not good.any() and not out:
+        out.append("no patch has a confident Thon-ring fit: depth unknown")
+    elif not out:
+        share = float((conf_px[mask] < p.min_confidence).mean())
+        if share > 0.5:
+            out.append(f"depth is low-confidence in {100 * share:.0f}% of the material "
+                       "(weak or ambiguous Thon rings)")
+    return out
+
+
+def _finest_ring_period(config: Config, setup: _Setup) -> float:
+    """Spacing (Å^-1) of the Thon rings at k_high for the largest defocus searched."""
+    k = np.linspace(setup.k_low, setup.k_high, 64)
+    phase = ring_phase(k, max(setup.defoci), setup.optics)
+    slope = np.abs(np.gradient(phase, k))[-1]  # rad per Å^-1 at k_high
+    return math.pi / slope if slope > 0 else math.inf
+
+
+def _enough_defocus(config: Config, setup: _Setup) -> float:
+    """The smallest underfocus (Å) giving min_rings rings for material at the cell top."""
+    depth = config.sample.slices * config.sample.slice_thickness
+    trial = np.arange(0.0, 20000.0, 50.0)
+    rings = ring_count(trial - depth, setup.optics, setup.k_low, setup.k_high)
+    ok = np.nonzero(rings >= config.popout.min_rings + 0.5)[0]
+    return float(trial[ok[0]]) if len(ok) else float("nan")
+
+
+def _blank(shape: tuple[int, int], config: Config, message: str) -> PopoutResult:
+    """A zero-confidence, all-solvent result for a frame with nothing to measure."""
+    s = config.sample
+    zeros = np.zeros(shape, dtype=np.float32)
+    return PopoutResult(np.zeros((s.slices, *shape), dtype=np.float32),
+                        np.full(shape, s.slices * s.slice_thickness / 2, dtype=np.float32),
+                        zeros, zeros.copy(), message)
