@@ -77,7 +77,7 @@ class Detector:
 
 @dataclass(frozen=True)
 class Refine:
-    iterations: int = 40  # optimiser iterations per frame; 0 = pop-out only
+    iterations: int = 80  # optimiser iterations per frame; 0 = pop-out only
     init: str = "popout"  # "popout" | "uniform"
     device: str = "auto"  # torch device: "auto" (cuda if present, else cpu), "cpu", "cuda:0", ...
     parameterisation: str = "slabs"  # "slabs": per-column slab (height, thickness) | "voxels"
@@ -90,7 +90,6 @@ class Refine:
     support_iterations: int = 20  # most steps of the support fit (counted in iterations)
     support_fraction: float = 0.5  # material where fitted thickness > this x the start's
     thickness_smoothing: float = 2.0  # px, smoothing of the fitted thickness (0 = region median)
-    rounds: int = 2  # support fit + depth search rounds (later ones search +- search_step)
     polish_step: float = 0.25  # polish step size as a fraction of the learning rate
     noise_factor: float = 1.0  # stop once data loss <= this x the expected loss at the truth
     noise_samples: int = 2  # Monte-Carlo frames that estimate the expected loss
@@ -99,12 +98,13 @@ class Refine:
     divergence: float = 10.0  # objective above this x the best so far: the step diverged
     search_shift: float = 160.0  # Å, half range of the depth search around the start
     search_step: float = 20.0  # Å, coarse step of the depth search (a fine pass follows)
+    search_accept: float = 40.0  # Å, regions found closer than this to the start stay put
     search_stretch: float = 0.3  # relative half range of the relief stretch search (0 = off)
-    search_thickness: float = 0.2  # relative half range of the thickness search (0 = off)
+    search_thickness: float = 0.0  # relative half range of the thickness search (0 = off)
     search_scales: int = 5  # values of stretch and of thickness on the coarse grid
     warm_search_shift: float = 40.0  # Å, half range of the depth search when warm-started
     region_jump: float = 60.0  # Å, a height step this large between neighbours splits regions
-    region_size: int = 0  # px, tile regions into blocks this size for local depths (0 = off)
+    region_size: int = 32  # px, the joint fit gives each block this size its own depth (0 = whole regions)
     region_min_area: int = 30  # px, smaller regions join a neighbour
     window: int = 8  # px, a region's loss window extends this far beyond it
     support_margin: int = 4  # px, material may appear this far outside the start's support
@@ -121,7 +121,7 @@ class Refine:
         for key in ("learning_rate", "voxel_learning_rate", "search_step", "max_potential"):
             _require(getattr(self, key) > 0, f"refine.{key}", "must be > 0")
         _require(0 < self.lr_decay <= 1, "refine.lr_decay", "must be in (0, 1]")
-        for key in ("tv_lateral", "tv_axial", "search_shift", "warm_search_shift", "region_jump"):
+        for key in ("tv_lateral", "tv_axial", "search_shift", "search_accept", "warm_search_shift", "region_jump"):
             _require(getattr(self, key) >= 0, f"refine.{key}", "must be >= 0")
         for key in ("support_iterations", "region_size", "window", "support_margin",
                     "plateau_tolerance"):
@@ -129,7 +129,6 @@ class Refine:
         _require(0 <= self.support_fraction < 1, "refine.support_fraction", "must be in [0, 1)")
         _require(self.noise_factor >= 0, "refine.noise_factor", "must be >= 0 (0 = never stop at noise)")
         _require(self.thickness_smoothing >= 0, "refine.thickness_smoothing", "must be >= 0 px")
-        _require(self.rounds >= 1, "refine.rounds", "must be >= 1")
         _require(self.polish_step > 0, "refine.polish_step", "must be > 0")
         _require(self.noise_samples >= 1, "refine.noise_samples", "must be >= 1")
         _require(self.plateau_window >= 1, "refine.plateau_window", "must be >= 1")

@@ -9,7 +9,11 @@ one forward evaluation, so the cost does not grow with the number of regions. Th
 parameters barely interact (a shift moves the mass centre, a stretch about that centre does
 not, thickness changes neither), so coarse then fine line searches along each find the optimum
 at a fraction of a full grid's cost. The current state is always a candidate: the search never
-raises a region's loss.
+raises a region's loss, and a region found closer to its start than ``accept`` Å stays put:
+the search rescues regions that are far off, finer corrections are left to the joint gradient
+fit, which sees more of the depth information than this texture-free model. A coarse line whose best point is at the end of its range found a slope,
+not a minimum (a model that cannot explain the data prefers less contrast, e.g. thinner or
+flatter material); that line's move is rejected.
 """
 
 from __future__ import annotations
@@ -50,9 +54,11 @@ class SearchSettings:
     count: int
     pad: int  # px, window = region grown by this
     fine_steps: int = 4
+    accept: float = 0.0  # Å: a region whose best shift is smaller than this is left where it was
 
-    def lines(self) -> list[tuple[str, np.ndarray]]:
-        """The line searches in order: (axis, offsets); shift offsets in Å, others relative."""
+    def lines(self) -> list[tuple[str, np.ndarray, bool]]:
+        """The line searches in order: (axis, offsets, coarse); shift offsets in Å, others
+        relative."""
         coarse, fine = [], []
         for axis, span in (("shift", self.shift_range), ("stretch", self.stretch_range),
                            ("thickness", self.thickness_range)):
@@ -62,9 +68,10 @@ class SearchSettings:
             else:
                 step = 2 * span / (self.count - 1) if self.count > 1 else 0.0
                 fine_range, fine_step = step / 2, step / 4
-            coarse.append((axis, offsets(span, step)))
-            fine.append((axis, offsets(fine_range, fine_step if self.fine_steps > 1 else 0.0)))
-        return [(a, o) for a, o in coarse + fine if o.size > 1]
+            coarse.append((axis, offsets(span, step), True))
+            fine.append((axis, offsets(fine_range, fine_step if self.fine_steps > 1 else 0.0),
+                         False))
+        return [(a, o, c) for a, o, c in coarse + fine if o.size > 1]
 
 
 def offsets(half_range: float, step: float) -> np.ndarray:
@@ -113,21 +120,29 @@ def search_depths(param: Parameterisation, regions: Regions, residual: ResidualM
         return ColumnMove(centre=centre_map, **maps)
 
     for group in colour_groups(masks_np, 0):
-        best = {r: (float("inf"), dict(identity)) for r in group}
-        for axis, line in lines:
-            base = {r: best[r][1] for r in group}
+        res = residual(param.moved(column_move(group, {r: identity for r in group})))
+        outcome.evaluations += 1
+        best = {r: (float(res[masks[r]].mean()), dict(identity)) for r in group}
+        for axis, line, coarse in lines:
+            base = {r: best[r] for r in group}
+            winner = {r: None for r in group}
             for offset in line:
-                if offset == 0 and np.isfinite(best[group[0]][0]):
+                if offset == 0:
                     continue  # the current best: its loss is already known
-                trial = {r: _apply(base[r], axis, offset) for r in group}
+                trial = {r: _apply(base[r][1], axis, offset) for r in group}
                 res = residual(param.moved(column_move(group, trial)))
                 outcome.evaluations += 1
                 for r in group:
                     loss = float(res[masks[r]].mean())
                     if loss < best[r][0]:
-                        best[r] = (loss, trial[r])
+                        best[r], winner[r] = (loss, trial[r]), offset
+            if coarse:  # a best point at the end of the range is a slope: keep the base
+                for r in group:
+                    if winner[r] is not None and abs(winner[r]) >= np.abs(line).max() - 1e-9:
+                        best[r] = base[r]
         for r in group:
-            found[r] = best[r][1]
+            if abs(best[r][1]["shift"]) >= settings.accept:
+                found[r] = best[r][1]
         param.move(column_move(group, {r: found[r] for r in group}))
     outcome.shifts = [f["shift"] for f in found]
     outcome.stretches = [f["stretch"] for f in found]

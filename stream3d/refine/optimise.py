@@ -42,23 +42,25 @@ class LoopReport:
     evaluations: int = 0
 
 
-def _finite_grads(tensors: list[torch.Tensor]) -> bool:
-    return all(t.grad is None or bool(torch.isfinite(t.grad).all()) for t in tensors)
+def _finite_grads(groups: list[dict]) -> bool:
+    return all(t.grad is None or bool(torch.isfinite(t.grad).all())
+               for group in groups for t in group["params"])
 
 
-def optimise(param: Parameterisation, free: list[torch.Tensor], objective: Objective, *,
-             learning_rate: float, decay: float, rules: StopRules,
+def optimise(param: Parameterisation, groups: list[dict], objective: Objective, *,
+             decay: float, rules: StopRules,
              callback: Callable[[int, Parameterisation], None] | None = None,
              stop: Callable[[int, Parameterisation], str | None] | None = None) -> LoopReport:
-    """Minimise ``objective(param.volume())`` over the tensors ``free`` with projected Adam.
+    """Minimise ``objective(param.volume())`` with projected Adam over ``groups``.
 
-    ``learning_rate`` is in the units of the free tensors per step (Å for slabs, V for voxels),
-    multiplied by ``decay`` every iteration. ``callback(iteration, param)`` runs after every
+    ``groups`` are torch optimiser parameter groups, {"params": [tensors], "lr": step}, the
+    step in the tensors' units per iteration (Å for slabs, V for voxels), multiplied by
+    ``decay`` every iteration. ``callback(iteration, param)`` runs after every
     accepted step (for progress or ground-truth tracking); ``stop(iteration, param)`` may end
     the loop after a step by returning a status (e.g. a stage-specific convergence test).
     """
     report = LoopReport()
-    optimiser = torch.optim.Adam(free, lr=learning_rate)
+    optimiser = torch.optim.Adam(groups)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=decay)
     best_total, best_state = math.inf, param.snapshot()
     recent: list[float] = []
@@ -98,7 +100,7 @@ def optimise(param: Parameterisation, free: list[torch.Tensor], objective: Objec
             report.status = "max-iterations"
             break
         total.backward()
-        if not _finite_grads(free):
+        if not _finite_grads(groups):
             report.status = "nan"
             break
         optimiser.step()

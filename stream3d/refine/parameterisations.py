@@ -45,6 +45,48 @@ class ColumnMove:
         return self.centre + self.shift + (height - self.centre) * self.stretch
 
 
+#: Å: a stretch step of rate / RELIEF moves a column RELIEF Å from its region's centre by
+#: ``rate`` Å, like a shift step; the relief of a specimen is about this large.
+RELIEF = 100.0
+
+
+@dataclass
+class _RegionMoves:
+    """Per-region depth shift (Å) and relief stretch, index 0 = columns in no region (fixed)."""
+
+    labels: torch.Tensor  # (ny, nx) long
+    centre: torch.Tensor  # (count + 1,) Å
+    shift: torch.Tensor  # (count + 1,) Å, requires grad
+    stretch: torch.Tensor  # (count + 1,), requires grad
+
+    @classmethod
+    def of(cls, labels: np.ndarray, height: torch.Tensor, thickness: torch.Tensor) -> _RegionMoves:
+        lab = torch.as_tensor(np.asarray(labels), dtype=torch.long, device=height.device)
+        count = int(lab.max()) if lab.numel() else 0
+        mass = torch.zeros(count + 1, dtype=height.dtype, device=height.device)
+        moment = torch.zeros_like(mass)
+        mass.index_add_(0, lab.ravel(), thickness.ravel())
+        moment.index_add_(0, lab.ravel(), (thickness * height).ravel())
+        centre = torch.where(mass > 0, moment / mass.clamp_min(1e-12), torch.zeros_like(mass))
+        shift = torch.zeros_like(mass).requires_grad_(True)
+        stretch = torch.ones_like(mass).requires_grad_(True)
+        return cls(lab, centre, shift, stretch)
+
+    def apply(self, height: torch.Tensor) -> torch.Tensor:
+        centre = self.centre[self.labels]
+        return centre + self.shift[self.labels] + (height - centre) * self.stretch[self.labels]
+
+    @torch.no_grad()
+    def project(self) -> None:
+        self.shift[0] = 0.0
+        self.stretch[0] = 1.0
+        self.stretch.clamp_(min=0.0)
+
+    def values(self) -> tuple[np.ndarray, np.ndarray]:
+        return (self.shift.detach().cpu().numpy()[1:].copy(),
+                self.stretch.detach().cpu().numpy()[1:].copy())
+
+
 class Parameterisation(Protocol):
     rate_key: str
     potential: float
@@ -54,6 +96,9 @@ class Parameterisation(Protocol):
     def volume(self) -> torch.Tensor: ...
     def parameters(self) -> list[torch.Tensor]: ...
     def lateral_parameters(self) -> list[torch.Tensor]: ...
+    def attach_regions(self, labels: np.ndarray) -> None: ...
+    def commit_regions(self) -> tuple[np.ndarray, np.ndarray]: ...
+    def fit_groups(self, rate: float) -> list[dict]: ...
     def project(self) -> None: ...
     def moved(self, move: ColumnMove) -> torch.Tensor: ...
     def move(self, move: ColumnMove) -> None: ...
@@ -100,6 +145,7 @@ class SlabColumns:
         self.support = support
         self.height = height.detach().clone().requires_grad_(True)
         self.thickness = thickness.detach().clone().requires_grad_(True)
+        self._regions: _RegionMoves | None = None
         self.project()
 
     @classmethod
@@ -110,8 +156,16 @@ class SlabColumns:
         height = fill_empty_heights(height, 0.5 * nz * dz)
         return cls(height, thickness, potential=potential, nz=nz, dz=dz, support=support)
 
+    def _heights(self) -> torch.Tensor:
+        """Column centre heights (Å), with the regions' shift and stretch applied."""
+        if self._regions is None:
+            return self.height
+        moved = self._regions.apply(self.height)
+        half = 0.5 * self.thickness
+        return torch.maximum(torch.minimum(moved, self.nz * self.dz - half), half)
+
     def volume(self) -> torch.Tensor:
-        return self.potential * slab_occupancy(self.height, self.thickness, self.nz, self.dz)
+        return self.potential * slab_occupancy(self._heights(), self.thickness, self.nz, self.dz)
 
     def parameters(self) -> list[torch.Tensor]:
         return [self.height, self.thickness]
@@ -119,6 +173,32 @@ class SlabColumns:
     def lateral_parameters(self) -> list[torch.Tensor]:
         # Thickness decides where material is; heights barely move under gradients anyway.
         return [self.thickness]
+
+    def attach_regions(self, labels: np.ndarray) -> None:
+        """Give every region (labels (ny, nx), 0 = none) a differentiable depth shift (Å) and a
+        relief stretch about its mass-centre height; see :meth:`fit_groups`."""
+        height, thickness = self.columns()
+        self._regions = _RegionMoves.of(labels, height, thickness)
+
+    def commit_regions(self) -> tuple[np.ndarray, np.ndarray]:
+        """Bake the regions' moves into the heights; returns their shifts (Å) and stretches."""
+        if self._regions is None:
+            return np.zeros(0), np.zeros(0)
+        with torch.no_grad():
+            self.height.copy_(self._heights())
+        shifts, stretches = self._regions.values()
+        self._regions = None
+        self.project()
+        return shifts, stretches
+
+    def fit_groups(self, rate: float) -> list[dict]:
+        """Optimiser parameter groups: thickness (``rate`` Å per step), and when regions are
+        attached their shifts (``rate`` Å) and stretches (``rate`` / RELIEF per step)."""
+        groups = [{"params": [self.thickness], "lr": rate}]
+        if self._regions is not None:
+            groups += [{"params": [self._regions.shift], "lr": rate},
+                       {"params": [self._regions.stretch], "lr": rate / RELIEF}]
+        return groups
 
     @torch.no_grad()
     def project(self) -> None:
@@ -129,6 +209,8 @@ class SlabColumns:
         # Keep the whole slab inside the cell.
         half = 0.5 * self.thickness
         self.height.copy_(torch.maximum(torch.minimum(self.height, depth - half), half))
+        if self._regions is not None:
+            self._regions.project()
 
     def _moved_columns(self, move: ColumnMove) -> tuple[torch.Tensor, torch.Tensor]:
         # Kept inside the cell like :meth:`project`, so a candidate never loses material.
@@ -158,15 +240,21 @@ class SlabColumns:
         self.project()
 
     def columns(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.height.detach(), self.thickness.detach()
+        return self._heights().detach(), self.thickness.detach()
 
     def snapshot(self) -> list[torch.Tensor]:
-        return [self.height.detach().clone(), self.thickness.detach().clone()]
+        state = [self.height.detach().clone(), self.thickness.detach().clone()]
+        if self._regions is not None:
+            state += [self._regions.shift.detach().clone(), self._regions.stretch.detach().clone()]
+        return state
 
     @torch.no_grad()
     def restore(self, state: list[torch.Tensor]) -> None:
         self.height.copy_(state[0])
         self.thickness.copy_(state[1])
+        if self._regions is not None and len(state) == 4:
+            self._regions.shift.copy_(state[2])
+            self._regions.stretch.copy_(state[3])
 
 
 class BoundedVoxels:
@@ -195,6 +283,15 @@ class BoundedVoxels:
 
     def lateral_parameters(self) -> list[torch.Tensor]:
         return [self.voxels]
+
+    def attach_regions(self, labels: np.ndarray) -> None:
+        """Voxels move along z only through the explicit depth search."""
+
+    def commit_regions(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros(0), np.zeros(0)
+
+    def fit_groups(self, rate: float) -> list[dict]:
+        return [{"params": [self.voxels], "lr": rate}]
 
     @torch.no_grad()
     def project(self) -> None:

@@ -1,15 +1,18 @@
-"""One frame's refinement: support fit, material prior, depth search, polish to the noise level.
+"""One frame's refinement: support, depth search, joint fit, material prior, polish.
 
-1. Support fit (AD): the thickness of each column is fitted by projected Adam with the heights
-   held, which sharpens the lateral shape from the frame's absorption and phase contrast.
-   Thickness can also mimic the amorphous texture, so only the support survives this stage.
-2. Material prior: each region becomes homogeneous material (the configured potential) on its
-   refined support, with its median fitted thickness.
-3. Depth search: shift x scale of each region along z, judged by the loss in the region's
-   window (gradients vanish along depth, but the minimum is at the truth).
-   Stages 1-3 run ``refine.rounds`` times; later rounds fit the support at the corrected depths
-   and search only +- one coarse step.
-4. Polish (AD): all parameters with L1 TV, stopped by the discrepancy principle at the data
+1. Support fit (AD): each column's thickness is fitted by projected Adam with the heights held,
+   which sharpens the lateral shape from the frame's absorption and phase contrast. Then each
+   region becomes homogeneous material (the configured potential) on that support.
+2. Depth search: shift, relief stretch and thickness of each region along z, judged by the loss
+   in the region's window. Gradients vanish along depth, but the minimum of the loss is at the
+   truth; the search jumps the narrow valley when the start is far off.
+3. Joint fit (AD): the thickness of every column together with a depth shift and a relief
+   stretch per region (regions tiled into ``region_size`` blocks for local depth). Free
+   thickness absorbs the amorphous texture, so the region depths see the Thon-ring
+   information that a texture-free model misses; a region's gradient sums over all its columns
+   and does not vanish. Ends when the support and heights settle.
+4. Material prior again: homogeneous material on the fitted support.
+5. Polish (AD): every parameter with L1 TV, stopped by the discrepancy principle at the data
    loss the true volume would leave (texture and shot noise, estimated by Monte Carlo).
 """
 
@@ -31,12 +34,12 @@ from stream3d.refine.model import ImagingModel
 from stream3d.refine.noise import expected_loss
 from stream3d.refine.optimise import LoopReport, StopRules, optimise
 from stream3d.refine.parameterisations import PARAMETERISATIONS, Parameterisation
-from stream3d.refine.regions import Regions, find_regions
+from stream3d.refine.regions import Regions, find_regions, tile
 from stream3d.refine.regularisers import total_variation
 from stream3d.refine.result import RefineResult
-from stream3d.refine.support import SupportWatch, grow, material_thickness
+from stream3d.refine.support import FitWatch, grow, material_thickness
 
-#: callback(stage, iteration, param) with stage "support", "search" or "polish".
+#: callback(stage, iteration, param) with stage "support", "search", "fit" or "polish".
 Callback = Callable[[str, int, Parameterisation], None]
 
 
@@ -62,7 +65,7 @@ class _Problem:
 
 @dataclass
 class _Start:
-    """A state the next round starts from: column heights / thicknesses (Å) and its regions."""
+    """A state a stage starts from: column heights / thicknesses (Å) and its regions."""
 
     height: np.ndarray
     thickness: np.ndarray
@@ -73,7 +76,7 @@ class _Start:
         height, thickness = (c.cpu().numpy().copy() for c in param.columns())
         support = thickness > 0.25 * param.dz
         regions = find_regions(support, height, jump=settings.region_jump,
-                               size=settings.region_size, min_area=settings.region_min_area)
+                               min_area=settings.region_min_area)
         return cls(height, thickness, regions)
 
 
@@ -93,6 +96,10 @@ class _Run:
     @property
     def rate(self) -> float:
         return getattr(self.settings, self.param.rate_key)
+
+    @property
+    def budget(self) -> int:
+        return max(self.settings.iterations - self.iterations, 0)
 
     def _stage_callback(self, stage: str):
         if self.callback is None:
@@ -114,26 +121,24 @@ class _Run:
                          noise_factor=s.noise_factor, plateau_window=s.plateau_window,
                          plateau_tolerance=s.plateau_tolerance, divergence=s.divergence)
 
-    @property
-    def budget(self) -> int:
-        return max(self.settings.iterations - self.iterations, 0)
-
-    def fit_support(self, start: _Start) -> LoopReport:
+    def fit(self, stage: str, start: _Start, max_iterations: int) -> LoopReport:
+        """Adam on the parameterisation's fit groups until the support and heights settle."""
         s = self.settings
-        watch = SupportWatch(start.regions, start.thickness, s.support_fraction, s.plateau_window)
-        rules = self._rules(min(s.support_iterations, self.budget))
-        return self._record(optimise(self.param, self.param.lateral_parameters(),
-                                     self.problem.objective, learning_rate=self.rate,
-                                     decay=s.lr_decay, rules=rules, stop=watch,
-                                     callback=self._stage_callback("support")))
+        watch = FitWatch(start.regions, start.thickness, s.support_fraction, s.plateau_window,
+                         height_step=s.search_step / 8)
+        groups = self.param.fit_groups(self.rate)
+        return self._record(optimise(self.param, groups, self.problem.objective,
+                                     decay=s.lr_decay,
+                                     rules=self._rules(min(max_iterations, self.budget)),
+                                     stop=watch, callback=self._stage_callback(stage)))
 
     def apply_material_prior(self, start: _Start) -> Regions:
         s = self.settings
         _, fitted = self.param.columns()
         thickness, regions = material_thickness(
             start.regions, start.thickness, start.height, fitted.cpu().numpy().copy(),
-            fraction=s.support_fraction, jump=s.region_jump, size=s.region_size,
-            min_area=s.region_min_area, smoothing=s.thickness_smoothing)
+            fraction=s.support_fraction, jump=s.region_jump, min_area=s.region_min_area,
+            smoothing=s.thickness_smoothing)
         probe = self.param.volume()
         self.param.to_material_prior(torch.as_tensor(thickness, dtype=probe.dtype,
                                                      device=probe.device))
@@ -145,7 +150,7 @@ class _Run:
                                   if half_range > 0 else s.search_step,
                                   stretch_range=s.search_stretch,
                                   thickness_range=s.search_thickness, count=s.search_scales,
-                                  pad=s.window)
+                                  pad=s.window, accept=s.search_accept)
         outcome = search_depths(self.param, regions, self.problem.residual, settings)
         self.evaluations += outcome.evaluations
         if self.callback is not None:
@@ -153,11 +158,11 @@ class _Run:
         return outcome
 
     def polish(self, noise_level: float) -> LoopReport:
-        rules = self._rules(self.budget, noise_level)
-        return self._record(optimise(self.param, self.param.parameters(),
-                                     self.problem.objective,
-                                     learning_rate=self.rate * self.settings.polish_step,
-                                     decay=self.settings.lr_decay, rules=rules,
+        groups = [{"params": self.param.parameters(),
+                   "lr": self.rate * self.settings.polish_step}]
+        return self._record(optimise(self.param, groups, self.problem.objective,
+                                     decay=self.settings.lr_decay,
+                                     rules=self._rules(self.budget, noise_level),
                                      callback=self._stage_callback("polish")))
 
 
@@ -170,11 +175,10 @@ def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, con
     ``device`` None uses ``refine.device``. ``support`` (ny, nx) bool limits where material may
     be (grown by ``refine.support_margin`` pixels); ``warm`` marks a start from the previous
     frame (depth search over +- ``refine.warm_search_shift`` only, unless ``search_shift`` Å
-    is given). ``callback(stage,
-    iteration, param)`` runs after every optimiser step and after each depth search (e.g. to
-    track the error against a known truth). Raises :class:`stream3d.errors.UserError` for a
-    frame or volume that cannot be used; trouble during optimisation ("nan", "diverged") is
-    reported in the status, with the best volume so far.
+    is given). ``callback(stage, iteration, param)`` runs after every optimiser step and after
+    the depth search (e.g. to track the error against a known truth). Raises
+    :class:`stream3d.errors.UserError` for a frame or volume that cannot be used; trouble during
+    optimisation ("nan", "diverged") is reported in the status, with the best volume so far.
     """
     clock = time.perf_counter()
     settings = config.refine
@@ -206,18 +210,21 @@ def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, con
     run = _Run(problem, param, settings, callback)
     if search_shift is None:
         search_shift = settings.warm_search_shift if warm else settings.search_shift
-    half_range = search_shift
-    outcome = SearchOutcome()
-    regions = Regions(np.zeros(tuple(measured.shape), dtype=np.int32))
-    for _ in range(settings.rounds):
-        start = _Start.of(param, settings)
-        run.fit_support(start)
-        regions = run.apply_material_prior(start)
-        outcome = run.search(regions, half_range)
-        if not _moved(outcome, settings):
-            break  # the support was fitted at depths the search confirms: no new round
-        half_range = min(half_range, settings.search_step)
 
+    # 1. Support at the start's depths, homogeneous material on it.
+    start = _Start.of(param, settings)
+    run.fit("support", start, settings.support_iterations)
+    regions = run.apply_material_prior(start)
+    # 2. Explicit depth search of every region.
+    outcome = run.search(regions, search_shift)
+    # 3. Joint fit: thickness with per-region shift and stretch.
+    start = _Start.of(param, settings)
+    param.attach_regions(tile(start.regions.labels, settings.region_size))
+    run.fit("fit", start, settings.iterations)
+    fit_shifts, fit_stretches = param.commit_regions()
+    # 4. Material prior on the fitted support.
+    regions = run.apply_material_prior(start)
+    # 5. Polish to the noise level.
     noise = expected_loss(model, param.volume().detach(), loss_map(settings.loss),
                           texture=config.sample.texture,
                           texture_length=config.sample.texture_length,
@@ -232,17 +239,6 @@ def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, con
         shifts=outcome.shifts, scales=outcome.stretches, thickness_scales=outcome.thickness,
         message=(f"{run.iterations} iterations, {regions.count} regions, stopped: {status} "
                  f"(loss {polish.best_loss:.4g}, expected at the truth {noise:.4g})"))
-
-
-def _moved(outcome: SearchOutcome, settings: Refine) -> bool:
-    """Did the search move any region by a coarse step or more?"""
-    steps = max(settings.search_scales - 1, 1) / 2
-    moved = [np.abs(np.asarray(outcome.shifts, dtype=float)) >= settings.search_step]
-    for values, span in ((outcome.stretches, settings.search_stretch),
-                         (outcome.thickness, settings.search_thickness)):
-        if span > 0:
-            moved.append(np.abs(np.asarray(values, dtype=float) - 1.0) >= span / steps - 1e-9)
-    return bool(any(m.any() for m in moved))
 
 
 def _numpy(volume: torch.Tensor) -> np.ndarray:

@@ -73,25 +73,29 @@ def material_thickness(start: Regions, start_thickness: np.ndarray, start_height
     return thickness.astype(np.float32), regions
 
 
-class SupportWatch:
-    """Stop rule for the support fit: the support has not changed for ``window`` iterations
-    (fewer than ``tolerance`` x its area columns flipped). Called as stop(iteration, param)."""
+class FitWatch:
+    """Stop rule for the fit stage: over the last ``window`` iterations the support changed in
+    fewer than ``tolerance`` x its area columns and no column height moved by ``height_step``
+    Å or more. Called as stop(iteration, param); returns "settled" then."""
 
     def __init__(self, start: Regions, start_thickness: np.ndarray, fraction: float,
-                 window: int, tolerance: float = 0.002) -> None:
+                 window: int, height_step: float, tolerance: float = 0.002) -> None:
         self.threshold = fraction * reference_thickness(start, start_thickness)
-        self.window, self.tolerance = int(window), float(tolerance)
-        self.previous: np.ndarray | None = None
-        self.flips: list[int] = []
+        self.window, self.tolerance, self.height_step = int(window), float(tolerance), height_step
+        self.supports: list[np.ndarray] = []
+        self.heights: list[np.ndarray] = []
 
     def __call__(self, iteration: int, param) -> str | None:
-        _, thickness = param.columns()
-        support = thickness.cpu().numpy() > self.threshold
-        if self.previous is not None:
-            self.flips.append(int((support != self.previous).sum()))
-        self.previous = support
-        if len(self.flips) >= self.window:
-            recent = sum(self.flips[-self.window:])
-            if recent <= self.tolerance * max(int(support.sum()), 1):
-                return "support-settled"
+        height, thickness = (c.cpu().numpy() for c in param.columns())
+        support = thickness > self.threshold
+        self.supports.append(support)
+        self.heights.append(np.where(support, height, 0.0))
+        if len(self.supports) <= self.window:
+            return None
+        old_support, old_height = self.supports.pop(0), self.heights.pop(0)
+        flips = int((support != old_support).sum())
+        both = support & old_support
+        moved = float(np.abs(self.heights[-1] - old_height)[both].max(initial=0.0))
+        if flips <= self.tolerance * max(int(support.sum()), 1) and moved < self.height_step:
+            return "settled"
         return None
