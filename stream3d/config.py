@@ -89,9 +89,19 @@ class Refine:
 @dataclass(frozen=True)
 class Stream:
     policy: str = "all"  # "all": reconstruct every frame | "latest": stay live, skip behind
+    frame_interval: float = 0.1  # s between frames of a replayed movie (live: from timestamps)
+    window: int = 4  # frames, pop-out tasks in flight on dask ahead of the refiner
+    queue: int = 64  # frames held in RAM between ingest and compute (more: read back from store)
+    write_batch: int = 32  # frames, most raw frames persisted by one store write
+    hwm: int = 1000  # messages, ZeroMQ receive buffer (PUB/SUB drops beyond it, PUSH blocks)
 
     def check(self) -> None:
         _require(self.policy in ("all", "latest"), "stream.policy", 'must be "all" or "latest"')
+        _require(self.frame_interval > 0, "stream.frame_interval", "must be > 0 s")
+        _require(self.window >= 1, "stream.window", "must be >= 1 frame")
+        _require(self.queue >= 1, "stream.queue", "must be >= 1 frame")
+        _require(self.write_batch >= 1, "stream.write_batch", "must be >= 1 frame")
+        _require(self.hwm >= 1, "stream.hwm", "must be >= 1 message")
 
 
 @dataclass(frozen=True)
