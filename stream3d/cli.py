@@ -93,6 +93,41 @@ def demo(
 
 
 @app.command()
+def simulate(
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="Output folder: movie.mrc, truth.zarr, config.toml, preview.png.")],
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Simulate an HRTEM movie of a specimen whose 3D truth is known.
+
+    The specimen ([simulate] specimen: dendrite, discs, tilted_slab, two_layers) is sliced on a
+    sample.slices x simulate.ny x simulate.nx grid, imaged frame by frame through the multislice
+    model and the lens ([microscope]) and recorded as raw counts at detector.dose. A dendrite
+    grows simulate.growth Å per frame within heights simulate.depth_low..depth_high Å above the
+    exit plane; simulate.drift / simulate.jitter (Å) move the specimen between frames.
+
+    Writes movie.mrc (raw counts (t, y, x), detector.dtype), truth.zarr (occupancy and
+    potential (t, z, y, x) with OME-NGFF axes, like the run store), config.toml and
+    preview.png. Example:
+
+        stream3d simulate --out out/sim --set simulate.frames=20 --set simulate.growth=15
+    """
+    from stream3d.movie import simulate_movie
+
+    with user_errors():
+        cfg = load_config(config, set_)
+        result = simulate_movie(cfg, out)
+    for path in result.paths:
+        typer.echo(f"wrote {path}")
+    typer.echo(f"{result.frames} frames of {cfg.simulate.ny}x{cfg.simulate.nx}x"
+               f"{cfg.sample.slices} in {result.seconds:.1f} s")
+    if result.clipped:
+        typer.echo(f"warning: {result.clipped} pixels exceeded the uint16 range and were "
+                   f"clipped (lower detector.dose or set detector.dtype=float32)", err=True)
+
+
+@app.command()
 def analyze(
     run: Annotated[Path, typer.Argument(
         help="Run store (RUN.zarr) from reconstruct / live, or a ground-truth store from simulate.")],

@@ -104,6 +104,51 @@ class Stream:
         _require(self.hwm >= 1, "stream.hwm", "must be >= 1 message")
 
 
+# Specimen kinds `stream3d simulate` can build (stream3d.specimen.catalog maps each to a builder).
+SPECIMEN_KINDS = ("dendrite", "discs", "tilted_slab", "two_layers")
+
+
+@dataclass(frozen=True)
+class Simulate:
+    frames: int = 10  # frames in the movie
+    ny: int = 256  # pixels along y
+    nx: int = 256  # pixels along x
+    frame_interval: float = 0.1  # s between frames
+    specimen: str = "dendrite"  # "dendrite" | "discs" | "tilted_slab" | "two_layers"
+    branches: int = 8  # dendrite: number of branches (up to 4 arms from the nucleus + side branches)
+    growth: float = 10.0  # Å per frame, dendrite tip advance
+    radius_min: float = 20.0  # Å, thinnest dendrite branch
+    radius_max: float = 30.0  # Å, thickest dendrite branch (the arms)
+    initial_length: float = 40.0  # Å, dendrite arm length already grown in frame 0
+    thickness: float = 80.0  # Å, thickness of discs / tilted slab / layers
+    depth_low: float = 100.0  # Å above the exit plane: all material lies above this height
+    depth_high: float = 540.0  # Å above the exit plane: all material lies below this height
+    seed: int = 0  # random seed: specimen, texture, noise and jitter
+    drift: float = 0.0  # Å per frame, steady lateral drift of the specimen
+    drift_angle: float = 0.0  # degrees, drift direction from +x towards +y
+    jitter: float = 0.0  # Å rms per axis, random lateral shake of each frame
+
+    def check(self) -> None:
+        _require(self.frames >= 1, "simulate.frames", "must be >= 1")
+        _require(self.ny >= 8, "simulate.ny", "must be >= 8 pixels")
+        _require(self.nx >= 8, "simulate.nx", "must be >= 8 pixels")
+        _require(self.frame_interval > 0, "simulate.frame_interval", "must be > 0 s")
+        _require(self.specimen in SPECIMEN_KINDS, "simulate.specimen",
+                 "must be one of " + ", ".join(f'"{k}"' for k in SPECIMEN_KINDS))
+        _require(self.branches >= 1, "simulate.branches", "must be >= 1")
+        _require(self.growth >= 0, "simulate.growth", "must be >= 0 Å per frame")
+        _require(self.radius_min > 0, "simulate.radius_min", "must be > 0 Å")
+        _require(self.radius_max >= self.radius_min, "simulate.radius_max",
+                 "must be >= simulate.radius_min")
+        _require(self.initial_length >= 0, "simulate.initial_length", "must be >= 0 Å")
+        _require(self.thickness > 0, "simulate.thickness", "must be > 0 Å")
+        _require(self.depth_low >= 0, "simulate.depth_low", "must be >= 0 Å (the exit plane)")
+        _require(self.depth_high > self.depth_low, "simulate.depth_high",
+                 "must be > simulate.depth_low")
+        _require(self.drift >= 0, "simulate.drift", "must be >= 0 Å per frame")
+        _require(self.jitter >= 0, "simulate.jitter", "must be >= 0 Å")
+
+
 @dataclass(frozen=True)
 class Config:
     microscope: Microscope = field(default_factory=Microscope)
@@ -111,6 +156,7 @@ class Config:
     detector: Detector = field(default_factory=Detector)
     refine: Refine = field(default_factory=Refine)
     stream: Stream = field(default_factory=Stream)
+    simulate: Simulate = field(default_factory=Simulate)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Plain nested dict (TOML-serialisable), e.g. for the run store's attributes."""

@@ -33,19 +33,28 @@ def amorphous_texture(
 
 
 def occupancy_to_potential(
-    occupancy: np.ndarray, sample: Sample, *, rng: np.random.Generator
+    occupancy: np.ndarray, sample: Sample, *, rng: np.random.Generator | None = None,
+    field: np.ndarray | None = None,
 ) -> np.ndarray:
     """Complex64 potential (V, relative to solvent) of an occupancy map in [0, 1], (z, y, x).
 
     V = potential * occupancy * (1 + texture * field) * (1 + i * absorption), with ``field`` an
-    amorphous texture of correlation length ``sample.texture_length``.
+    amorphous texture of correlation length ``sample.texture_length``: drawn from ``rng``, or
+    given (e.g. one field for all frames of a movie, so grown material keeps its texture).
     """
     occupancy = np.asarray(occupancy, dtype=np.float32)
     if occupancy.ndim != 3:
         raise ValueError(f"occupancy must be (z, y, x), got shape {occupancy.shape}")
     real = sample.potential * occupancy
     if sample.texture > 0:
-        field = amorphous_texture(occupancy.shape, sample.sampling,
-                                  length=sample.texture_length, rng=rng)
+        if field is None:
+            if rng is None:
+                raise ValueError("occupancy_to_potential needs rng or field for the texture")
+            field = amorphous_texture(occupancy.shape, sample.sampling,
+                                      length=sample.texture_length, rng=rng)
+        elif field.shape != occupancy.shape:
+            raise ValueError(f"texture field shape {field.shape} != occupancy shape "
+                             f"{occupancy.shape}")
         real = real * (1.0 + sample.texture * field)
-    return (real * (1.0 + 1j * sample.absorption)).astype(np.complex64)
+    # complex64 arithmetic throughout: a complex128 temporary would be 2 GB at 1024²x128.
+    return real.astype(np.complex64) * np.complex64(1.0 + 1j * sample.absorption)
