@@ -137,7 +137,7 @@ def analyze(
     line: Annotated[Optional[str], typer.Option(
         help="Kymograph line 'y0,x0,y1,x1' in nm (default: along x, through the row crossing most material).")] = None,
     array: Annotated[Optional[str], typer.Option(
-        help="(t, z, y, x) array to analyse, e.g. popout (default: volume, else potential, else occupancy).")] = None,
+        help="(t, z, y, x) array to analyse, e.g. popout (default: volume, else occupancy, else potential).")] = None,
     min_part: Annotated[float, typer.Option(
         help="Smallest connected part counted (nm³), so noise specks are not parts.")] = 1.0,
     config: ConfigOption = None,

@@ -97,7 +97,7 @@ def analyze(path: str | Path, out: str | Path, *, array: str | None = None,
             min_part_volume: float = 1.0, progress: bool = False) -> Analysis:
     """Analyse the run store at ``path`` into folder ``out``: metrics.csv, PNGs, index.html.
 
-    ``array``: the (t, z, y, x) array to analyse (default volume, else potential/occupancy);
+    ``array``: the (t, z, y, x) array to analyse (default volume, else occupancy, else potential);
     ``config_path`` / ``overrides``: replace / amend the run's stored config (the material
     level is its sample.potential); ``frame``: the store index shown in orthogonal slices
     (default: the last reconstructed); ``line_nm``: kymograph line (y0, x0, y1, x1) in nm
@@ -164,7 +164,8 @@ def analyze(path: str | Path, out: str | Path, *, array: str | None = None,
             out / "height_maps.png"),
         "slices": pictures.plot_orthoslices(
             chosen_volume, chosen_occ, run.sampling, _slice_centre(chosen_occ),
-            f"Orthogonal slices of {run.name}, {_frame_title(run, chosen)}", out / "slices.png"),
+            f"Orthogonal slices of {run.name}, {_frame_title(run, chosen)}", out / "slices.png",
+            value_label="occupancy" if run.name == "occupancy" else f"{run.name} potential (V)"),
         "render": render.plot_render(
             [mesh[t] for t in meshes], [_frame_title(run, t) for t in meshes],
             (run.shape[1] * dz / NM, run.shape[2] * dy / NM, run.shape[3] * dx / NM),

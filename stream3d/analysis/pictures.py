@@ -23,9 +23,7 @@ _COLOUR_WORDS = {"0.55": "grey", "tab:orange": "orange", "tab:red": "red", "tab:
 
 
 def _cmap(name: str):
-    cmap = colormaps[name].copy()
-    cmap.set_bad(NO_DATA)
-    return cmap
+    return colormaps[name].with_extremes(bad=NO_DATA)
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -112,7 +110,8 @@ def plot_height_montage(maps: Sequence[np.ndarray], titles: Sequence[str], pixel
 
 
 def plot_orthoslices(volume: np.ndarray, occupancy: np.ndarray, sampling: Sequence[float],
-                     centre: tuple[int, int, int], title: str, path: Path) -> Path:
+                     centre: tuple[int, int, int], title: str, path: Path, *,
+                     value_label: str = "potential (V)") -> Path:
     """Three orthogonal slices of one volume (V) through voxel ``centre`` = (iz, iy, ix).
 
     The material boundary (half the material level) is outlined in cyan; side views have the
@@ -138,7 +137,7 @@ def plot_orthoslices(volume: np.ndarray, occupancy: np.ndarray, sampling: Sequen
     # Equal panel heights at true aspect: each panel's width is its width / height ratio.
     widths = [nx * dx / (ny * dy), nx * dx / depth, ny * dy / depth]
     height = 4.6
-    fig = Figure(figsize=(height * sum(widths) + 3.2, height + 1.0), layout="constrained")
+    fig = Figure(figsize=(height * sum(widths) + 3.2, height + 1.4), layout="constrained")
     axes = fig.subplots(1, 3, width_ratios=widths)
     image = None
     for ax, (img, occ, extent, xl, yl, name) in zip(axes, views, strict=True):
@@ -160,7 +159,7 @@ def plot_orthoslices(volume: np.ndarray, occupancy: np.ndarray, sampling: Sequen
         ax.axhline((nz - iz - 0.5) * dz, color="w", lw=0.6, ls="--")
     axes[1].axvline((ix + 0.5) * dx, color="w", lw=0.6, ls="--")
     axes[2].axvline((iy + 0.5) * dy, color="w", lw=0.6, ls="--")
-    fig.colorbar(image, ax=axes.tolist(), shrink=0.85, label="potential (V); cyan: material boundary")
+    fig.colorbar(image, ax=axes.tolist(), shrink=0.85, label=f"{value_label}; cyan: material boundary")
     fig.suptitle(title)
     return _save(fig, path)
 
@@ -193,7 +192,8 @@ def plot_kymograph(distance: np.ndarray, time_s: np.ndarray, heights: np.ndarray
             (axes[1], heights, "height of material top (nm)", "viridis", (lo, hi)),
             (axes[2], thickness, "material thickness (nm)", "cividis", (None, None))):
         mesh = ax.pcolormesh(s_edges, edges, np.ma.masked_invalid(data / 10), cmap=_cmap(cmap),
-                             shading="flat", vmin=limits[0], vmax=limits[1])
+                             shading="flat", vmin=limits[0], vmax=limits[1],
+                             antialiased=False, edgecolors="none")  # no seams between cells
         ax.set_facecolor(NO_DATA)
         ax.set(xlabel="distance along the line (nm)", ylabel=time_label)
         ax.invert_yaxis()  # time runs downward, like reading a movie strip

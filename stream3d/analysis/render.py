@@ -72,8 +72,8 @@ def plot_render(meshes: Sequence[np.ndarray], titles: Sequence[str],
     cols = 2 if n == 4 else n
     rows = -(-n // cols)
     fig = Figure(figsize=(4.6 * cols + 1.2, 4.4 * rows + 0.4), layout="constrained")
-    norm = Normalize(0.0, depth)
     zlo, zhi = _height_range(meshes, depth)
+    norm = Normalize(zlo, zhi)
     # Deep cells over small fields would be needles at true aspect: cap the drawn height.
     shown = min(zhi - zlo, MAX_HEIGHT_ASPECT * max(fx, fy))
     squeeze = shown / (zhi - zlo)

@@ -71,13 +71,14 @@ def write_index(out: Path, *, run: Run, config: Config, level: float, table: Met
     """Write ``out/index.html`` linking ``pictures`` (files in ``out``) and the CSV."""
     nt, nz, ny, nx = run.shape
     dz, dy, dx = run.sampling
-    unit = "V" if run.name != "occupancy" else "(occupancy)"
+    material = (f"occupancy above {level / 2:g}" if run.name == "occupancy" else
+                f"{run.name} above {level / 2:g} V (half of sample.potential = {level:g} V)")
     facts = [
         ["store", str(run.path)],
         ["array analysed", f"{run.name} (t, z, y, x) = ({nt}, {nz}, {ny}, {nx})"],
         ["voxel", f"dz {dz:g} Å, dy {dy:g} Å, dx {dx:g} Å; frame interval {run.frame_interval:g} s"],
         ["frames", status_summary(table.status)],
-        ["material", f"above {level / 2:g} {unit} (half of {level:g} {unit})"],
+        ["material", material],
         ["slices frame", str(chosen)],
         ["kymograph line", "y0, x0, y1, x1 = " + ", ".join(f"{v:.2f}" for v in line_nm) + " nm"],
         ["written by", f"stream3d {run.version or '?'}; analysed by stream3d {__version__} on "

@@ -23,7 +23,9 @@ from stream3d.errors import UserError
 
 STATUS_NAMES = {0: "pending", 1: "refined", 2: "skipped", 3: "failed"}
 REFINED = 1
-VOLUME_NAMES = ("volume", "potential", "occupancy")  # what to analyse, first present wins
+# What to analyse, first present wins. A truth store's occupancy is the material itself; its
+# potential carries the amorphous texture, which would speckle a threshold at half the level.
+VOLUME_NAMES = ("volume", "occupancy", "potential")
 PER_FRAME = ("frame_id", "timestamp", "status", "loss")
 LAYOUT = ("frames", "popout", *VOLUME_NAMES, *PER_FRAME)  # arrays along t in DESIGN.md / truth
 
@@ -39,6 +41,7 @@ class Run:
     path: Path
     name: str
     arrays: Mapping[str, Any]  # name -> dask array, all cut to the same t length
+    dims: Mapping[str, tuple[str, ...]]  # name -> dimension names (t first)
     sampling: tuple[float, float, float]  # (dz, dy, dx) Å
     frame_interval: float  # s, from the OME scale (0 when unknown)
     time: np.ndarray  # (t,) s since the first frame
@@ -87,8 +90,7 @@ class Run:
         import xarray as xr
 
         c = self.coords()
-        dims = {4: ("t", "z", "y", "x"), 3: ("t", "y", "x"), 1: ("t",)}
-        data = {name: (dims[a.ndim], a) for name, a in self.arrays.items() if a.ndim in dims}
+        data = {name: (self.dims[name], a) for name, a in self.arrays.items()}
         data.setdefault("status", (("t",), self.status))
         data.setdefault("frame_id", (("t",), self.frame_id))
         ds = xr.Dataset(
@@ -125,12 +127,17 @@ def read_run(path: str | Path, *, array: str | None = None) -> Run:
     group = _open_group(path)
     attrs = dict(group.attrs)
     zarrays = {name: group[name] for name in group.array_keys()}
+    if not zarrays and "stream3d" in attrs:
+        raise UserError(f"{path} is a run store that holds no frames yet")
     name = _volume_name(path, zarrays, array)
-    # Layout arrays all run along t; a live writer resizes them one after another, so cut
-    # every one to the frames they all hold. Other arrays join if they are as long.
+    # Layout arrays all run along t; a live writer resizes them all, then writes frame_id last
+    # (the commit mark, -1 until written): read the committed prefix that every array holds.
     n = min(a.shape[0] for k, a in zarrays.items() if k in LAYOUT or k == name)
+    if "frame_id" in zarrays:
+        uncommitted = np.flatnonzero(np.asarray(zarrays["frame_id"][:n]) < 0)
+        n = int(uncommitted[0]) if uncommitted.size else n
     arrays = {k: da.from_zarr(a)[:n] for k, a in zarrays.items()
-              if a.ndim >= 1 and a.shape[0] >= n and (k in LAYOUT or a.ndim in (1, 3, 4))}
+              if a.ndim >= 1 and a.shape[0] >= n}
     meta = attrs.get("stream3d") or {}
     cfg = dict(meta.get("config") or {})
     sampling, interval = _scale(path, attrs, cfg)
@@ -139,7 +146,7 @@ def read_run(path: str | Path, *, array: str | None = None) -> Run:
     names = tuple(STATUS_NAMES.get(int(s), f"status {int(s)}") if "status" in tables
                   else "complete" for s in status)
     return Run(
-        path=path, name=name, arrays=arrays, sampling=sampling, frame_interval=interval,
+        path=path, name=name, arrays=arrays, dims={k: _dims(zarrays[k]) for k in arrays}, sampling=sampling, frame_interval=interval,
         time=_times(tables.get("timestamp"), interval, n),
         frame_id=tables.get("frame_id", np.arange(n)).astype(np.int64),
         status=status, status_names=names,
@@ -149,13 +156,24 @@ def read_run(path: str | Path, *, array: str | None = None) -> Run:
     )
 
 
+def _dims(a: Any) -> tuple[str, ...]:
+    """Dimension names stored with a Zarr v3 array, else the layout's by rank."""
+    names = getattr(a.metadata, "dimension_names", None)
+    if names and len(names) == a.ndim and all(names):
+        return tuple(str(n) for n in names)
+    default = {1: ("t",), 3: ("t", "y", "x"), 4: ("t", "z", "y", "x")}
+    return default.get(a.ndim, ("t", *(f"dim_{k}" for k in range(1, a.ndim))))
+
+
 def _open_group(path: Path) -> Any:
     import zarr
 
     if not path.exists():
         raise UserError(f"{path} does not exist")
     try:
-        return zarr.open_group(path, mode="r")
+        # Not the consolidated view: it is written only when a run closes and would hide
+        # frames a live run appended since.
+        return zarr.open_group(path, mode="r", use_consolidated=False)
     except Exception as exc:  # zarr raises many kinds for "not a group"; all mean the same here
         raise UserError(f"{path} is not a Zarr run store ({type(exc).__name__}: {exc})") from None
 
