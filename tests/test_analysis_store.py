@@ -160,3 +160,13 @@ def test_threshold_follows_the_material_potential(tmp_path):
     volume = run.frame(0)
     # Raising sample.potential to 12 V puts the threshold (6 V) above the 5 V material.
     assert occupancy(volume, run_config(run, None, ("sample.potential=12",)).sample.potential).max() < 0.5
+
+
+def test_a_frame_marked_refined_without_a_volume_is_an_empty_row(tmp_path):
+    store = write_run(tmp_path / "run.zarr", [R, P], close=False)
+    store.write_result(1, status=R, volume=None)  # status says refined, volume never written
+    store.close()
+    table = analyze(tmp_path / "run.zarr", tmp_path / "out").table
+    assert table.status == ("refined", "empty")
+    assert table.analysed.tolist() == [True, False]
+    assert all(cell == "" for cell in table.rows()[1][4:])
