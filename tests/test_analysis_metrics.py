@@ -111,3 +111,16 @@ def test_growth_rate_spans_frames_without_numbers():
     rate = growth_rate(volume, time, analysed)
     np.testing.assert_allclose(rate[[1, 3]], [8.0, 8.0])
     assert np.isnan(rate[[0, 2, 4]]).all()
+
+
+def test_volume_of_a_textured_potential_is_its_material_volume():
+    # The simulator's potential: V = potential x occupancy x (1 + 0.3 x amorphous texture).
+    from stream3d.config import Sample
+    from stream3d.specimen import occupancy_to_potential
+
+    occ = three_discs(SHAPE, SAMPLING, heights=(150.0, 300.0, 450.0), thickness=100.0)
+    sample = Sample(potential=POTENTIAL, slice_thickness=SAMPLING[0], texture=0.3)
+    textured = occupancy_to_potential(occ, sample, rng=np.random.default_rng(1))
+    m = frame_metrics(textured, sampling=SAMPLING, level=POTENTIAL)
+    assert m.volume_nm3 == pytest.approx(occ.sum() * 20.0 / 1e3, rel=0.03)
+    assert m.parts == 3

@@ -120,7 +120,7 @@ def measure_frames(run: Run, done: np.ndarray, level: float, *, line_yx: tuple[n
             got.status[t] = "empty"
             continue
         occ = occupancy(volume, level)
-        got.metrics[t] = frame_metrics(occ, sampling=run.sampling, level=1.0,
+        got.metrics[t] = frame_metrics(volume, sampling=run.sampling, level=level,
                                        min_part_volume=min_part_volume)
         top, _ = top_bottom(occ, dz)
         region = ndimage.binary_dilation(occ > MATERIAL, structure=np.ones((3, 3, 3), bool))

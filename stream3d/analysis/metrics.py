@@ -1,9 +1,11 @@
 """Per-frame metrics of one volume in physical units (nm, nm², nm³), and the table over time.
 
 Material is where the volume exceeds half the material level (``sample.potential`` volts for a
-potential, 1 for an occupancy): the threshold the refinement uses for its IoU. The occupancy
-clip(V / level, 0, 1) carries the partial volume of boundary voxels, so volumes and face heights
-are resolved below a voxel; the surface is the 0.5 level set by marching tetrahedra.
+potential, 1 for an occupancy): the threshold the refinement uses for its IoU. Its amount is
+the integral of V / level over the material and a one-voxel rim (partial-volume voxels at the
+boundary count by their fraction, zero-mean texture and noise average out instead of being
+clipped away); its surface is the 0.5 level set of the occupancy clip(V / level, 0, 1) by
+marching tetrahedra; face heights interpolate that occupancy between slice centres.
 """
 
 from __future__ import annotations
@@ -26,14 +28,19 @@ ANTIALIAS_PX = 0.7  # px: lateral blur before the iso-surface, so pixel staircas
 _NEIGHBOURS = np.ones((3, 3, 3), dtype=bool)  # faces, edges and corners touch
 
 
-def occupancy(volume: np.ndarray, level: float) -> np.ndarray:
-    """clip(volume / level, 0, 1) as float64; NaN (not reconstructed) counts as no material."""
+def material_ratio(volume: np.ndarray, level: float) -> np.ndarray:
+    """volume / level as float64 (real part); NaN (not reconstructed) counts as no material."""
     if not level > 0:
         raise ValueError(f"material level must be > 0, got {level}")
-    occ = np.asarray(volume, dtype=np.float64)
-    if np.iscomplexobj(occ):
-        occ = occ.real
-    return np.clip(np.nan_to_num(occ / level, nan=0.0), 0.0, 1.0)
+    ratio = np.asarray(volume)
+    if np.iscomplexobj(ratio):
+        ratio = ratio.real
+    return np.nan_to_num(ratio.astype(np.float64) / level, nan=0.0)
+
+
+def occupancy(volume: np.ndarray, level: float) -> np.ndarray:
+    """clip(volume / level, 0, 1) as float64; NaN (not reconstructed) counts as no material."""
+    return np.clip(material_ratio(volume, level), 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -79,14 +86,17 @@ def frame_metrics(volume: np.ndarray, *, sampling: Sequence[float], level: float
     the smallest connected part counted (nm³), so that single noisy voxels are not parts.
     """
     dz, dy, dx = (float(s) for s in sampling)
-    occ = occupancy(volume, level)
+    ratio = material_ratio(volume, level)
+    occ = np.clip(ratio, 0.0, 1.0)
     material = occ > MATERIAL
     voxel = dz * dy * dx
     if not material.any():
         nan = math.nan
         return FrameMetrics(0.0, 0.0, nan, nan, nan, nan, nan, nan, 0)
-    # Partial volume counts only on and next to the material, so solvent noise adds little.
-    weight = occ * ndimage.binary_dilation(material, structure=_NEIGHBOURS)
+    # Only the material and its rim count, so noise in the solvent far away adds nothing.
+    region = ndimage.binary_dilation(material, structure=_NEIGHBOURS)
+    amount = float(ratio[region].sum())
+    weight = np.clip(ratio, 0.0, None) * region  # centre of mass: no negative weights
     mass = weight.sum()
     nz, ny, nx = occ.shape
     top, bottom = top_bottom(occ, dz)
@@ -95,7 +105,7 @@ def frame_metrics(volume: np.ndarray, *, sampling: Sequence[float], level: float
     com_y = float(((np.arange(ny) + 0.5) * dy) @ weight.sum(axis=(0, 2)) / mass)
     com_x = float(((np.arange(nx) + 0.5) * dx) @ weight.sum(axis=(0, 1)) / mass)
     return FrameMetrics(
-        volume_nm3=float(mass * voxel) / NM**3,
+        volume_nm3=amount * voxel / NM**3,
         area_nm2=surface_area(occ, (dz, dy, dx)) / NM**2,
         height_min_nm=height_min / NM,
         height_max_nm=height_max / NM,
