@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from stream3d.analysis.metrics import MetricsTable
 
 DPI = 110
+MIN_POSITION_SPAN_NM = 2.0  # smallest y range of the position panels
 NO_DATA = "0.85"  # grey for NaN
 STATUS_COLOURS = {"pending": "0.55", "skipped": "tab:orange", "failed": "tab:red", "empty": "tab:purple"}
 _COLOUR_WORDS = {"0.55": "grey", "tab:orange": "orange", "tab:red": "red", "tab:purple": "purple"}
@@ -56,11 +57,15 @@ def plot_metrics(table: MetricsTable, path: Path) -> Path:
     for ax, label, series in panels:
         for name, legend in series:
             ax.plot(t[ok], table.column(name)[ok], label=legend, **style)
+        if not any(np.isfinite(table.column(name)[ok]).any() for name, _ in series):
+            ax.text(0.5, 0.5, "no numbers yet", transform=ax.transAxes, ha="center", color="0.4")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         _mark_unanalysed(ax, table)
         if any(legend for _, legend in series):
             ax.legend(fontsize=8, loc="best")
+    for ax in (axes[1, 0], axes[1, 1]):
+        _min_span(ax, MIN_POSITION_SPAN_NM)
     axes[2, 0].axhline(0.0, color="k", lw=0.8)
     parts = table.column("parts")[ok]
     axes[2, 1].set_ylim(-0.5, (np.nanmax(parts) if parts.size else 0) + 1.5)
@@ -71,6 +76,14 @@ def plot_metrics(table: MetricsTable, path: Path) -> Path:
     note = ", ".join(f"{s} ({_COLOUR_WORDS[STATUS_COLOURS[s]]})" for s in shown if s in STATUS_COLOURS)
     fig.suptitle("Metrics over time" + (f"; lines mark frames without numbers: {note}" if note else ""))
     return _save(fig, path)
+
+
+def _min_span(ax, span: float) -> None:
+    """Widen the y range to at least ``span`` so sub-voxel jitter does not look like motion."""
+    lo, hi = ax.get_ylim()
+    if hi - lo < span:
+        mid = (lo + hi) / 2
+        ax.set_ylim(mid - span / 2, mid + span / 2)
 
 
 def _extent_nm(shape: tuple[int, int], pixel: Sequence[float]) -> list[float]:
