@@ -101,17 +101,19 @@ def simulate(
 ) -> None:
     """Simulate an HRTEM movie of a specimen whose 3D truth is known.
 
-    The specimen ([simulate] specimen: dendrite, discs, tilted_slab, two_layers) is sliced on a
-    sample.slices x simulate.ny x simulate.nx grid, imaged frame by frame through the multislice
-    model and the lens ([microscope]) and recorded as raw counts at detector.dose. A dendrite
-    grows simulate.growth Å per frame within heights simulate.depth_low..depth_high Å above the
-    exit plane; simulate.drift / simulate.jitter (Å) move the specimen between frames.
+    Specimens (simulate.specimen): dendrite, discs, tilted_slab, two_layers.
+    Grid: sample.slices x simulate.ny x simulate.nx voxels of
+    sample.slice_thickness x sample.pixel_size x sample.pixel_size Å.
+    Each frame goes through the multislice model and the lens (microscope.*)
+    and is recorded as Poisson counts at detector.dose e/Å².
+    The dendrite grows simulate.growth Å per frame at every tip and stays
+    between simulate.depth_low and simulate.depth_high Å above the exit plane.
+    simulate.drift (Å/frame) and simulate.jitter (Å rms) move the specimen.
 
-    Writes movie.mrc (raw counts (t, y, x), detector.dtype), truth.zarr (occupancy and
-    potential (t, z, y, x) with OME-NGFF axes, like the run store), config.toml and
-    preview.png. Example:
+    Writes: movie.mrc (raw counts, t y x), truth.zarr (occupancy and potential,
+    t z y x, OME-NGFF axes like the run store), config.toml, preview.png.
 
-        stream3d simulate --out out/sim --set simulate.frames=20 --set simulate.growth=15
+    Example: stream3d simulate --out out/sim --set simulate.frames=20
     """
     from stream3d.movie import simulate_movie
 

@@ -232,6 +232,7 @@ def test_cli_simulate_writes_the_movie(tmp_path):
     (["--set", "simulate.ny=40"], "too small for branches"),
     (["--set", "simulate.depth_high=900"], "simulate.depth_high 900 Å lies above the top"),
     (["--set", "simulate.specimen=cube"], "simulate.specimen must be one of"),
+    (["--set", "simulate.ny=300000", "--set", "simulate.nx=300000"], "GiB of memory per frame"),
     (["--set", "simulate.depth_low=600", "--set", "simulate.specimen=discs"],
      "simulate.depth_high must be > simulate.depth_low"),
 ])

@@ -13,6 +13,7 @@ from typing import Protocol
 import numpy as np
 
 from stream3d.config import Config
+from stream3d.errors import UserError
 from stream3d.specimen.dendrite import Dendrite, DendriteParams
 from stream3d.specimen.shapes import three_discs, tilted_slab, two_layers
 
@@ -55,7 +56,10 @@ def dendrite(config: Config) -> Dendrite:
                             depth=(sim.depth_low, sim.depth_high),
                             radius=(sim.radius_min, sim.radius_max),
                             initial_length=sim.initial_length, seed=sim.seed)
-    return Dendrite(params, *grid(config))
+    try:
+        return Dendrite(params, *grid(config))
+    except ValueError as exc:  # name the config section the user has to change
+        raise UserError(f"[simulate] {exc}") from None
 
 
 def discs(config: Config) -> Static:
