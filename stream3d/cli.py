@@ -174,6 +174,146 @@ def _parse_line(text: str) -> tuple[float, float, float, float]:
     return values
 
 
+def _logging() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="stream3d: %(message)s")
+
+
+SchedulerOption = Annotated[
+    Optional[str],
+    typer.Option("--scheduler", help="Address of a running dask scheduler (tcp://host:8786) to "
+                 "run pop-out on; default: an embedded local cluster."),
+]
+MaxFramesOption = Annotated[
+    Optional[int], typer.Option("--max-frames", help="Stop receiving after this many new frames.")
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No live status line.")]
+
+
+@app.command()
+def reconstruct(
+    movie: Annotated[Path, typer.Argument(help="Recorded movie: MRC stack (.mrc/.mrcs), "
+                                          "multi-page TIFF, a single frame, or a run store "
+                                          "(.zarr) whose frames to reconstruct again.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run store to write (RUN.zarr). If "
+                                      "it exists the run resumes where it ends.")],
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    scheduler: SchedulerOption = None,
+    max_frames: MaxFramesOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Replay a recorded movie through pop-out and refinement into a 4D Zarr run store.
+
+    Every frame is stored raw (frames), with its pop-out volume (popout), refined volume
+    (volume, NaN where not reconstructed) and a per-frame table (frame_id, timestamp, status,
+    loss). Stopped by Ctrl-C or a crash? Run the same command again: it resumes where the
+    store ends, without repeating or losing a frame. With MOVIE = the --out store itself,
+    its pending, skipped and failed frames are reconstructed in place.
+    """
+    from stream3d.stream import commands
+    from stream3d.stream.status import render_summary
+
+    _logging()
+    with user_errors():
+        cfg = load_config(config, set_)
+        summary = commands.reconstruct(movie, out, cfg, scheduler=scheduler,
+                                       max_frames=max_frames, show_status=not quiet)
+    typer.echo(render_summary(summary))
+    if summary.interrupted:
+        raise typer.Exit(130)
+
+
+@app.command()
+def live(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run store to write (RUN.zarr); "
+                                      "an existing one is resumed.")],
+    connect: Annotated[Optional[str], typer.Option(help="Detector endpoint to connect to, "
+                                                   "e.g. tcp://127.0.0.1:5555.")] = None,
+    bind: Annotated[Optional[str], typer.Option(help="Endpoint to bind and wait on instead "
+                                                "(a bare port binds 127.0.0.1 only).")] = None,
+    pattern: Annotated[str, typer.Option(help="sub (detector PUBlishes: may drop when we "
+                                         "fall behind, counted as gaps) or pull (detector "
+                                         "PUSHes: it waits for us).")] = "sub",
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    scheduler: SchedulerOption = None,
+    max_frames: MaxFramesOption = None,
+    idle_timeout: Annotated[Optional[float], typer.Option(
+        "--idle-timeout", help="Stop after this many seconds without a message (s).")] = None,
+    record_only: Annotated[bool, typer.Option(
+        "--record-only", help="Only store raw frames (reconstruct later with "
+        "`stream3d reconstruct RUN.zarr --out RUN.zarr`).")] = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Reconstruct a live detector stream (native ZeroMQ protocol) into a 4D Zarr run store.
+
+    Every frame received is stored raw at once, whatever compute does. stream.policy = "all"
+    reconstructs every frame (lag may grow); "latest" stays live and marks the frames it
+    jumps over as skipped. A status line shows received, reconstructed, skipped, malformed,
+    gaps, lag and frames/s. Stops on the series end, --max-frames, --idle-timeout or Ctrl-C,
+    always leaving a consistent store, and prints a summary.
+    """
+    from stream3d.stream import commands
+    from stream3d.stream.status import render_summary
+
+    _logging()
+    with user_errors():
+        cfg = load_config(config, set_)
+        summary = commands.live(out, cfg, connect=connect, bind=bind, pattern=pattern,
+                                scheduler=scheduler, max_frames=max_frames,
+                                idle_timeout=idle_timeout, record_only=record_only,
+                                show_status=not quiet)
+    typer.echo(render_summary(summary))
+
+
+@app.command()
+def camera(
+    movie: Annotated[Path, typer.Argument(help="Movie to play (MRC stack or multi-page TIFF).")],
+    endpoint: Annotated[str, typer.Option(help="Where to serve frames (bound; a bare port "
+                                          "means 127.0.0.1).")] = "tcp://127.0.0.1:5555",
+    pattern: Annotated[str, typer.Option(help="pub (receivers SUBscribe) or push (a receiver "
+                                         "PULLs).")] = "pub",
+    fps: Annotated[float, typer.Option(help="Frames per second (0 = as fast as taken).")] = 10.0,
+    connect: Annotated[bool, typer.Option("--connect", help="Connect to ENDPOINT instead of "
+                                          "binding it (for `live --bind`).")] = False,
+    series: Annotated[int, typer.Option(help="Series number of the first series.")] = 1,
+    drop: Annotated[str, typer.Option(help="Frames never sent, e.g. 3,7 (gaps).")] = "",
+    duplicate: Annotated[str, typer.Option(help="Frames sent twice, e.g. 5.")] = "",
+    corrupt: Annotated[str, typer.Option(help="Malformed messages to inject: all, or kinds "
+                                         "from not_json, missing_keys, bad_value, "
+                                         "unknown_htype, unknown_dtype, byte_count, "
+                                         "part_count, before_start, shape_changed.")] = "",
+    restart_after: Annotated[Optional[int], typer.Option(
+        help="Restart the series after this many frames (new series, frames from 0).")] = None,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for a receiver.")] = 10.0,
+    repeat: Annotated[int, typer.Option(help="Play the movie this many times over, as one "
+                                        "longer series.")] = 1,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Emulate a detector: play a movie in the native protocol over ZeroMQ.
+
+    The start message carries the config's optics. Faults for tests and demos: --drop,
+    --duplicate, --corrupt, --restart-after. Try it with `stream3d live --connect ENDPOINT`.
+    """
+    from stream3d.stream import commands
+    from stream3d.stream.camera import Faults, parse_frames, parse_kinds
+
+    with user_errors():
+        cfg = load_config(config, set_)
+        faults = Faults(drop=parse_frames(drop), duplicate=parse_frames(duplicate),
+                        corrupt=parse_kinds(corrupt), restart_after=restart_after)
+        report = commands.camera(movie, cfg, address=endpoint, pattern=pattern,
+                                 bind=not connect, fps=fps, series=series, faults=faults,
+                                 wait=wait, repeat=repeat)
+    corrupted = sum(report.corrupted.values())
+    typer.echo(f"sent {report.frames} frames of series {report.series} in {report.seconds:.1f} s "
+               f"({report.dropped} dropped, {report.duplicated} duplicated, {corrupted} "
+               "malformed)")
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="stream3d")

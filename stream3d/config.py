@@ -93,7 +93,7 @@ class Stream:
     window: int = 4  # frames, pop-out tasks in flight on dask ahead of the refiner
     queue: int = 64  # frames held in RAM between ingest and compute (more: read back from store)
     write_batch: int = 32  # frames, most raw frames persisted by one store write
-    hwm: int = 1000  # messages, ZeroMQ receive buffer (PUB/SUB drops beyond it, PUSH blocks)
+    hwm: int = 100  # messages queued in ZeroMQ (PUB drops beyond, PUSH blocks); RAM = hwm x frame
 
     def check(self) -> None:
         _require(self.policy in ("all", "latest"), "stream.policy", 'must be "all" or "latest"')

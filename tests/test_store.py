@@ -25,6 +25,8 @@ def test_layout_dtypes_chunks_and_attributes(tmp_path):
     store = RunStore.open(path, CFG)
     frames = _frames(3, dtype=np.dtype(">u2"))
     assert store.append(frames, {"received": 3}) == range(0, 3)
+    # Raw frames are appended by direct whole-chunk file writes; zarr must read them back.
+    assert set(store._fast) == {"frames", "timestamp", "frame_id"}
     vol = np.full((4, 8, 6), 2.5, np.float32)
     store.write_result(1, status=Status.REFINED, popout=vol * 2, volume=vol, loss=0.125,
                        counters={"received": 3, "malformed": 2})

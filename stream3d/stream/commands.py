@@ -1,0 +1,114 @@
+"""The library behind the ``reconstruct``, ``live`` and ``camera`` commands (cli.py stays thin)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+from stream3d.config import Config
+from stream3d.errors import UserError
+from stream3d.movie_io import open_movie
+from stream3d.store import Status
+from stream3d.stream.camera import Camera, CameraReport, Faults, play
+from stream3d.stream.compute import Stages
+from stream3d.stream.pipeline import RunOptions, Summary, run_pipeline
+from stream3d.stream.sources import FileSource, NoSource, ZmqSource
+from stream3d.stream.status import live_status
+
+log = logging.getLogger("stream3d.stream")
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a process manager, ``kill``) stops a run like Ctrl-C: consistent store, summary."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. called from a test thread): leave it
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def reconstruct(movie: str | Path, out: str | Path, config: Config, *,
+                scheduler: str | None = None, max_frames: int | None = None,
+                show_status: bool = True, stages: Stages | None = None) -> Summary:
+    """Replay ``movie`` into the run store ``out`` (resuming it when it exists).
+
+    When ``movie`` is the store ``out`` itself, no frame is added: its pending, skipped and
+    failed frames are reconstructed in place.
+    """
+    movie, out = Path(movie), Path(out)
+    in_place = out.exists() and movie.resolve() == out.resolve()
+    if in_place:
+        source, total = NoSource(), None
+        options = RunOptions(scheduler=scheduler,
+                             redo=(Status.PENDING, Status.SKIPPED, Status.FAILED))
+    else:
+        _check_pixel_size(movie, config)
+        source = FileSource(movie, frame_interval=config.stream.frame_interval)
+        total = len(source)
+        options = RunOptions(scheduler=scheduler, max_frames=max_frames)
+    monitor = (lambda snap: live_status(snap, total=total)) if show_status else None
+    with sigterm_as_interrupt():
+        return run_pipeline(source, out, config, options=options, stages=stages, monitor=monitor)
+
+
+def live(out: str | Path, config: Config, *, connect: str | None = None, bind: str | None = None,
+         pattern: str = "sub", scheduler: str | None = None, max_frames: int | None = None,
+         idle_timeout: float | None = None, record_only: bool = False, show_status: bool = True,
+         stages: Stages | None = None) -> Summary:
+    """Receive frames from a detector (native protocol) into the run store ``out``.
+
+    ``record_only``: persist raw frames only (status pending), to reconstruct later with
+    ``reconstruct RUN --out RUN``."""
+    if (connect is None) == (bind is None):
+        raise UserError("give exactly one of --connect ADDRESS or --bind ADDRESS")
+    if max_frames is not None and max_frames < 1:
+        raise UserError("--max-frames must be >= 1")
+    if idle_timeout is not None and idle_timeout <= 0:
+        raise UserError("--idle-timeout must be > 0 s")
+    source = ZmqSource(connect or bind, pattern=pattern, bind=bind is not None,
+                       hwm=config.stream.hwm)
+    options = RunOptions(scheduler=scheduler, max_frames=max_frames, idle_timeout=idle_timeout,
+                         reconstruct=not record_only)
+    monitor = (lambda snap: live_status(snap)) if show_status else None
+    with sigterm_as_interrupt():
+        return run_pipeline(source, out, config, options=options, stages=stages, monitor=monitor)
+
+
+def camera(movie: str | Path, config: Config, *, address: str, pattern: str = "pub",
+           bind: bool = True, fps: float = 10.0, series: int = 1, faults: Faults = Faults(),
+           wait: float = 10.0, repeat: int = 1) -> CameraReport:
+    """Play ``movie`` as a detector would; the start message carries the config's optics."""
+    if fps < 0:
+        raise UserError("--fps must be >= 0 (0 = as fast as the receiver takes frames)")
+    if repeat < 1:
+        raise UserError("--repeat must be >= 1")
+    frames = open_movie(movie)
+    meta = {k: v for k, v in config.to_dict().items() if k in ("microscope", "sample", "detector")}
+    cam = Camera(address, pattern=pattern, bind=bind, wait=wait, hwm=config.stream.hwm)
+    try:
+        return play(frames, cam, fps=fps, series=series, faults=faults, meta=meta, repeat=repeat)
+    finally:
+        cam.close()
+        frames.close()
+
+
+def _check_pixel_size(movie: Path, config: Config) -> None:
+    frames = open_movie(movie)
+    try:
+        size = frames.pixel_size
+    finally:
+        frames.close()
+    if size is not None and abs(size - config.sample.pixel_size) > 0.01 * config.sample.pixel_size:
+        log.warning("movie %s records %.4g Å/pixel, the config says sample.pixel_size = %.4g Å; "
+                    "reconstructing with the config", movie, size, config.sample.pixel_size)

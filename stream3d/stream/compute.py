@@ -1,0 +1,153 @@
+"""Compute: pop-out on dask (a bounded window of frames in flight), then refinement of each
+frame in order on the torch device, warm-started from the previous volume.
+
+Policies (``stream.policy``):
+
+* ``all``: every frame, oldest first. Up to ``stream.window`` pop-out tasks run ahead of the
+  refiner; frames beyond the backlog's RAM share are read back from the store.
+* ``latest``: after each frame, jump to the newest persisted frame; the frames passed over are
+  marked skipped (status 2). One pop-out runs ahead, so pop-out and refinement still overlap.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from stream3d.config import Config
+from stream3d.store import Status
+from stream3d.stream.backlog import Backlog
+from stream3d.stream.writer import Writer
+
+log = logging.getLogger("stream3d.stream")
+
+
+class RefinerLike(Protocol):
+    def refine(self, frame: np.ndarray, popout: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Stages:
+    """The two compute stages: ``popout(frame, config)`` (a picklable top-level function, run
+    as a dask task) and ``refiner(config, device)`` building the sequential warm-started refiner."""
+
+    popout: Callable[..., Any]
+    refiner: Callable[..., RefinerLike]
+
+
+def default_stages() -> Stages:
+    """The real stages: stream3d.popout.popout and stream3d.refine.Refiner."""
+    from stream3d.popout import popout
+    from stream3d.refine import Refiner
+
+    return Stages(popout=popout, refiner=Refiner)
+
+
+class Reconstructor:
+    """Runs in the pipeline's main thread; results and status marks go through the writer."""
+
+    def __init__(self, config: Config, stages: Stages, client: Any, writer: Writer,
+                 backlog: Backlog, counters: dict[str, int]) -> None:
+        self.config, self.stages, self.client = config, stages, client
+        self.writer, self.backlog = writer, backlog
+        self.counters = {"skipped": int(counters.get("skipped", 0)),
+                         "failed": int(counters.get("failed", 0))}
+        self.latest = config.stream.policy == "latest"
+        self.capacity = min(config.stream.window, 2) if self.latest else config.stream.window
+        self._inflight: OrderedDict[int, tuple[Any, np.ndarray]] = OrderedDict()
+        self._refiner: RefinerLike | None = None
+        self.refined = 0  # this session
+        self.current: int | None = None  # store index being refined
+        self.seconds: list[float] = []  # wall time per refined frame (pop-out wait + refine)
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    def run(self, *, keep_going: Callable[[], bool]) -> None:
+        """Reconstruct until the backlog is finished (closed and empty) or ``keep_going`` is false."""
+        if self._refiner is None:
+            self._refiner = self.stages.refiner(self.config, None)
+        while keep_going():
+            # latest: no prefetch before the wait, so the frame waited on is the newest one.
+            self._fill(1 if self.latest else self.capacity)
+            if not self._inflight:
+                if self.backlog.finished:
+                    return
+                self.backlog.wait(0.1)
+                continue
+            t, (future, frame) = next(iter(self._inflight.items()))
+            started = time.perf_counter()
+            if not self._wait(future, keep_going):
+                return
+            del self._inflight[t]
+            self._fill(self.capacity)  # the next pop-out overlaps this refinement
+            self.current = t
+            self._finish(t, future, frame)
+            self.current = None
+            self.seconds.append(time.perf_counter() - started)
+
+    def cancel(self) -> None:
+        """Drop the pop-outs in flight; their frames stay pending (status 0) in the store."""
+        for future, _ in self._inflight.values():
+            future.cancel()
+        self._inflight.clear()
+
+    def _fill(self, limit: int) -> None:
+        while len(self._inflight) < limit:
+            if self.latest:
+                got = self.backlog.pop_newest()
+                if got is None:
+                    return
+                (t, data), passed = got
+                if passed:
+                    self.counters["skipped"] += len(passed)
+                    self.writer.mark(passed, Status.SKIPPED, self._all_counters())
+            else:
+                got = self.backlog.pop_oldest()
+                if got is None:
+                    return
+                t, data = got
+            if data is None:
+                data = self.writer.read_frame(t)
+            frame = np.asarray(data, dtype=np.float32)
+            future = self.client.submit(self.stages.popout, frame, self.config, pure=False)
+            self._inflight[t] = (future, frame)
+
+    def _wait(self, future: Any, keep_going: Callable[[], bool]) -> bool:
+        while not future.done():
+            if not keep_going():
+                return False
+            time.sleep(0.01)
+        return True
+
+    def _finish(self, t: int, future: Any, frame: np.ndarray) -> None:
+        popout = None
+        try:
+            popout = future.result()
+            result = self._refiner.refine(frame, popout)
+            status = Status.FAILED if str(getattr(result, "status", "")).startswith("fail") \
+                else Status.REFINED
+            volume = result.volume if status == Status.REFINED else None
+            loss = float(result.loss)
+        except Exception as exc:  # noqa: BLE001 - one bad frame must not end a live run
+            status, volume, loss = Status.FAILED, None, math.nan
+            if self.counters["failed"] == 0:
+                log.exception("frame %d failed (%s); later failures are only counted", t, exc)
+        if status == Status.FAILED:
+            self.counters["failed"] += 1
+        else:
+            self.refined += 1
+        self.writer.write_result(t, status=status,
+                                 popout=None if popout is None else popout.volume,
+                                 volume=volume, loss=loss, counters=self._all_counters())
+
+    def _all_counters(self) -> dict[str, int]:
+        return dict(self.counters)
