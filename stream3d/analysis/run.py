@@ -96,7 +96,8 @@ class Run:
         ds = xr.Dataset(
             data,
             coords={"t": ("t", c["t"], {"units": "s"}), "z": ("z", c["z"], {"units": "Å"}),
-                    "height": ("z", c["height"], {"units": "Å", "long_name": "height above exit plane"}),
+                    "height": ("z", c["height"],
+                               {"units": "Å", "long_name": "height above exit plane"}),
                     "y": ("y", c["y"], {"units": "Å"}), "x": ("x", c["x"], {"units": "Å"})},
             attrs={"path": str(self.path), "volume": self.name, "version": self.version,
                    "config": self.config, "counters": self.counters},
@@ -119,7 +120,7 @@ def read_run(path: str | Path, *, array: str | None = None) -> Run:
     """Open the store at ``path`` read-only as a :class:`Run` (raises UserError if it is not one).
 
     ``array`` picks the (t, z, y, x) array to analyse; default: the first present of
-    volume, potential, occupancy.
+    volume, occupancy, potential.
     """
     import dask.array as da
 
@@ -146,7 +147,8 @@ def read_run(path: str | Path, *, array: str | None = None) -> Run:
     names = tuple(STATUS_NAMES.get(int(s), f"status {int(s)}") if "status" in tables
                   else "complete" for s in status)
     return Run(
-        path=path, name=name, arrays=arrays, dims={k: _dims(zarrays[k]) for k in arrays}, sampling=sampling, frame_interval=interval,
+        path=path, name=name, arrays=arrays, dims={k: _dims(zarrays[k]) for k in arrays},
+        sampling=sampling, frame_interval=interval,
         time=_times(tables.get("timestamp"), interval, n),
         frame_id=tables.get("frame_id", np.arange(n)).astype(np.int64),
         status=status, status_names=names,
@@ -181,7 +183,8 @@ def _open_group(path: Path) -> Any:
 def _volume_name(path: Path, arrays: Mapping[str, Any], wanted: str | None) -> str:
     if wanted is not None:
         if wanted not in arrays:
-            raise UserError(f"{path} has no array {wanted!r} (it has: {', '.join(sorted(arrays)) or 'none'})")
+            have = ", ".join(sorted(arrays)) or "none"
+            raise UserError(f"{path} has no array {wanted!r} (it has: {have})")
         name = wanted
     else:
         present = [n for n in VOLUME_NAMES if n in arrays]
@@ -194,7 +197,8 @@ def _volume_name(path: Path, arrays: Mapping[str, Any], wanted: str | None) -> s
     return name
 
 
-def _scale(path: Path, attrs: Mapping[str, Any], cfg: Mapping[str, Any]) -> tuple[tuple[float, float, float], float]:
+def _scale(path: Path, attrs: Mapping[str, Any], cfg: Mapping[str, Any]
+           ) -> tuple[tuple[float, float, float], float]:
     """((dz, dy, dx) Å, frame interval s) from the OME scale, else from the config's sample."""
     from stream3d.ome import scale_of
 
@@ -232,8 +236,9 @@ def material_level(name: str, config: config_mod.Config) -> float:
     return 1.0 if name == "occupancy" else float(config.sample.potential)
 
 
-def run_config(run: Run, path: str | Path | None = None, overrides: tuple[str, ...] = ()) -> config_mod.Config:
-    """The run's config (keys this version knows), or the file at ``path``, with ``--set`` overrides.
+def run_config(run: Run, path: str | Path | None = None,
+               overrides: tuple[str, ...] = ()) -> config_mod.Config:
+    """The run's config (keys this version knows), or the file at ``path``; then ``--set``.
 
     A store written by another stream3d version may carry keys unknown here; they are dropped
     rather than refused, since analysis needs only the sample section.
