@@ -1,3 +1,12 @@
 """stream3d: live in situ TEM movies -> time-resolved 3D volumes."""
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # Imported on first use so that `import stream3d` stays light (no zarr, dask, scipy).
+    if name == "open_run":
+        from stream3d.analysis.run import open_run
+
+        return open_run
+    raise AttributeError(f"module 'stream3d' has no attribute {name!r}")

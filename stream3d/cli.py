@@ -307,6 +307,51 @@ def popout(
         report = run_popout(movie, frame, out, cfg, truth=truth)
     for line in report:
         typer.echo(line)
+@app.command()
+def analyze(
+    run: Annotated[Path, typer.Argument(
+        help="Run store (RUN.zarr) from reconstruct / live, or a ground-truth store from simulate.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for index.html, metrics.csv and the PNGs.")],
+    frame: Annotated[Optional[int], typer.Option(
+        help="Store index t of the frame shown in orthogonal slices (default: last reconstructed).")] = None,
+    line: Annotated[Optional[str], typer.Option(
+        help="Kymograph line 'y0,x0,y1,x1' in nm (default: along x, through the row crossing most material).")] = None,
+    array: Annotated[Optional[str], typer.Option(
+        help="(t, z, y, x) array to analyse, e.g. popout (default: volume, else occupancy, else potential).")] = None,
+    min_part: Annotated[float, typer.Option(
+        help="Smallest connected part counted (nm³), so noise specks are not parts.")] = 1.0,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Metrics over time, pictures and an HTML report of a run store.
+
+    Per frame: material volume (nm³), surface area (nm²), heights above the exit plane, centre
+    of mass, connected parts, growth rate (nm³/s); material is above half sample.potential.
+    Writes OUT/metrics.csv (empty cells for frames not reconstructed), PNGs and OUT/index.html.
+    The run's stored config is used; --config replaces it and --set amends it, e.g.
+    --set sample.potential=4 moves the material threshold. A store still being written is
+    analysed as far as it is reconstructed.
+    """
+    from stream3d.analysis.analyze import analyze as analyze_run
+
+    with user_errors():
+        line_nm = _parse_line(line) if line is not None else None
+        result = analyze_run(run, out, array=array, config_path=config, overrides=tuple(set_ or ()),
+                             frame=frame, line_nm=line_nm, min_part_volume=min_part, progress=True)
+    analysed = int(result.table.analysed.sum())
+    typer.echo(f"analysed {analysed} of {len(result.table.frame)} frames; open {result.index}")
+
+
+def _parse_line(text: str) -> tuple[float, float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise UserError(f"--line {text!r} must be four numbers y0,x0,y1,x1 in nm")
+    return values
+
+
 
 
 def main() -> None:

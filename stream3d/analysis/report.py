@@ -1,0 +1,118 @@
+"""index.html: one self-contained page (inline style, no scripts, no network) linking the
+pictures and the CSV that sit beside it, with the run's config, counters and metrics table."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from stream3d import __version__
+from stream3d.analysis.metrics import MetricsTable
+from stream3d.analysis.run import Run, status_summary
+from stream3d.config import Config
+
+MAX_TABLE_ROWS = 500  # longer runs: the page shows the first rows, the CSV has them all
+
+_CAPTIONS = {
+    "metrics": "Metrics over time. Vertical lines mark frames without numbers "
+               "(grey pending, orange skipped, red failed).",
+    "heights": "Height of the material's top surface above the exit plane, a few frames "
+               "over the run, one shared colour scale.",
+    "slices": "Orthogonal slices through the slice, row and column holding the most material; "
+              "dashed lines show where the other slices cut.",
+    "render": "The material surface (half the material potential) at a few time points, "
+              "coloured by height above the exit plane.",
+    "kymograph": "Kymograph: height of the material top and its thickness along the red line, "
+                 "one row per frame.",
+}
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1250px; color: #222; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 2em; border-bottom: 1px solid #ccc; }
+figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
+figcaption { color: #555; font-size: 0.92em; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
+th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
+th { background: #f0f0f0; } td.text { text-align: left; }
+.grid { display: flex; gap: 2em; flex-wrap: wrap; align-items: flex-start; }
+tr.missing td { color: #a33; background: #fff6f3; }
+"""
+
+
+def _table(rows: list[list[str]], header: list[str] | None = None, *, text_cols: int = 1,
+           missing: list[bool] | None = None) -> str:
+    out = ["<table>"]
+    if header:
+        out.append("<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
+    for k, row in enumerate(rows):
+        cls = ' class="missing"' if missing and missing[k] else ""
+        cells = "".join(
+            f'<td class="text">{html.escape(c)}</td>' if j < text_cols else f"<td>{html.escape(c)}</td>"
+            for j, c in enumerate(row))
+        out.append(f"<tr{cls}>{cells}</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def _config_tables(config: Mapping[str, Mapping[str, Any]]) -> str:
+    parts = []
+    for section, values in config.items():
+        rows = [[key, str(value)] for key, value in values.items()]
+        parts.append(f"<div><h3>[{html.escape(section)}]</h3>{_table(rows)}</div>")
+    return '<div class="grid">' + "\n".join(parts) + "</div>"
+
+
+def write_index(out: Path, *, run: Run, config: Config, level: float, table: MetricsTable,
+                csv_name: str, pictures: Mapping[str, Path], chosen: int,
+                line_nm: tuple[float, float, float, float]) -> Path:
+    """Write ``out/index.html`` linking ``pictures`` (files in ``out``) and the CSV."""
+    nt, nz, ny, nx = run.shape
+    dz, dy, dx = run.sampling
+    material = (f"occupancy above {level / 2:g}" if run.name == "occupancy" else
+                f"{run.name} above {level / 2:g} V (half of sample.potential = {level:g} V)")
+    facts = [
+        ["store", str(run.path)],
+        ["array analysed", f"{run.name} (t, z, y, x) = ({nt}, {nz}, {ny}, {nx})"],
+        ["voxel", f"dz {dz:g} Å, dy {dy:g} Å, dx {dx:g} Å; frame interval {run.frame_interval:g} s"],
+        ["frames", status_summary(table.status)],
+        ["material", material],
+        ["slices frame", str(chosen)],
+        ["kymograph line", "y0, x0, y1, x1 = " + ", ".join(f"{v:.2f}" for v in line_nm) + " nm"],
+        ["written by", f"stream3d {run.version or '?'}; analysed by stream3d {__version__} on "
+                       f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}"],
+    ]
+    counters = [[k, str(v)] for k, v in run.counters.items()] or [["(none stored)", ""]]
+    figures = "\n".join(
+        f'<figure><img src="{html.escape(p.name)}" alt="{html.escape(key)}">'
+        f"<figcaption>{html.escape(_CAPTIONS.get(key, key))}</figcaption></figure>"
+        for key, p in pictures.items())
+    rows = table.rows()
+    shown = rows[:MAX_TABLE_ROWS]
+    more = (f"<p>First {MAX_TABLE_ROWS} of {len(rows)} rows; all are in the CSV.</p>"
+            if len(rows) > MAX_TABLE_ROWS else "")
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>stream3d analysis: {html.escape(run.path.name)}</title>
+<style>{_STYLE}</style></head>
+<body>
+<h1>stream3d analysis of {html.escape(run.path.name)}</h1>
+{_table(facts)}
+<h2>Pictures</h2>
+{figures}
+<h2>Metrics per frame</h2>
+<p>Lengths in nm, heights above the exit plane; empty cells: no number (frame not
+reconstructed, or no material). Download: <a href="{html.escape(csv_name)}">{html.escape(csv_name)}</a></p>
+{_table(shown, list(table.columns), text_cols=0, missing=[not a for a in table.analysed[:len(shown)]])}
+{more}
+<h2>Counters</h2>
+{_table(counters)}
+<h2>Configuration used</h2>
+{_config_tables(config.to_dict())}
+</body></html>
+"""
+    path = out / "index.html"
+    path.write_text(page, encoding="utf-8")
+    return path
