@@ -69,9 +69,14 @@ def abtem_run(potential: torch.Tensor) -> tuple[float, float] | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (0: torch's default). On a loaded machine use 1: "
+                             "threads that wait for a busy core make small FFTs many times slower")
     parser.add_argument("--shape", type=int, nargs=3, default=(64, 256, 256), metavar=("NZ", "NY", "NX"))
     args = parser.parse_args()
     device = pick_device(args.device)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     nz, ny, nx = args.shape
     torch.manual_seed(0)
     potential = (torch.rand(nz, ny, nx, device=device) * 10.0)
