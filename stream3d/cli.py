@@ -152,17 +152,17 @@ def landscape(
 ) -> None:
     """Map the data loss over a depth shift x z-scale grid of a volume (the paper's Fig. 1B).
 
-    Every grid point moves the whole volume along the beam: material at height z goes to
-    c + shift + (z - c) x scale, c the volume's mass-centre height. The loss
-    (refine.loss, on the dose-normalised frame) is written as CSV (shift_A, scale, loss)
-    and as a heat map with the true solution (zero shift, unit scale: the given volume)
-    marked in red and the grid minimum by a white cross.
+    Each grid point moves the whole volume along the beam: material at height z goes to
+    c + shift + (z - c) x scale, with c the volume's mass-centre height.
+
+    Writes landscape.csv (shift_A, scale, loss; refine.loss on the dose-normalised frame)
+    and landscape.png, a heat map with the true solution (zero shift, unit scale) in red
+    and the grid minimum as a white cross.
 
     Without --frame/--volume, frame --index of simulate.specimen is simulated on the
-    config's grid and its true volume is used: the minimum then sits at the truth.
+    config's grid and compared with its own true volume.
 
-    Example: stream3d landscape --set simulate.specimen=discs --set simulate.ny=128
-    --set simulate.nx=128 --out out/landscape
+    Example: stream3d landscape --set simulate.specimen=discs --out out/landscape
     """
     from rich.progress import Progress
 
