@@ -205,6 +205,36 @@ def _landscape_inputs(cfg, frame, volume, index, noise, seed):
     return counts, potential.real, f"simulated {cfg.simulate.specimen}, frame {index}"
 
 
+@app.command()
+def popout(
+    movie: Annotated[Path, typer.Argument(help="MRC file of raw counts: one frame (y, x) or a movie (t, y, x).")],
+    frame: Annotated[int, typer.Option("--frame", "-f", help="Frame index in the movie (0 = first).")] = 0,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: popout.png, popout.npz.")] = Path("out/popout"),
+    truth: Annotated[Optional[Path], typer.Option(
+        help="truth.zarr from `stream3d simulate`: also print errors against the truth.")] = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Pop-out 3D metrology of one frame: depth, thickness and an initial volume.
+
+    Each popout.patch px patch's Thon rings are fitted for its effective defocus, which gives
+    the height of its material above the exit plane (microscope.defocus - effective defocus);
+    the low-frequency contrast gives thickness. Writes popout.png (frame, height, thickness,
+    confidence; axes in Å) and popout.npz (volume (z, y, x) V, height Å, thickness Å,
+    confidence). Example:
+
+        stream3d simulate --out out/sim --set simulate.frames=3
+        stream3d popout out/sim/movie.mrc --frame 2 --truth out/sim/truth.zarr --out out/po
+    """
+    from stream3d.popout.cli_job import run_popout
+
+    with user_errors():
+        cfg = load_config(config, set_)
+        report = run_popout(movie, frame, out, cfg, truth=truth)
+    for line in report:
+        typer.echo(line)
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="stream3d")

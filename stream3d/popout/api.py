@@ -14,25 +14,39 @@ from dataclasses import dataclass
 
 import dask
 import numpy as np
+from scipy import ndimage
 
 from stream3d.config import Config
 from stream3d.errors import UserError
+from stream3d.physics import wavelength
 from stream3d.popout import maps
 from stream3d.popout.ctf_fit import PatchFits, fit_design, fit_profiles
-from stream3d.popout.ctf_model import Optics, ring_count, search_defoci, thon_model
+from stream3d.popout.ctf_model import Optics, ring_count, ring_phase, search_defoci, thon_model
 from stream3d.popout.normalise import Normalised, check_frame, normalise
 from stream3d.popout.patches import PatchGrid, hann_window, patch_grid, windowed_patches
 from stream3d.popout.segment import material_mask
 from stream3d.popout.spectrum import radial_bins, radial_profiles
 from stream3d.popout.texture_mask import texture_mask
-from stream3d.popout.thickness import thickness_map
+from stream3d.popout.thickness import thickness_filter, thickness_map
 from stream3d.popout.volume import build_volume
+
+#: Weight of an unconfident patch (its filled-in height) next to a confident one (<= 1).
+_FLOOR_WEIGHT = 1e-3
 
 #: Below this share of solvent the vacuum level is taken from the dose, not from the frame.
 _MIN_SOLVENT = 0.05
 
+#: Solvent pixels this close to material (px) are left out of the vacuum level: fringes.
+_FRINGE_PX = 8
 
-@dataclass(frozen=True)
+#: Rings closer than this many Fourier pixels (1 / patch width) are blurred by the window.
+_RESOLVED_FOURIER_PX = 2.0
+
+#: Rounds of (vacuum level -> thickness -> mask -> vacuum level).
+_VACUUM_ROUNDS = 3
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: == on arrays is ambiguous; compare fields
 class PopoutResult:
     """Pop-out of one frame. Maps are (ny, nx) float32 on the frame's pixels.
 
@@ -69,7 +83,8 @@ def popout(frame: np.ndarray, config: Config, *, client: "distributed.Client | N
     Per-patch Thon-ring fits give each patch's effective defocus, hence the height of its
     material (effective defocus = microscope.defocus - height); the low-frequency contrast
     gives thickness and the material mask; both become a volume of ``sample.potential`` V.
-    Runs on dask: the threaded scheduler by default (``popout.threads``), or ``client``.
+    Runs on dask: the threaded scheduler by default (``popout.threads``; synchronously when
+    already inside a dask worker task, unless popout.threads is set), or ``client``.
     Raises :class:`UserError` for a frame whose shape cannot work with the config; bad values
     (NaN, all zero, no contrast) give a zero-confidence result with a message instead.
     """
@@ -78,16 +93,34 @@ def popout(frame: np.ndarray, config: Config, *, client: "distributed.Client | N
     norm = normalise(array, config)
     if not norm.usable:
         return _blank(array.shape, config, "; ".join(norm.messages))
-    intensity = dask.delayed(norm.intensity, pure=True)
-    blocks = [dask.delayed(_block_profiles, pure=True)(intensity, setup, rows)
+    # float32 for the patches: half the memory traffic, ample for a power spectrum.
+    intensity = dask.delayed(norm.intensity.astype(np.float32), pure=False)
+    blocks = [dask.delayed(_block_profiles, pure=False)(intensity, setup, rows)
               for rows in setup.grid.row_blocks(config.popout.rows_per_task)]
-    fits = dask.delayed(_fit_all, pure=True)(blocks, setup, norm.counts_per_unit,
+    fits = dask.delayed(_fit_all, pure=False)(blocks, setup, norm.counts_per_unit,
                                              float(norm.intensity.mean()))
-    result = dask.delayed(_assemble, pure=True)(fits, norm, setup, config)
+    result = dask.delayed(_assemble, pure=False)(fits, norm, setup, config)
     if client is not None:
         return client.compute(result).result()
-    workers = config.popout.threads or None
-    return result.compute(scheduler="threads", num_workers=workers)
+    threads = config.popout.threads
+    if threads == 0 and _in_dask_worker():
+        # Frames already run in parallel, one per worker thread: more threads would only
+        # oversubscribe the cores. The same tasks run, in order, on this thread.
+        return result.compute(scheduler="synchronous")
+    return result.compute(scheduler="threads", num_workers=threads or None)
+
+
+def _in_dask_worker() -> bool:
+    """True when called from a task on a dask.distributed worker."""
+    try:
+        from distributed import get_worker
+    except ImportError:
+        return False
+    try:
+        get_worker()
+    except ValueError:
+        return False
+    return True
 
 
 def _setup(shape: tuple[int, int], config: Config) -> _Setup:
@@ -154,14 +187,15 @@ def _assemble(fits: PatchFits, norm: Normalised, setup: _Setup, config: Config) 
     if vacuum_note:
         messages.append(vacuum_note)
 
-    weights = np.where(good, confidence_p, 0.0).reshape(rows, cols)
-    height_px, support = maps.spread(height_p.reshape(rows, cols), weights, grid)
-    known = support > 1e-6 * max(float(support.max()), 1e-300)
-    if known.any():
-        height_px = maps.fill_nearest(height_px, known)
+    # Unconfident patches take the height of the nearest confident one, then every pixel
+    # takes the window- and confidence-weighted mean of the patches that cover it.
+    good_grid = good.reshape(rows, cols)
+    if good_grid.any():
+        height_grid = maps.fill_nearest(height_p.reshape(rows, cols), good_grid)
     else:
-        height_px = np.full(grid.shape, depth / 2)
-    height_px = np.clip(height_px, 0.0, depth)
+        height_grid = np.full((rows, cols), depth / 2)
+    weights = np.where(good, confidence_p, 0.0).reshape(rows, cols) + _FLOOR_WEIGHT
+    height_px, _ = maps.spread(np.clip(height_grid, 0.0, depth), weights, grid)
     conf_px, _ = maps.spread(confidence_p.reshape(rows, cols), np.ones((rows, cols)), grid)
     conf_px = np.where(mask & norm.valid, np.nan_to_num(conf_px), 0.0)
 
@@ -188,38 +222,40 @@ def _material(norm: Normalised, fits: PatchFits, good: np.ndarray, setup: _Setup
                 f"thickness is popout.fallback_thickness = {p.fallback_thickness:g} Å wherever "
                 "the texture shows material")
         return mask, np.where(mask, min(p.fallback_thickness, depth), 0.0), note
-    # Deconvolve at the typical effective defocus of the confidently fitted material.
+    # Deconvolve at the typical effective defocus of the confidently fitted material, on the
+    # search grid so that a stream of similar frames reuses one cached filter.
     if good.any():
         defocus = float(np.median(fits.defocus[good]))
+        defocus = round(defocus / p.defocus_step) * p.defocus_step
     else:
         defocus = config.microscope.defocus - depth / 2
-    kwargs = dict(defocus=defocus, optics=optics, potential=s.potential, resolution=p.resolution)
-    threshold = max(p.min_thickness, 5.0 * _thickness_noise(norm, optics, kwargs))
+    filt = thickness_filter(norm.intensity.shape, defocus=defocus, optics=optics,
+                            potential=s.potential, resolution=p.resolution)
+    # Poisson noise of the contrast is sqrt(I / counts) per pixel.
+    noise = filt.noise_gain * math.sqrt(float(norm.intensity.mean()) / norm.counts_per_unit)
+    threshold = max(p.min_thickness, 5.0 * noise)
     intensity = norm.intensity
-    t = thickness_map(intensity - 1.0, **kwargs)
-    mask = material_mask(t, threshold=threshold, min_area_px=min_area_px)
-    solvent = ~mask & norm.valid
+    vacuum = 1.0
+    for _ in range(_VACUUM_ROUNDS):
+        t = thickness_map(intensity / vacuum - 1.0, filt)
+        mask = material_mask(t, threshold=threshold, min_area_px=min_area_px)
+        # The solvent away from edges (Fresnel fringes) is the vacuum reference: this absorbs
+        # a dose that is off by some %. Repeat, since a wrong reference makes a wrong mask.
+        solvent = ndimage.binary_erosion(~mask & norm.valid, iterations=_FRINGE_PX)
+        if solvent.mean() < _MIN_SOLVENT:
+            break
+        level = float(np.median(intensity[solvent]))
+        if not level > 0 or abs(level - vacuum) <= 1e-3 * vacuum:
+            break
+        vacuum = level
+    else:
+        t = thickness_map(intensity / vacuum - 1.0, filt)
+        mask = material_mask(t, threshold=threshold, min_area_px=min_area_px)
     note = ""
-    if solvent.mean() >= _MIN_SOLVENT:
-        # The solvent is the vacuum reference: this absorbs a dose that is off by a few %.
-        vacuum = float(np.median(intensity[solvent]))
-        if vacuum > 0 and abs(vacuum - 1.0) > 1e-3:
-            t = thickness_map(intensity / vacuum - 1.0, **kwargs)
-            mask = material_mask(t, threshold=threshold, min_area_px=min_area_px)
-        if abs(vacuum - 1.0) > 0.05:
-            note = (f"solvent intensity is {vacuum:.3f} x detector.dose; thickness measured "
-                    "against the solvent")
+    if abs(vacuum - 1.0) > 0.05:
+        note = (f"solvent intensity is {vacuum:.3f} x detector.dose; thickness measured "
+                "against the solvent")
     return mask, np.where(mask, np.clip(t, 0.0, depth), 0.0), note
-
-
-def _thickness_noise(norm: Normalised, optics: Optics, kwargs: dict) -> float:
-    """Standard deviation (Å) of the thickness map caused by Poisson noise alone."""
-    n = 64
-    impulse = np.zeros((n, n))
-    impulse[0, 0] = 1.0
-    response = thickness_map(impulse, **kwargs)  # white noise of unit variance -> sum(r^2)
-    variance = float(np.mean(norm.intensity)) / norm.counts_per_unit
-    return math.sqrt(variance * float((response**2).sum()))
 
 
 def _depth_warnings(config: Config, setup: _Setup, confidence_p: np.ndarray, good: np.ndarray,
@@ -230,23 +266,41 @@ def _depth_warnings(config: Config, setup: _Setup, confidence_p: np.ndarray, goo
     cell = m.defocus - np.linspace(0.0, depth, 9)
     rings = ring_count(cell, setup.optics, setup.k_low, setup.k_high)
     if rings.max() < p.min_rings:
-        out.append(f"microscope.defocus = {m.defocus:g} Å is too close to Scherzer focus: at most "
-                   f"{rings.max():.1f} Thon rings fall in popout.k_low..k_high "
-                   f"({setup.k_low:g}..{setup.k_high:.3g} Å^-1), fewer than popout.min_rings = "
-                   f"{p.min_rings:g}; depth cannot be measured (use a larger underfocus, "
-                   f"e.g. >= {_enough_defocus(config, setup):.0f} Å)")
+        scherzer = 1.2 * math.sqrt(m.cs * wavelength(m.energy))
+        out.append(f"microscope.defocus = {m.defocus:g} Å is too close to focus (Scherzer "
+                   f"focus: {scherzer:.0f} Å): at most {rings.max():.1f} Thon rings fall in "
+                   f"popout.k_low..k_high ({setup.k_low:g}..{setup.k_high:.3g} Å^-1), fewer than "
+                   f"popout.min_rings = {p.min_rings:g}; depth cannot be measured (use a larger "
+                   f"underfocus, e.g. >= {_enough_defocus(config, setup):.0f} Å)")
     elif rings.min() < p.min_rings:
         out.append(f"too few Thon rings (< popout.min_rings = {p.min_rings:g}) for material "
                    f"near the cell top at microscope.defocus = {m.defocus:g} Å: depth there is "
                    "low-confidence")
-    if mask.any():
+    finest = _finest_ring_period(config, setup)
+    resolved = _RESOLVED_FOURIER_PX / (p.patch * config.sample.pixel_size)
+    if finest < resolved:
+        need = int(2 ** math.ceil(math.log2(_RESOLVED_FOURIER_PX / (finest * config.sample.pixel_size))))
+        out.append(f"Thon rings near popout.k_high = {setup.k_high:.3g} Å^-1 are finer than a "
+                   f"popout.patch = {p.patch} px patch resolves: raise popout.patch to {need} px "
+                   "or lower popout.k_high")
+    if not mask.any():
+        out.append("no material found: the frame looks like solvent only")
+    elif not good.any() and not out:
+        out.append("no patch has a confident Thon-ring fit: depth unknown")
+    elif not out:
         share = float((conf_px[mask] < p.min_confidence).mean())
-        if share > 0.5 and not out:
+        if share > 0.5:
             out.append(f"depth is low-confidence in {100 * share:.0f}% of the material "
                        "(weak or ambiguous Thon rings)")
-    if not good.any() and not out:
-        out.append("no patch has a confident Thon-ring fit: depth unknown")
     return out
+
+
+def _finest_ring_period(config: Config, setup: _Setup) -> float:
+    """Spacing (Å^-1) of the Thon rings at k_high for the largest defocus searched."""
+    k = np.linspace(setup.k_low, setup.k_high, 64)
+    phase = ring_phase(k, max(setup.defoci), setup.optics)
+    slope = np.abs(np.gradient(phase, k))[-1]  # rad per Å^-1 at k_high
+    return math.pi / slope if slope > 0 else math.inf
 
 
 def _enough_defocus(config: Config, setup: _Setup) -> float:

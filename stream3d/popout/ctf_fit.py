@@ -62,11 +62,14 @@ def fit_design(model: ThonModel, counts: np.ndarray, noise: float, signal: float
 
 def fit_profiles(profiles: np.ndarray, design: FitDesign) -> PatchFits:
     """Fit every row of ``profiles`` (n, bins) against every candidate defocus."""
-    r = (profiles * design.weights) @ design.projector  # (n, bins) residual after smooth part
+    weighted = profiles * design.weights
+    r = weighted @ design.projector  # (n, bins) residual after the smooth part
     total = np.einsum("ij,ij->i", r, r)
+    # A spectrum the smooth part explains to rounding error has no rings at all.
+    flat = total <= 1e-20 * np.einsum("ij,ij->i", weighted, weighted)
     c = r @ design.rings.T  # (n, nd)
     with np.errstate(invalid="ignore", divide="ignore"):
-        score = np.where(c > 0, c**2 / (design.rings_norm2 * total[:, None]), 0.0)
+        score = np.where((c > 0) & ~flat[:, None], c**2 / (design.rings_norm2 * total[:, None]), 0.0)
     score = np.nan_to_num(score, nan=0.0)
     n, nd = score.shape
     rows = np.arange(n)

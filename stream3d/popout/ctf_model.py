@@ -122,7 +122,8 @@ def thon_model(defoci: tuple[float, ...], patch: int, optics: Optics, k_low: flo
 
     def blur_and_bin(spec: np.ndarray) -> np.ndarray:
         blurred = np.fft.ifft2(np.fft.fft2(spec) * kernel).real[..., :half]
-        return blurred[..., bins.select] @ bins.average
+        flat = blurred.reshape(-1, bins.select.size)
+        return np.asarray(bins.average @ flat.T).T.reshape(*blurred.shape[:-2], bins.size)
 
     rings, level = blur_and_bin(model), blur_and_bin(env)
     for a in (d, rings, level):

@@ -30,14 +30,28 @@ def spread(values: np.ndarray, weights: np.ndarray, grid: PatchGrid) -> tuple[np
     """Per-pixel weighted mean of patch ``values`` (rows, cols) and the total weight (y, x).
 
     Each patch contributes with its Hann window times its weight, so a pixel takes after the
-    patches that saw it most. Separable: two small matrix products, no loop over patches.
+    patches that saw it most. Separable: spread along y (a small product), then add each
+    patch column's window in place (a loop over columns, not patches; no multi-threaded BLAS
+    call, which is slow inside dask threads on a busy machine).
     """
-    wy, wx = grid.placement(0), grid.placement(1)
-    total = wy.T @ weights @ wx
-    summed = wy.T @ (weights * values) @ wx
+    wy = grid.placement(0)
+    both = _add_columns(np.stack([wy.T @ (weights * values), wy.T @ weights]), grid)
+    summed, total = both[0], both[1]
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(total > 0, summed / np.where(total > 0, total, 1.0), np.nan)
     return mean, total
+
+
+def _add_columns(columns: np.ndarray, grid: PatchGrid) -> np.ndarray:
+    """(..., ny, patch columns) -> (..., ny, nx): each column times its window, added in place."""
+    window = np.hanning(grid.patch + 2)[1:-1].astype(np.float32)
+    columns = columns.astype(np.float32)
+    out = np.zeros((*columns.shape[:-1], grid.shape[1]), dtype=np.float32)
+    term = np.empty((*columns.shape[:-1], grid.patch), dtype=np.float32)
+    for j, start in enumerate(grid.starts_x):
+        np.multiply(columns[..., j:j + 1], window, out=term)
+        out[..., start:start + grid.patch] += term
+    return out
 
 
 def fill_nearest(values: np.ndarray, known: np.ndarray) -> np.ndarray:

@@ -36,7 +36,7 @@ def check_frame(frame: object, config: Config) -> np.ndarray:
         array = np.asarray(frame)
     except Exception as exc:  # noqa: BLE001 - anything that is not array-like
         raise UserError(f"frame must be a 2-D array of detector counts, got {type(frame).__name__}: {exc}") from None
-    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+    if array.dtype == object or not np.issubdtype(array.dtype, np.number):
         raise UserError(f"frame must hold numbers (detector counts), got dtype {array.dtype}")
     if np.iscomplexobj(array):
         raise UserError("frame must be real detector counts, got a complex array")

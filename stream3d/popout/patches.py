@@ -12,7 +12,7 @@ import numpy as np
 def hann_window(patch: int) -> np.ndarray:
     """Separable 2-D Hann window (patch, patch) that never reaches exactly zero (read-only)."""
     w = np.hanning(patch + 2)[1:-1]
-    out = np.outer(w, w)
+    out = np.outer(w, w).astype(np.float32)
     out.setflags(write=False)
     return out
 
@@ -78,8 +78,10 @@ def windowed_patches(image: np.ndarray, grid: PatchGrid, rows: tuple[int, int]) 
     p = grid.patch
     ys = grid.starts_y[rows[0]:rows[1]]
     xs = grid.starts_x
-    # Strided views of the block, then a fancy-index gather: one copy, no Python loop per patch.
+    # Strided views of the block, then a fancy-index gather: one copy, no Python loop per
+    # patch; float32 and in place, because large temporaries cost page faults in dask workers.
     view = np.lib.stride_tricks.sliding_window_view(image, (p, p))
-    out = view[ys[:, None], xs[None, :]].reshape(-1, p, p)
-    out = out - out.mean(axis=(1, 2), keepdims=True)
-    return out * hann_window(p)
+    out = view[ys[:, None], xs[None, :]].reshape(-1, p, p).astype(np.float32, copy=False)
+    out -= out.mean(axis=(1, 2), keepdims=True)
+    out *= hann_window(p)
+    return out

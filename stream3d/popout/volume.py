@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from stream3d.specimen.geometry import slab_profile
-
 
 def column_bounds(height: np.ndarray, thickness: np.ndarray, depth: float) -> tuple[np.ndarray, np.ndarray]:
     """(bottom, top) Å of material of ``thickness`` centred at ``height``, kept inside the cell
@@ -19,7 +17,17 @@ def column_bounds(height: np.ndarray, thickness: np.ndarray, depth: float) -> tu
 def build_volume(height: np.ndarray, thickness: np.ndarray, *, slices: int, slice_thickness: float,
                  potential: float) -> np.ndarray:
     """Real potential (V) float32 (slices, y, x): ``potential`` V where material is, partial
-    slices getting the covered fraction (so each column's thickness is exact)."""
+    slices getting the covered fraction (so each column's thickness is exact), as in
+    :func:`stream3d.specimen.geometry.slab_profile` (slice 0 is the top)."""
     bottom, top = column_bounds(height, thickness, slices * slice_thickness)
-    occupancy = slab_profile(slices, slice_thickness, bottom, top)
-    return (occupancy * np.float32(potential)).astype(np.float32, copy=False)
+    lo, hi = bottom.astype(np.float32), top.astype(np.float32)  # solvent: lo == hi, covers 0
+    volume = np.empty((slices, *lo.shape), dtype=np.float32)
+    below = np.empty_like(lo)
+    for i in range(slices):  # slice by slice, in place: no (slices, y, x) temporaries
+        face = np.float32((slices - i - 1) * slice_thickness)  # bottom face of slice i
+        covered = volume[i]
+        np.minimum(hi, face + np.float32(slice_thickness), out=covered)
+        covered -= np.maximum(lo, face, out=below)
+        np.clip(covered, 0.0, slice_thickness, out=covered)
+        covered *= np.float32(potential / slice_thickness)
+    return volume

@@ -1,0 +1,136 @@
+"""Pop-out building blocks against exact answers: the Thon-ring fit on model spectra, ring
+counts near Scherzer focus, thickness deconvolution of a linear image, maps and volume."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from stream3d.config import Config
+from stream3d.physics import chi, interaction_constant
+from stream3d.popout.ctf_fit import fit_design, fit_profiles
+from stream3d.popout.ctf_model import Optics, ring_count, search_defoci, thon_model
+from stream3d.popout.maps import fill_nearest, patch_confidence, spread
+from stream3d.popout.patches import patch_grid, windowed_patches
+from stream3d.popout.spectrum import radial_bins, radial_profiles
+from stream3d.popout.thickness import thickness_filter, thickness_map
+from stream3d.popout.volume import build_volume, column_bounds
+from stream3d.specimen import column_height, column_thickness
+
+CONFIG = Config()
+OPTICS = Optics.from_config(CONFIG)
+P = CONFIG.popout
+
+
+def _model(defoci):
+    return thon_model(tuple(float(d) for d in defoci), P.patch, OPTICS, P.k_low, P.k_high)
+
+
+@pytest.mark.parametrize("defocus", [1234.5, 1500.0, 1777.7, 2081.2])
+def test_fit_recovers_the_defocus_of_a_model_spectrum_between_grid_points(defocus):
+    truth = _model([defocus])
+    bins = radial_bins(P.patch, OPTICS.pixel_size, P.k_low, P.k_high)
+    noise, amplitude = 0.3, 20.0
+    profiles = noise + 0.5 * truth.level[None] + amplitude * truth.rings  # (1, bins)
+    grid = _model(search_defoci(CONFIG))
+    fits = fit_profiles(profiles, fit_design(grid, bins.counts, noise, amplitude))
+    assert fits.defocus[0] == pytest.approx(defocus, abs=2.0)  # grid step 10 Å, parabola
+    assert fits.score[0] > 0.99 and fits.ambiguity[0] < 0.5
+    assert fits.amplitude[0] > 0
+
+
+def test_fit_rejects_negative_ring_amplitudes_and_flat_spectra():
+    grid = _model(search_defoci(CONFIG))
+    bins = radial_bins(P.patch, OPTICS.pixel_size, P.k_low, P.k_high)
+    design = fit_design(grid, bins.counts, 0.3, 20.0)
+    flat = np.full((1, bins.size), 0.3)
+    inverted = 1.0 - _model([1600.0]).rings  # maxima where the physics puts zeros
+    fits = fit_profiles(np.concatenate([flat, inverted]), design)
+    assert fits.score[0] == 0 and math.isinf(fits.sigma[0])
+    assert abs(fits.defocus[1] - 1600.0) > 20.0  # not fooled into the inverted solution
+
+
+def test_windowed_patch_spectrum_matches_the_blurred_model():
+    # An image whose spectrum is exactly E(k) sin^2(chi - alpha): the measured profile of
+    # its patches must match the model column of that defocus, not a shifted one.
+    rng = np.random.default_rng(0)
+    n, defocus = 256, 1600.0
+    ky = np.fft.fftfreq(n, d=OPTICS.pixel_size)
+    k = np.sqrt(ky[:, None] ** 2 + ky[None, :] ** 2)
+    from stream3d.popout.ctf_model import envelope, ring_phase
+    amp = np.sqrt(envelope(k, OPTICS)) * np.abs(np.sin(ring_phase(k, defocus, OPTICS)))
+    image = np.fft.ifft2(np.fft.fft2(rng.standard_normal((n, n))) * amp).real
+    grid = patch_grid(image.shape, P.patch, 8)
+    bins = radial_bins(P.patch, OPTICS.pixel_size, P.k_low, P.k_high)
+    profile = radial_profiles(windowed_patches(image, grid, (0, grid.grid_shape[0])), bins).mean(0)
+    model = _model(search_defoci(CONFIG))
+    design = fit_design(model, bins.counts, 0.0, 1.0)
+    fits = fit_profiles(profile[None], design)
+    assert fits.defocus[0] == pytest.approx(defocus, abs=10.0)
+
+
+def test_ring_count_is_small_near_scherzer_and_grows_with_underfocus():
+    scherzer = 1.2 * math.sqrt(OPTICS.cs * 0.0196875)
+    near, far = ring_count(np.array([scherzer, 2000.0]), OPTICS, P.k_low, P.k_high)
+    assert near < 1.0 < 2.0 < far
+
+
+def test_thickness_of_a_linear_weak_object_image_is_recovered():
+    n, defocus, v0 = 256, 1700.0, CONFIG.sample.potential
+    yy, xx = np.indices((n, n))
+    truth = 60.0 * np.exp(-((yy - 128) ** 2 + (xx - 100) ** 2) / (2 * 25.0**2))  # Å
+    k2 = np.fft.fftfreq(n)[:, None] ** 2 + np.fft.fftfreq(n)[None, :] ** 2
+    phase = chi(k2, energy=OPTICS.energy, defocus=defocus, cs=OPTICS.cs)
+    h = 2 * interaction_constant(OPTICS.energy) * v0 * (np.sin(phase) - OPTICS.absorption * np.cos(phase))
+    contrast = np.fft.ifft2(np.fft.fft2(truth) * h).real
+    filt = thickness_filter((n, n), defocus=defocus, optics=OPTICS, potential=v0, resolution=2.5)
+    t = thickness_map(contrast, filt)
+    assert t.mean() == pytest.approx(truth.mean(), rel=1e-3)  # exact at k = 0
+    assert np.abs(t - truth).max() < 0.03 * truth.max()
+    assert filt.noise_gain > 0
+
+
+def test_spread_keeps_a_constant_and_weights_pick_the_confident_patch():
+    grid = patch_grid((200, 150), 64, 16)
+    rows, cols = grid.grid_shape
+    assert grid.starts_y[-1] == 200 - 64 and grid.starts_x[-1] == 150 - 64
+    mean, total = spread(np.full((rows, cols), 321.0), np.ones((rows, cols)), grid)
+    np.testing.assert_allclose(mean, 321.0, rtol=1e-6)
+    assert (total > 0).all()
+    values = np.zeros((rows, cols))
+    values[:, -1] = 100.0
+    weights = np.full((rows, cols), 1e-3)
+    weights[:, -1] = 1.0
+    mean, _ = spread(values, weights, grid)
+    assert mean[:, -1].min() > 99.0  # the right edge follows its confident patch
+
+
+def test_fill_nearest_and_patch_confidence():
+    values = np.array([[1.0, 0.0, 0.0, 5.0]])
+    known = np.array([[True, False, False, True]])
+    np.testing.assert_array_equal(fill_nearest(values, known), [[1.0, 1.0, 5.0, 5.0]])
+
+    class Fits:
+        sigma = np.array([0.0, 40.0, 1e9, 10.0, 10.0])
+        ambiguity = np.array([0.0, 0.0, 0.0, 1.0, 0.0])
+    rings = np.array([3.0, 3.0, 3.0, 3.0, 0.5])
+    conf = patch_confidence(Fits, rings, tolerance=40.0, min_rings=1.5)
+    np.testing.assert_allclose(conf[:2], [1.0, 0.5])
+    assert conf[2] < 1e-9 and conf[3] == 0 and conf[4] == 0
+
+
+def test_volume_columns_have_the_requested_thickness_and_centre():
+    height = np.array([[100.0, 330.0, 630.0, 5.0, 200.0]])
+    thickness = np.array([[80.0, 47.0, 40.0, 30.0, 0.0]])
+    vol = build_volume(height, thickness, slices=32, slice_thickness=20.0, potential=5.0)
+    occ = vol / 5.0
+    np.testing.assert_allclose(column_thickness(occ, 20.0), thickness, atol=1e-4)
+    bottom, top = column_bounds(height, thickness, 640.0)
+    assert bottom.min() >= 0 and top.max() <= 640.0
+    # Columns sticking out of the cell are shifted in; the rest keep their centre.
+    com = column_height(occ, 20.0)[0]
+    assert com[0] == pytest.approx(100.0, abs=1.0) and com[1] == pytest.approx(330.0, abs=3.0)
+    assert com[2] == pytest.approx(620.0, abs=1.0) and com[3] == pytest.approx(15.0, abs=2.0)
+    assert not vol[:, 0, 4].any()
