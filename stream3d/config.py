@@ -99,7 +99,7 @@ class Refine:
     divergence: float = 10.0  # objective above this x the best so far: the step diverged
     search_shift: float = 160.0  # Å, half range of the depth search around the start
     search_step: float = 20.0  # Å, coarse step of the depth search (a fine pass follows)
-    search_significance: float = 2.5  # z-score of the loss drop a search move needs
+    search_significance: float = 2.0  # z-score of the loss drop a search move needs
     search_stretch: float = 0.3  # relative half range of the relief stretch search (0 = off)
     search_thickness: float = 0.0  # relative half range of the thickness search (0 = off)
     search_scales: int = 5  # values of stretch and of thickness on the coarse grid

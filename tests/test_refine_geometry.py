@@ -13,7 +13,7 @@ from stream3d.refine.regions import (
 )
 from stream3d.refine.regularisers import total_variation
 from stream3d.refine.zgeometry import column_centre, shift_scale_z, slab_occupancy
-from stream3d.specimen import column_height, column_thickness, slab_profile
+from stream3d.specimen import column_thickness, slab_profile
 
 DZ = 20.0
 

@@ -136,3 +136,19 @@ def test_refinement_on_cuda_matches_cpu():
     gpu = refine_volume(frame, volume, cfg, device="cuda")
     assert gpu.volume.shape == cpu.volume.shape
     assert gpu.loss == pytest.approx(cpu.loss, rel=0.05)
+
+
+@pytest.mark.parametrize("overrides", [{"loss": "poisson"}, {"parameterisation": "voxels"}])
+def test_poisson_loss_and_voxels_also_bring_far_regions_back(overrides):
+    cfg, occ = _discs(96)
+    cfg = cfg.replace("refine", **overrides)
+    s = cfg.sample
+    frame, _ = simulate_frame(occ, cfg, seed=2)
+    start = three_discs(occ.shape, s.sampling, heights=[h + 90.0 for h in HEIGHTS[:2]] + [HEIGHTS[2] - 90.0],
+                        thickness=THICKNESS) * s.potential
+    result = refine_volume(frame, start, cfg)
+    before = errors(start, occ, potential=s.potential, dz=s.slice_thickness)
+    after = errors(result.volume, occ, potential=s.potential, dz=s.slice_thickness)
+    assert result.status in ("noise-level", "plateau", "max-iterations")
+    assert np.isfinite(result.volume).all() and result.noise_level > 0
+    assert after.depth < 0.5 * before.depth and after.iou > before.iou + 0.3, (before, after)

@@ -84,6 +84,7 @@ class _RegionMoves:
 
 class Parameterisation(Protocol):
     rate_key: str
+    fits_support: bool
     potential: float
     nz: int
     dz: float
@@ -134,6 +135,7 @@ class SlabColumns:
     """One slab of homogeneous material per column: centre height and thickness maps (Å)."""
 
     rate_key = "learning_rate"  # the config key of its step size (Å per step)
+    fits_support = True  # thickness alone can be fitted at the start's depths
 
     def __init__(self, height: torch.Tensor, thickness: torch.Tensor, *, potential: float,
                  nz: int, dz: float, support: torch.Tensor | None = None) -> None:
@@ -266,6 +268,9 @@ class BoundedVoxels:
     """Free voxels V (volts) bounded by 0 <= V <= max_potential x potential."""
 
     rate_key = "voxel_learning_rate"  # the config key of its step size (V per step)
+    # Free voxels fitted before the depth search would smear material along z (they fit the
+    # texture in 3D) and hide the depth the search looks for: no support stage.
+    fits_support = False
 
     def __init__(self, volume: torch.Tensor, *, potential: float, dz: float,
                  support: torch.Tensor | None = None, max_potential: float = 1.0) -> None:

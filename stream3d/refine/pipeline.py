@@ -241,7 +241,7 @@ def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, con
 
     # 1. Support at the start's depths, homogeneous material on it. A warm start leaves the
     # support to the joint fit: its depths need no support fitted at wrong depths first.
-    if not warm:
+    if not warm and param.fits_support:
         run.fit("support", settings.support_iterations, watch="thickness")
     regions = run.apply_material_prior(start)
     # 2. Explicit depth search of every region.
