@@ -74,7 +74,8 @@ def mean_rows(cases: list[dict[str, Row]]) -> dict[str, Row]:
 
 def print_table(title: str, rows: dict[str, Row]) -> None:
     print(f"\n{title}")
-    print(f"{'start':<24}{'depth error (Å)':>17}{'IoU @ V/2':>11}{'final loss':>13}{'time (s)':>10}")
+    print(f"{'start':<24}{'depth error (Å)':>17}{'IoU @ V/2':>11}{'final loss':>13}"
+          f"{'time (s)':>10}")
     for name in ROWS:
         r = rows[name]
         print(f"{name:<24}{r.depth:>17.1f}{r.iou:>11.3f}{r.loss:>13.4g}{r.seconds:>10.1f}")
@@ -115,7 +116,8 @@ def main() -> None:
         occupancy = specimen.occupancy(args.frame if name == "dendrite" else 0)
         cases = [run_case(config, occupancy, seed) for seed in range(args.seeds)]
         rows = mean_rows(cases)
-        label = f"growing dendrite, frame {args.frame}" if name == "dendrite" else "discs at three depths"
+        label = (f"growing dendrite, frame {args.frame}" if name == "dendrite"
+                 else "discs at three depths")
         print_table(label, rows)
         print(verdict(rows))
 

@@ -78,7 +78,8 @@ def main() -> None:
           f"({torch.get_num_threads()} threads)")
     print(f"{'quantity':<44}{'time (ms)':>11}{'ratio':>9}{'target':>9}")
     print(f"{'forward (multislice + lens)':<44}{t_fwd * 1e3:>11.1f}{'':>9}{'':>9}")
-    for name, t in (("iteration, slabs + region shifts", t_slab), ("iteration, bounded voxels", t_vox)):
+    for name, t in (("iteration, slabs + region shifts", t_slab),
+                    ("iteration, bounded voxels", t_vox)):
         print(f"{name:<44}{t * 1e3:>11.1f}{t / t_fwd:>8.2f}x{'<= 4x':>9}")
 
 

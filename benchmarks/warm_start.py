@@ -32,7 +32,8 @@ def movie_config(size: int, slices: int, overrides: list[str] = ()) -> Config:
     """A growing dendrite that fits a size x size x slices grid (20 Å slices)."""
     depth = slices * 20.0
     return load(None, [f"simulate.ny={size}", f"simulate.nx={size}", f"sample.slices={slices}",
-                       f"simulate.depth_low={0.125 * depth}", f"simulate.depth_high={0.875 * depth}",
+                       f"simulate.depth_low={0.125 * depth}",
+                       f"simulate.depth_high={0.875 * depth}",
                        "simulate.radius_min=15.0", "simulate.radius_max=22.0",
                        "simulate.branches=6", "simulate.growth=10.0", *overrides])
 
@@ -99,8 +100,9 @@ def main() -> None:
     rows = run_movie(config, args.frames)
     m = summary(rows)
     print(f"\nmeans over {m['frames']} warm-started frames:")
+    ratio = m["warm_reach"] / m["cold_reach"] if m["cold_reach"] > 0 else float("nan")
     print(f"  iterations to reach the cold start's final error: cold {m['cold_reach']:.1f}, "
-          f"warm {m['warm_reach']:.1f} (ratio {m['warm_reach'] / m['cold_reach']:.2f}, target <= 0.5)")
+          f"warm {m['warm_reach']:.1f} (ratio {ratio:.2f}, target <= 0.5)")
     print(f"  iterations used: cold {m['cold_iterations']:.1f}, warm {m['warm_iterations']:.1f}")
     print(f"  depth error (Å): cold {m['cold_depth']:.1f}, warm {m['warm_depth']:.1f}; "
           f"IoU: cold {m['cold_iou']:.3f}, warm {m['warm_iou']:.3f}")

@@ -108,7 +108,7 @@ class Refine:
     warm_blend: float = 0.5  # weight of the previous frame's heights in a warm start (vs pop-out's)
     temporal_depth: float = 20.0  # Å, how far material may move in depth between frames (0 = off)
     region_jump: float = 60.0  # Å, a height step this large between neighbours splits regions
-    region_size: int = 32  # px, the joint fit gives each block this size its own depth (0 = whole regions)
+    region_size: int = 32  # px, blocks this size get their own depth in the joint fit (0 = off)
     region_min_area: int = 30  # px, smaller regions join a neighbour
     window: int = 8  # px, a region's loss window extends this far beyond it
     support_margin: int = 4  # px, material may appear this far outside the start's support
@@ -125,14 +125,16 @@ class Refine:
         for key in ("learning_rate", "voxel_learning_rate", "search_step", "max_potential"):
             _require(getattr(self, key) > 0, f"refine.{key}", "must be > 0")
         _require(0 < self.lr_decay <= 1, "refine.lr_decay", "must be in (0, 1]")
-        for key in ("tv_lateral", "tv_axial", "search_shift", "search_significance", "warm_search_shift", "region_jump"):
+        for key in ("tv_lateral", "tv_axial", "search_shift", "search_significance",
+                    "warm_search_shift", "region_jump"):
             _require(getattr(self, key) >= 0, f"refine.{key}", "must be >= 0")
         for key in ("support_iterations", "region_size", "window", "support_margin",
                     "plateau_tolerance"):
             _require(getattr(self, key) >= 0, f"refine.{key}", "must be >= 0")
         _require(0 <= self.support_fraction < 1, "refine.support_fraction", "must be in [0, 1)")
         _require(self.settle_step > 0, "refine.settle_step", "must be > 0 Å")
-        _require(self.noise_factor >= 0, "refine.noise_factor", "must be >= 0 (0 = never stop at noise)")
+        _require(self.noise_factor >= 0, "refine.noise_factor",
+                 "must be >= 0 (0 = never stop at the noise level)")
         _require(self.thickness_smoothing >= 0, "refine.thickness_smoothing", "must be >= 0 px")
         _require(self.polish_step > 0, "refine.polish_step", "must be > 0")
         _require(self.noise_samples >= 1, "refine.noise_samples", "must be >= 1")

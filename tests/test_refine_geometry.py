@@ -36,8 +36,8 @@ def test_shift_scale_z_keeps_mass_and_moves_the_centre_exactly():
     np.testing.assert_allclose(column_centre(moved, DZ).numpy(), height.numpy() + 13.0, atol=1e-3)
     # A whole number of slices is an exact translation; scale multiplies the thickness.
     by_slice = shift_scale_z(occ, shift=40.0, scale=1.0, centre=0.0, dz=DZ)
-    np.testing.assert_allclose(by_slice.numpy(), slab_occupancy(height + 40, thickness, 16, DZ).numpy(),
-                               atol=1e-6)
+    expected = slab_occupancy(height + 40, thickness, 16, DZ).numpy()
+    np.testing.assert_allclose(by_slice.numpy(), expected, atol=1e-6)
     stretched = shift_scale_z(occ, shift=0.0, scale=1.5, centre=height, dz=DZ)
     np.testing.assert_allclose(stretched.sum(0).numpy() * DZ, 1.5 * thickness.numpy(), rtol=1e-5)
     identity = shift_scale_z(occ, shift=0.0, scale=1.0, centre=100.0, dz=DZ)
@@ -52,7 +52,8 @@ def test_slab_and_voxel_parameterisations_move_columns_alike():
     np.testing.assert_allclose(slabs.moved(move).detach().numpy(), voxels.moved(move).numpy(),
                                atol=1e-5)
     height, thickness = slabs.columns()
-    assert torch.allclose(height, torch.full((4, 5), 150.0)) and torch.allclose(thickness, torch.full((4, 5), 60.0))
+    assert torch.allclose(height, torch.full((4, 5), 150.0))
+    assert torch.allclose(thickness, torch.full((4, 5), 60.0))
 
 
 def test_region_shift_and_stretch_are_differentiable_and_commit_into_heights():

@@ -72,7 +72,8 @@ def test_refined_from_pop_out_beats_pop_out_and_uniform_is_clearly_worse():
     measure = lambda v: errors(v, occ, potential=s.potential, dz=s.slice_thickness)  # noqa: E731
     pop = popout(frame, cfg)
     refined = refine_volume(frame, pop.volume, cfg)
-    uniform = refine_volume(frame, uniform_volume(frame, ImagingModel.from_config(cfg), s.slices), cfg)
+    flat = uniform_volume(frame, ImagingModel.from_config(cfg), s.slices)
+    uniform = refine_volume(frame, flat, cfg)
     e_pop, e_ref, e_uni = measure(pop.volume), measure(refined.volume), measure(uniform.volume)
     assert e_ref.depth < 0.8 * e_pop.depth and e_ref.iou > e_pop.iou + 0.05, (e_pop, e_ref)
     assert e_uni.depth > 1.5 * e_pop.depth and e_uni.iou < 0.7 * e_pop.iou, (e_pop, e_uni)
@@ -144,8 +145,8 @@ def test_poisson_loss_and_voxels_also_bring_far_regions_back(overrides):
     cfg = cfg.replace("refine", **overrides)
     s = cfg.sample
     frame, _ = simulate_frame(occ, cfg, seed=2)
-    start = three_discs(occ.shape, s.sampling, heights=[h + 90.0 for h in HEIGHTS[:2]] + [HEIGHTS[2] - 90.0],
-                        thickness=THICKNESS) * s.potential
+    heights = [HEIGHTS[0] + 90.0, HEIGHTS[1] + 90.0, HEIGHTS[2] - 90.0]
+    start = three_discs(occ.shape, s.sampling, heights=heights, thickness=THICKNESS) * s.potential
     result = refine_volume(frame, start, cfg)
     before = errors(start, occ, potential=s.potential, dz=s.slice_thickness)
     after = errors(result.volume, occ, potential=s.potential, dz=s.slice_thickness)

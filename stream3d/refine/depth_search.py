@@ -13,9 +13,9 @@ raises a region's loss, and a move is applied only when the drop of the region's
 significant against the pixel-to-pixel scatter of that drop (shot noise and the texture the
 model does not explain): close to the truth this texture-free model has shallow, biased minima
 (soft edges carry little depth signal), and finer corrections are left to the joint gradient
-fit, which sees more of the depth information. A coarse line whose best point is at the end of its range found a slope,
-not a minimum (a model that cannot explain the data prefers less contrast, e.g. thinner or
-flatter material); that line's move is rejected.
+fit, which sees more of the depth information. A coarse line whose best point is at the end
+of its range found a slope, not a minimum (a model that cannot explain the data prefers less
+contrast, e.g. thinner or flatter material); that line's move is rejected.
 """
 
 from __future__ import annotations
@@ -116,7 +116,8 @@ def search_depths(param: Parameterisation, regions: Regions, residual: ResidualM
     identity = {"shift": 0.0, "stretch": 1.0, "thickness": 1.0}
     lines = settings.lines()
     if count == 0 or not lines:
-        outcome.shifts, outcome.stretches, outcome.thickness = [0.0] * count, [1.0] * count, [1.0] * count
+        outcome.shifts = [0.0] * count
+        outcome.stretches, outcome.thickness = [1.0] * count, [1.0] * count
         return outcome
     height, thickness = (c.cpu().numpy() for c in param.columns())
     probe = param.volume()

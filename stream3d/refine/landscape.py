@@ -113,7 +113,8 @@ def read_csv(path: str | Path) -> Landscape:
     values = np.array([[float(x) for x in row] for row in rows[1:]])
     shifts, scales = np.unique(values[:, 0]), np.unique(values[:, 1])
     loss = np.full((scales.size, shifts.size), np.nan)
-    loss[np.searchsorted(scales, values[:, 1]), np.searchsorted(shifts, values[:, 0])] = values[:, 2]
+    rows, cols = np.searchsorted(scales, values[:, 1]), np.searchsorted(shifts, values[:, 0])
+    loss[rows, cols] = values[:, 2]
     return Landscape(shifts, scales, loss, kind)
 
 

@@ -282,7 +282,8 @@ class BoundedVoxels:
 
     @classmethod
     def from_volume(cls, volume: torch.Tensor, *, potential: float, dz: float,
-                    support: torch.Tensor | None = None, max_potential: float = 1.0) -> BoundedVoxels:
+                    support: torch.Tensor | None = None,
+                    max_potential: float = 1.0) -> BoundedVoxels:
         return cls(volume, potential=potential, dz=dz, support=support, max_potential=max_potential)
 
     def volume(self) -> torch.Tensor:
