@@ -48,3 +48,15 @@ def test_a_new_scene_starts_cold_and_reset_forgets():
     assert not refiner.refine(frames[0], _popout_of(first * s.potential)).warm
     with pytest.raises(ValueError, match="does not match the frame"):
         refiner.refine(frames[0][:32], _popout_of(first * s.potential))
+
+
+def test_zero_iterations_returns_pop_out_even_with_a_uniform_init():
+    config = movie_config(64, 8, ["refine.device=cpu", "refine.iterations=0",
+                                  "refine.init=uniform"])
+    occ = three_discs((8, 64, 64), config.sample.sampling, heights=(40.0, 80.0, 120.0),
+                      thickness=40.0)
+    frame = simulate_frame(occ, config, seed=0)[0]
+    volume = (occ * config.sample.potential).astype(np.float32)
+    result = Refiner(config).refine(frame, _popout_of(volume))
+    assert result.status == "popout-only" and result.iterations == 0
+    np.testing.assert_array_equal(result.volume, volume)

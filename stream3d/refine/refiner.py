@@ -72,7 +72,8 @@ class Refiner:
         return result
 
     def _cold_start(self, frame: np.ndarray, popout_volume: np.ndarray) -> np.ndarray:
-        if self.config.refine.init == "uniform":
+        # iterations = 0 means pop-out only (DESIGN.md), whatever the start would have been.
+        if self.config.refine.init == "uniform" and self.config.refine.iterations > 0:
             return uniform_volume(frame, self.model, self.config.sample.slices)
         return popout_volume
 
