@@ -89,6 +89,7 @@ class Refine:
     tv_axial: float = 1e-4  # data-loss units per V: weight of the axial L1 total variation
     support_iterations: int = 20  # most steps of the support fit (counted in iterations)
     support_fraction: float = 0.5  # material where fitted thickness > this x the start's
+    settle_step: float = 3.0  # Å: a fit has settled when 95 % of material moved less than this
     thickness_smoothing: float = 2.0  # px, smoothing of the fitted thickness (0 = region median)
     polish_step: float = 0.25  # polish step size as a fraction of the learning rate
     noise_factor: float = 1.0  # stop once data loss <= this x the expected loss at the truth
@@ -98,13 +99,16 @@ class Refine:
     divergence: float = 10.0  # objective above this x the best so far: the step diverged
     search_shift: float = 160.0  # Å, half range of the depth search around the start
     search_step: float = 20.0  # Å, coarse step of the depth search (a fine pass follows)
-    search_accept: float = 40.0  # Å, regions found closer than this to the start stay put
+    search_significance: float = 2.0  # z-score of the loss drop a search move needs
     search_stretch: float = 0.3  # relative half range of the relief stretch search (0 = off)
     search_thickness: float = 0.0  # relative half range of the thickness search (0 = off)
     search_scales: int = 5  # values of stretch and of thickness on the coarse grid
     warm_search_shift: float = 40.0  # Å, half range of the depth search when warm-started
+    warm_rate: float = 0.25  # step sizes times this when warm-started
+    warm_blend: float = 0.5  # weight of the previous frame's heights in a warm start (vs pop-out's)
+    temporal_depth: float = 20.0  # Å, how far material may move in depth between frames (0 = off)
     region_jump: float = 60.0  # Å, a height step this large between neighbours splits regions
-    region_size: int = 32  # px, the joint fit gives each block this size its own depth (0 = whole regions)
+    region_size: int = 32  # px, blocks this size get their own depth in the joint fit (0 = off)
     region_min_area: int = 30  # px, smaller regions join a neighbour
     window: int = 8  # px, a region's loss window extends this far beyond it
     support_margin: int = 4  # px, material may appear this far outside the start's support
@@ -121,13 +125,16 @@ class Refine:
         for key in ("learning_rate", "voxel_learning_rate", "search_step", "max_potential"):
             _require(getattr(self, key) > 0, f"refine.{key}", "must be > 0")
         _require(0 < self.lr_decay <= 1, "refine.lr_decay", "must be in (0, 1]")
-        for key in ("tv_lateral", "tv_axial", "search_shift", "search_accept", "warm_search_shift", "region_jump"):
+        for key in ("tv_lateral", "tv_axial", "search_shift", "search_significance",
+                    "warm_search_shift", "region_jump"):
             _require(getattr(self, key) >= 0, f"refine.{key}", "must be >= 0")
         for key in ("support_iterations", "region_size", "window", "support_margin",
                     "plateau_tolerance"):
             _require(getattr(self, key) >= 0, f"refine.{key}", "must be >= 0")
         _require(0 <= self.support_fraction < 1, "refine.support_fraction", "must be in [0, 1)")
-        _require(self.noise_factor >= 0, "refine.noise_factor", "must be >= 0 (0 = never stop at noise)")
+        _require(self.settle_step > 0, "refine.settle_step", "must be > 0 Å")
+        _require(self.noise_factor >= 0, "refine.noise_factor",
+                 "must be >= 0 (0 = never stop at the noise level)")
         _require(self.thickness_smoothing >= 0, "refine.thickness_smoothing", "must be >= 0 px")
         _require(self.polish_step > 0, "refine.polish_step", "must be > 0")
         _require(self.noise_samples >= 1, "refine.noise_samples", "must be >= 1")
@@ -137,6 +144,9 @@ class Refine:
         _require(0 <= self.search_thickness < 1, "refine.search_thickness", "must be in [0, 1)")
         _require(self.search_scales >= 1, "refine.search_scales", "must be >= 1")
         _require(self.region_min_area >= 1, "refine.region_min_area", "must be >= 1")
+        _require(0 < self.warm_rate <= 1, "refine.warm_rate", "must be in (0, 1]")
+        _require(0 <= self.warm_blend <= 1, "refine.warm_blend", "must be in [0, 1]")
+        _require(self.temporal_depth >= 0, "refine.temporal_depth", "must be >= 0 Å (0 = off)")
         _require(self.scene_change > 1, "refine.scene_change", "must be > 1")
 
 

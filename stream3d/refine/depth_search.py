@@ -9,11 +9,13 @@ one forward evaluation, so the cost does not grow with the number of regions. Th
 parameters barely interact (a shift moves the mass centre, a stretch about that centre does
 not, thickness changes neither), so coarse then fine line searches along each find the optimum
 at a fraction of a full grid's cost. The current state is always a candidate: the search never
-raises a region's loss, and a region found closer to its start than ``accept`` Å stays put:
-the search rescues regions that are far off, finer corrections are left to the joint gradient
-fit, which sees more of the depth information than this texture-free model. A coarse line whose best point is at the end of its range found a slope,
-not a minimum (a model that cannot explain the data prefers less contrast, e.g. thinner or
-flatter material); that line's move is rejected.
+raises a region's loss, and a move is applied only when the drop of the region's loss is
+significant against the pixel-to-pixel scatter of that drop (shot noise and the texture the
+model does not explain): close to the truth this texture-free model has shallow, biased minima
+(soft edges carry little depth signal), and finer corrections are left to the joint gradient
+fit, which sees more of the depth information. A coarse line whose best point is at the end
+of its range found a slope, not a minimum (a model that cannot explain the data prefers less
+contrast, e.g. thinner or flatter material); that line's move is rejected.
 """
 
 from __future__ import annotations
@@ -28,6 +30,21 @@ from stream3d.refine.parameterisations import ColumnMove, Parameterisation
 from stream3d.refine.regions import Regions, colour_groups, windows
 
 ResidualMap = Callable[[torch.Tensor], torch.Tensor]
+
+#: Pixels per independent sample of the residual: the image speckle of the amorphous texture
+#: (a 2 Å correlation length band-limited by the lens) spans a few pixels.
+SPECKLE_PIXELS = 4.0
+
+
+def significance(before: torch.Tensor, after: torch.Tensor) -> float:
+    """z-score of the mean drop of a per-pixel loss, counting speckle-sized samples."""
+    drop = (before - after).double()
+    n = drop.numel() / SPECKLE_PIXELS
+    spread = float(drop.std()) if drop.numel() > 1 else 0.0
+    mean = float(drop.mean())
+    if spread == 0.0:
+        return float("inf") if mean > 0 else 0.0
+    return mean / (spread / np.sqrt(max(n, 1.0)))
 AXES = ("shift", "stretch", "thickness")
 
 
@@ -54,7 +71,7 @@ class SearchSettings:
     count: int
     pad: int  # px, window = region grown by this
     fine_steps: int = 4
-    accept: float = 0.0  # Å: a region whose best shift is smaller than this is left where it was
+    significance: float = 0.0  # z-score the best move's loss drop must reach to be applied
 
     def lines(self) -> list[tuple[str, np.ndarray, bool]]:
         """The line searches in order: (axis, offsets, coarse); shift offsets in Å, others
@@ -99,7 +116,8 @@ def search_depths(param: Parameterisation, regions: Regions, residual: ResidualM
     identity = {"shift": 0.0, "stretch": 1.0, "thickness": 1.0}
     lines = settings.lines()
     if count == 0 or not lines:
-        outcome.shifts, outcome.stretches, outcome.thickness = [0.0] * count, [1.0] * count, [1.0] * count
+        outcome.shifts = [0.0] * count
+        outcome.stretches, outcome.thickness = [1.0] * count, [1.0] * count
         return outcome
     height, thickness = (c.cpu().numpy() for c in param.columns())
     probe = param.volume()
@@ -122,7 +140,8 @@ def search_depths(param: Parameterisation, regions: Regions, residual: ResidualM
     for group in colour_groups(masks_np, 0):
         res = residual(param.moved(column_move(group, {r: identity for r in group})))
         outcome.evaluations += 1
-        best = {r: (float(res[masks[r]].mean()), dict(identity)) for r in group}
+        start = {r: res[masks[r]] for r in group}
+        best = {r: (float(start[r].mean()), dict(identity), start[r]) for r in group}
         for axis, line, coarse in lines:
             base = {r: best[r] for r in group}
             winner = {r: None for r in group}
@@ -133,15 +152,16 @@ def search_depths(param: Parameterisation, regions: Regions, residual: ResidualM
                 res = residual(param.moved(column_move(group, trial)))
                 outcome.evaluations += 1
                 for r in group:
-                    loss = float(res[masks[r]].mean())
+                    values = res[masks[r]]
+                    loss = float(values.mean())
                     if loss < best[r][0]:
-                        best[r], winner[r] = (loss, trial[r]), offset
+                        best[r], winner[r] = (loss, trial[r], values), offset
             if coarse:  # a best point at the end of the range is a slope: keep the base
                 for r in group:
                     if winner[r] is not None and abs(winner[r]) >= np.abs(line).max() - 1e-9:
                         best[r] = base[r]
         for r in group:
-            if abs(best[r][1]["shift"]) >= settings.accept:
+            if significance(start[r], best[r][2]) >= settings.significance:
                 found[r] = best[r][1]
         param.move(column_move(group, {r: found[r] for r in group}))
     outcome.shifts = [f["shift"] for f in found]

@@ -34,14 +34,17 @@ def checked_volume(volume: np.ndarray | torch.Tensor, frame_shape: tuple[int, ..
                    slices: int, device: torch.device) -> torch.Tensor:
     """A starting volume (nz, ny, nx) V as float32 on ``device``, matching the frame and the
     configured number of slices; the real part is taken from a complex volume."""
-    array = volume.detach().cpu().numpy() if isinstance(volume, torch.Tensor) else np.asarray(volume)
+    if isinstance(volume, torch.Tensor):
+        array = volume.detach().cpu().numpy()
+    else:
+        array = np.asarray(volume)
     if np.iscomplexobj(array):
         array = array.real
     if array.ndim != 3:
         raise UserError(f"volume must be (z, y, x), got shape {array.shape}")
     if array.shape[1:] != tuple(frame_shape):
-        raise UserError(f"volume shape {array.shape} does not match the frame {tuple(frame_shape)}: "
-                        "its last two axes must equal the frame's (y, x)")
+        raise UserError(f"volume shape {array.shape} does not match the frame "
+                        f"{tuple(frame_shape)}: its last two axes must equal the frame's (y, x)")
     if array.shape[0] != slices:
         raise UserError(f"volume has {array.shape[0]} slices but sample.slices = {slices}")
     array = array.astype(np.float32)

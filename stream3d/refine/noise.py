@@ -19,16 +19,17 @@ from stream3d.specimen import amorphous_texture
 
 
 @torch.no_grad()
-def expected_loss(model: ImagingModel, volume: torch.Tensor, loss_map: LossMap, *,
-                  texture: float, texture_length: float, samples: int = 1,
-                  seed: int = 0) -> float:
-    """Mean data loss between ``volume``'s image and synthetic frames of the same volume with
-    amorphous texture (relative rms ``texture``, correlation ``texture_length`` Å) and Poisson
-    noise at the model's dose. ``samples`` frames are averaged."""
+def expected_loss_map(model: ImagingModel, volume: torch.Tensor, loss_map: LossMap, *,
+                      texture: float, texture_length: float, samples: int = 1,
+                      seed: int = 0) -> torch.Tensor:
+    """Per-pixel data loss (ny, nx) between ``volume``'s image and synthetic frames of the same
+    volume with amorphous texture (relative rms ``texture``, correlation ``texture_length`` Å)
+    and Poisson noise at the model's dose, averaged over ``samples`` frames."""
     rng = np.random.default_rng(seed)
     clean = model.intensity(volume)
-    losses = []
-    for _ in range(max(int(samples), 1)):
+    total = torch.zeros_like(clean)
+    count = max(int(samples), 1)
+    for _ in range(count):
         textured = volume
         if texture > 0:
             field = amorphous_texture(tuple(volume.shape), model.sampling,
@@ -38,5 +39,14 @@ def expected_loss(model: ImagingModel, volume: torch.Tensor, loss_map: LossMap, 
         counts = rng.poisson(mean_counts.cpu().numpy().astype(np.float64))
         measured = torch.as_tensor(counts / model.counts_per_unit, dtype=clean.dtype,
                                    device=clean.device)
-        losses.append(float(loss_map(clean, measured, model.counts_per_unit).mean()))
-    return float(np.mean(losses))
+        total += loss_map(clean, measured, model.counts_per_unit)
+    return total / count
+
+
+def expected_loss(model: ImagingModel, volume: torch.Tensor, loss_map: LossMap, *,
+                  texture: float, texture_length: float, samples: int = 1,
+                  seed: int = 0) -> float:
+    """The mean of :func:`expected_loss_map`: the data loss the right volume would leave."""
+    return float(expected_loss_map(model, volume, loss_map, texture=texture,
+                                   texture_length=texture_length, samples=samples,
+                                   seed=seed).mean())

@@ -45,11 +45,6 @@ class ColumnMove:
         return self.centre + self.shift + (height - self.centre) * self.stretch
 
 
-#: Å: a stretch step of rate / RELIEF moves a column RELIEF Å from its region's centre by
-#: ``rate`` Å, like a shift step; the relief of a specimen is about this large.
-RELIEF = 100.0
-
-
 @dataclass
 class _RegionMoves:
     """Per-region depth shift (Å) and relief stretch, index 0 = columns in no region (fixed)."""
@@ -89,6 +84,7 @@ class _RegionMoves:
 
 class Parameterisation(Protocol):
     rate_key: str
+    fits_support: bool
     potential: float
     nz: int
     dz: float
@@ -98,7 +94,8 @@ class Parameterisation(Protocol):
     def lateral_parameters(self) -> list[torch.Tensor]: ...
     def attach_regions(self, labels: np.ndarray) -> None: ...
     def commit_regions(self) -> tuple[np.ndarray, np.ndarray]: ...
-    def fit_groups(self, rate: float) -> list[dict]: ...
+    def fit_groups(self, rate: float, shift_rate: float | None = None) -> list[dict]: ...
+    def region_shift_penalty(self) -> torch.Tensor: ...
     def project(self) -> None: ...
     def moved(self, move: ColumnMove) -> torch.Tensor: ...
     def move(self, move: ColumnMove) -> None: ...
@@ -138,6 +135,7 @@ class SlabColumns:
     """One slab of homogeneous material per column: centre height and thickness maps (Å)."""
 
     rate_key = "learning_rate"  # the config key of its step size (Å per step)
+    fits_support = True  # thickness alone can be fitted at the start's depths
 
     def __init__(self, height: torch.Tensor, thickness: torch.Tensor, *, potential: float,
                  nz: int, dz: float, support: torch.Tensor | None = None) -> None:
@@ -191,13 +189,22 @@ class SlabColumns:
         self.project()
         return shifts, stretches
 
-    def fit_groups(self, rate: float) -> list[dict]:
-        """Optimiser parameter groups: thickness (``rate`` Å per step), and when regions are
-        attached their shifts (``rate`` Å) and stretches (``rate`` / RELIEF per step)."""
+    def region_shift_penalty(self) -> torch.Tensor:
+        """Sum of squared region shifts (Å²); 0 without regions."""
+        if self._regions is None:
+            return self.thickness.new_zeros(())
+        return self._regions.shift[1:].square().sum()
+
+    def fit_groups(self, rate: float, shift_rate: float | None = None) -> list[dict]:
+        """Optimiser parameter groups: thickness (``rate`` Å per step) and, when regions are
+        attached, their shifts (``shift_rate`` Å per step, default ``rate``). Region stretches
+        are not fitted: their gradient is weak and biased towards flatter relief (a model that
+        cannot explain the texture prefers less contrast); the explicit search sets them, with
+        a significance test."""
         groups = [{"params": [self.thickness], "lr": rate}]
         if self._regions is not None:
-            groups += [{"params": [self._regions.shift], "lr": rate},
-                       {"params": [self._regions.stretch], "lr": rate / RELIEF}]
+            groups.append({"params": [self._regions.shift],
+                           "lr": rate if shift_rate is None else shift_rate})
         return groups
 
     @torch.no_grad()
@@ -261,6 +268,9 @@ class BoundedVoxels:
     """Free voxels V (volts) bounded by 0 <= V <= max_potential x potential."""
 
     rate_key = "voxel_learning_rate"  # the config key of its step size (V per step)
+    # Free voxels fitted before the depth search would smear material along z (they fit the
+    # texture in 3D) and hide the depth the search looks for: no support stage.
+    fits_support = False
 
     def __init__(self, volume: torch.Tensor, *, potential: float, dz: float,
                  support: torch.Tensor | None = None, max_potential: float = 1.0) -> None:
@@ -272,7 +282,8 @@ class BoundedVoxels:
 
     @classmethod
     def from_volume(cls, volume: torch.Tensor, *, potential: float, dz: float,
-                    support: torch.Tensor | None = None, max_potential: float = 1.0) -> BoundedVoxels:
+                    support: torch.Tensor | None = None,
+                    max_potential: float = 1.0) -> BoundedVoxels:
         return cls(volume, potential=potential, dz=dz, support=support, max_potential=max_potential)
 
     def volume(self) -> torch.Tensor:
@@ -290,8 +301,13 @@ class BoundedVoxels:
     def commit_regions(self) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(0), np.zeros(0)
 
-    def fit_groups(self, rate: float) -> list[dict]:
+    def fit_groups(self, rate: float, shift_rate: float | None = None) -> list[dict]:
         return [{"params": [self.voxels], "lr": rate}]
+
+    def region_shift_penalty(self) -> torch.Tensor:
+        return self.voxels.new_zeros(())
+
+
 
     @torch.no_grad()
     def project(self) -> None:

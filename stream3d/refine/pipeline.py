@@ -27,7 +27,9 @@ import torch
 
 from stream3d.config import Config, Refine
 from stream3d.device import resolve_device
-from stream3d.refine.depth_search import SearchOutcome, SearchSettings, search_depths
+from stream3d.refine.depth_search import (
+    SPECKLE_PIXELS, SearchOutcome, SearchSettings, search_depths,
+)
 from stream3d.refine.losses import loss_map
 from stream3d.refine.measurement import checked_volume, measured_intensity
 from stream3d.refine.model import ImagingModel
@@ -39,7 +41,7 @@ from stream3d.refine.regularisers import total_variation
 from stream3d.refine.result import RefineResult
 from stream3d.refine.support import FitWatch, grow, material_thickness
 
-#: callback(stage, iteration, param) with stage "support", "search", "fit" or "polish".
+#: callback(stage, iteration, param) with stage "start", "support", "search", "fit" or "polish".
 Callback = Callable[[str, int, Parameterisation], None]
 
 
@@ -93,9 +95,18 @@ class _Run:
     history: list[float] = field(default_factory=list)
     troubles: list[str] = field(default_factory=list)
 
+    warm: bool = False
+
     @property
     def rate(self) -> float:
         return getattr(self.settings, self.param.rate_key)
+
+    @property
+    def shift_rate(self) -> float:
+        """Step size of region shifts: the configured one, times ``warm_rate`` on a warm start
+        (the depths are within a few Å; Adam's first steps are a full step for every
+        parameter, so a cold-start step would only throw converged depths around)."""
+        return self.rate * self.settings.warm_rate if self.warm else self.rate
 
     @property
     def budget(self) -> int:
@@ -121,13 +132,22 @@ class _Run:
                          noise_factor=s.noise_factor, plateau_window=s.plateau_window,
                          plateau_tolerance=s.plateau_tolerance, divergence=s.divergence)
 
-    def fit(self, stage: str, start: _Start, max_iterations: int) -> LoopReport:
-        """Adam on the parameterisation's fit groups until the support and heights settle."""
+    def fit(self, stage: str, max_iterations: int, watch: str,
+            shift_prior: float = 0.0) -> LoopReport:
+        """Adam on the parameterisation's fit groups until the watched quantity settles.
+
+        ``shift_prior`` (loss units per Å²) weighs a Gaussian prior that keeps region shifts
+        near zero, i.e. near the start's depths (see :func:`temporal_weight`).
+        """
         s = self.settings
-        watch = FitWatch(start.regions, start.thickness, s.support_fraction, s.plateau_window,
-                         height_step=s.search_step / 8)
-        groups = self.param.fit_groups(self.rate)
-        return self._record(optimise(self.param, groups, self.problem.objective,
+        watch = FitWatch(s.plateau_window, s.settle_step, watch=watch, sigma=s.thickness_smoothing)
+        groups = self.param.fit_groups(self.rate, self.shift_rate)
+        objective = self.problem.objective
+        if shift_prior > 0:
+            def objective(volume, _base=self.problem.objective):
+                data, total = _base(volume)
+                return data, total + shift_prior * self.param.region_shift_penalty()
+        return self._record(optimise(self.param, groups, objective,
                                      decay=s.lr_decay,
                                      rules=self._rules(min(max_iterations, self.budget)),
                                      stop=watch, callback=self._stage_callback(stage)))
@@ -150,7 +170,7 @@ class _Run:
                                   if half_range > 0 else s.search_step,
                                   stretch_range=s.search_stretch,
                                   thickness_range=s.search_thickness, count=s.search_scales,
-                                  pad=s.window, accept=s.search_accept)
+                                  pad=s.window, significance=s.search_significance)
         outcome = search_depths(self.param, regions, self.problem.residual, settings)
         self.evaluations += outcome.evaluations
         if self.callback is not None:
@@ -158,7 +178,9 @@ class _Run:
         return outcome
 
     def polish(self, noise_level: float) -> LoopReport:
-        groups = [{"params": self.param.parameters(),
+        # Thickness only: free per-column heights would fit texture with height noise, which
+        # piles up from frame to frame when each frame starts from the last one's heights.
+        groups = [{"params": self.param.lateral_parameters(),
                    "lr": self.rate * self.settings.polish_step}]
         return self._record(optimise(self.param, groups, self.problem.objective,
                                      decay=self.settings.lr_decay,
@@ -173,9 +195,12 @@ def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, con
     """Refine ``init_volume`` (nz, ny, nx) V against ``frame`` (raw counts, (ny, nx)).
 
     ``device`` None uses ``refine.device``. ``support`` (ny, nx) bool limits where material may
-    be (grown by ``refine.support_margin`` pixels); ``warm`` marks a start from the previous
-    frame (depth search over +- ``refine.warm_search_shift`` only, unless ``search_shift`` Å
-    is given). ``callback(stage, iteration, param)`` runs after every optimiser step and after
+    be (grown by ``refine.support_margin`` pixels). ``warm`` marks a start whose depths come
+    from the previous frame (see :mod:`stream3d.refine.warmstart`): the support fit is left to
+    the joint fit, the depth search spans +- ``refine.warm_search_shift`` (unless
+    ``search_shift`` Å is given), region shifts take ``refine.warm_rate`` smaller steps and
+    a prior of width ``refine.temporal_depth`` keeps them near the previous depths.
+    ``callback(stage, iteration, param)`` runs after every optimiser step and after
     the depth search (e.g. to track the error against a known truth). Raises
     :class:`stream3d.errors.UserError` for a frame or volume that cannot be used; trouble during
     optimisation ("nan", "diverged") is reported in the status, with the best volume so far.
@@ -199,29 +224,41 @@ def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, con
         volume, potential=model.potential, dz=model.dz, support=allowed,
         max_potential=settings.max_potential)
 
-    if settings.iterations == 0:
+    if settings.iterations == 0:  # the start volume as given, not its parameterised copy
         with torch.no_grad():
-            loss = float(problem.residual(param.volume()).mean())
-        return RefineResult(volume=_numpy(param.volume()), loss=loss, loss_history=[loss],
+            loss = float(problem.residual(volume).mean())
+        return RefineResult(volume=_numpy(volume), loss=loss, loss_history=[loss],
                             iterations=0, seconds=time.perf_counter() - clock,
                             status="popout-only", warm=warm, evaluations=1,
                             message="refine.iterations = 0: the volume is the start volume")
 
-    run = _Run(problem, param, settings, callback)
+    start = _Start.of(param, settings)
+    run = _Run(problem, param, settings, callback, warm=warm)
+    if callback is not None:
+        callback("start", 0, param)
     if search_shift is None:
         search_shift = settings.warm_search_shift if warm else settings.search_shift
 
-    # 1. Support at the start's depths, homogeneous material on it.
-    start = _Start.of(param, settings)
-    run.fit("support", start, settings.support_iterations)
+    # 1. Support at the start's depths, homogeneous material on it. A warm start leaves the
+    # support to the joint fit: its depths need no support fitted at wrong depths first.
+    if not warm and param.fits_support:
+        run.fit("support", settings.support_iterations, watch="thickness")
     regions = run.apply_material_prior(start)
     # 2. Explicit depth search of every region.
     outcome = run.search(regions, search_shift)
-    # 3. Joint fit: thickness with per-region shift and stretch.
+    # 3. Joint fit: thickness with a depth shift per region.
     start = _Start.of(param, settings)
     param.attach_regions(tile(start.regions.labels, settings.region_size))
-    run.fit("fit", start, settings.iterations)
-    fit_shifts, fit_stretches = param.commit_regions()
+    shift_prior = 0.0
+    if warm and settings.temporal_depth > 0:  # the previous frame's depths are a measurement too
+        level = expected_loss(model, param.volume().detach(), loss_map(settings.loss),
+                              texture=config.sample.texture,
+                              texture_length=config.sample.texture_length, samples=1,
+                              seed=settings.seed)
+        run.evaluations += 2
+        shift_prior = temporal_weight(level, measured.numel(), settings.temporal_depth)
+    run.fit("fit", settings.iterations, watch="both", shift_prior=shift_prior)
+    param.commit_regions()
     # 4. Material prior on the fitted support.
     regions = run.apply_material_prior(start)
     # 5. Polish to the noise level.
@@ -239,6 +276,18 @@ def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, con
         shifts=outcome.shifts, scales=outcome.stretches, thickness_scales=outcome.thickness,
         message=(f"{run.iterations} iterations, {regions.count} regions, stopped: {status} "
                  f"(loss {polish.best_loss:.4g}, expected at the truth {noise:.4g})"))
+
+
+def temporal_weight(noise_level: float, pixels: int, depth: float) -> float:
+    """Weight (loss units per Å²) of a Gaussian prior of width ``depth`` Å on region shifts.
+
+    The data loss is a mean over ``pixels`` of squared residuals of variance ``noise_level``,
+    correlated over speckle-sized patches, so its log-likelihood is about
+    (pixels / SPECKLE_PIXELS) x loss / (2 noise_level). A prior shift ~ N(0, depth²) adds
+    shift² / (2 depth²); in loss units that is noise_level x SPECKLE_PIXELS / pixels / depth²
+    per Å² of every region's shift: the MAP estimate of a depth seen in two frames.
+    """
+    return noise_level * SPECKLE_PIXELS / max(pixels, 1) / depth**2
 
 
 def _numpy(volume: torch.Tensor) -> np.ndarray:

@@ -67,7 +67,8 @@ def tile(labels: np.ndarray, size: int) -> np.ndarray:
     if size <= 0:
         return labels
     ny, nx = labels.shape
-    block = (np.arange(ny)[:, None] // size) * ((nx + size - 1) // size) + np.arange(nx)[None] // size
+    columns = (nx + size - 1) // size
+    block = (np.arange(ny)[:, None] // size) * columns + np.arange(nx)[None] // size
     combined = np.where(labels > 0, labels.astype(np.int64) * (block.max() + 1) + block, 0)
     _, dense = np.unique(combined, return_inverse=True)
     dense = dense.reshape(labels.shape).astype(np.int32)

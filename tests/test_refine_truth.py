@@ -1,0 +1,155 @@
+"""Refinement judged against ground truth: the loss landscape, pop-out vs refined vs uniform."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from stream3d.cli import app
+from stream3d.config import Config
+from stream3d.popout import popout
+from stream3d.refine import errors, refine_volume
+from stream3d.refine.landscape import grid_axis, loss_landscape, read_csv
+from stream3d.refine.losses import l2_map
+from stream3d.refine.measurement import uniform_volume
+from stream3d.refine.model import ImagingModel
+from stream3d.refine.noise import expected_loss
+from stream3d.simulate import simulate_frame
+from stream3d.specimen import three_discs
+
+HEIGHTS, THICKNESS = (70.0, 160.0, 250.0), 60.0
+
+
+def _discs(n: int, slices: int = 16):
+    cfg = Config().replace("sample", slices=slices).replace("refine", device="cpu")
+    occ = three_discs((slices, n, n), cfg.sample.sampling, heights=HEIGHTS, thickness=THICKNESS)
+    return cfg, occ
+
+
+@pytest.mark.parametrize("textured", [True, False])
+def test_noise_free_landscape_has_its_minimum_at_zero_shift_and_unit_scale(textured):
+    cfg, occ = _discs(64)
+    frame, potential = simulate_frame(occ, cfg, noise=False)
+    # The true volume, or the same shape without its (unknowable) amorphous texture.
+    volume = potential.real if textured else occ * cfg.sample.potential
+    land = loss_landscape(frame, volume, cfg, shifts=grid_axis(60.0, 10.0),
+                          scales=grid_axis(0.2, 0.05, 1.0))
+    assert land.minimum() == (0.0, 1.0)
+    row = land.loss[list(land.scales).index(1.0)]
+    centre = list(land.shifts).index(0.0)
+    # A valley: the loss rises on both sides of the truth along the shift.
+    assert row[centre - 1] > row[centre] < row[centre + 1]
+    if textured:
+        assert row[centre] < 1e-9  # the exact volume reproduces the noise-free frame
+
+
+def test_landscape_command_writes_csv_and_png_from_files(tmp_path):
+    cfg, occ = _discs(48, slices=8)
+    occ = three_discs((8, 48, 48), cfg.sample.sampling, heights=(40.0, 80.0, 120.0), thickness=40.0)
+    frame, potential = simulate_frame(occ, cfg, noise=False)
+    np.save(tmp_path / "frame.npy", frame)
+    np.save(tmp_path / "volume.npy", potential.real)
+    runner = CliRunner()
+    args = ["landscape", "--frame", str(tmp_path / "frame.npy"), "--volume",
+            str(tmp_path / "volume.npy"), "--out", str(tmp_path / "out"), "--shift-range", "40",
+            "--scale-range", "0.1", "--set", "sample.slices=8", "--set", "refine.device=cpu"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "minimum at shift +0.0 Å, scale 1.000" in result.output
+    land = read_csv(tmp_path / "out" / "landscape.csv")
+    assert land.loss.shape == (5, 5) and land.minimum() == (0.0, 1.0)
+    assert (tmp_path / "out" / "landscape.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = runner.invoke(app, ["landscape", "--frame", str(tmp_path / "frame.npy")])
+    assert bad.exit_code == 2 and "both --frame and --volume" in bad.output
+
+
+def test_refined_from_pop_out_beats_pop_out_and_uniform_is_clearly_worse():
+    cfg, occ = _discs(128)
+    frame, _ = simulate_frame(occ, cfg, seed=1)
+    s = cfg.sample
+    measure = lambda v: errors(v, occ, potential=s.potential, dz=s.slice_thickness)  # noqa: E731
+    pop = popout(frame, cfg)
+    refined = refine_volume(frame, pop.volume, cfg)
+    flat = uniform_volume(frame, ImagingModel.from_config(cfg), s.slices)
+    uniform = refine_volume(frame, flat, cfg)
+    e_pop, e_ref, e_uni = measure(pop.volume), measure(refined.volume), measure(uniform.volume)
+    assert e_ref.depth < 0.8 * e_pop.depth and e_ref.iou > e_pop.iou + 0.05, (e_pop, e_ref)
+    assert e_uni.depth > 1.5 * e_pop.depth and e_uni.iou < 0.7 * e_pop.iou, (e_pop, e_uni)
+    assert refined.status == "noise-level"  # the polish stopped by the discrepancy principle
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_noise_level_is_the_loss_the_true_shape_leaves(seed):
+    """The Monte-Carlo noise level (shot noise + unmodelled texture) predicts the data loss of
+    the true, untextured volume on a real simulated frame."""
+    cfg, occ = _discs(96)
+    frame, _ = simulate_frame(occ, cfg, seed=seed)
+    model = ImagingModel.from_config(cfg)
+    truth = torch.as_tensor(occ * cfg.sample.potential)
+    measured = torch.as_tensor(frame / model.counts_per_unit)
+    with torch.no_grad():
+        actual = float(l2_map(model.intensity(truth), measured, model.counts_per_unit).mean())
+    predicted = expected_loss(model, truth, l2_map, texture=cfg.sample.texture,
+                              texture_length=cfg.sample.texture_length, samples=4, seed=seed + 10)
+    shot = float(measured.mean()) / model.counts_per_unit
+    # One texture realisation of a 96² field scatters the loss by about 10 %.
+    assert predicted == pytest.approx(actual, rel=0.15)
+    assert predicted > 1.5 * shot  # the texture the model cannot explain is most of it
+
+
+def test_explicit_depth_search_rescues_regions_far_from_their_depth():
+    """A start with every disc 90 Å off (beyond the gradient's reach) is brought back."""
+    cfg, occ = _discs(96)
+    s = cfg.sample
+    frame, _ = simulate_frame(occ, cfg, seed=2)
+    offsets = (90.0, -90.0, -90.0)
+    start = three_discs(occ.shape, s.sampling, heights=[h + o for h, o in zip(HEIGHTS, offsets)],
+                        thickness=1.2 * THICKNESS) * s.potential
+    measure = lambda v: errors(v, occ, potential=s.potential, dz=s.slice_thickness)  # noqa: E731
+    refined = refine_volume(frame, start, cfg)
+    assert measure(start).depth > 80.0 and measure(start).iou < 0.05
+    assert refined.regions == 3
+    assert sorted(np.sign(refined.shifts)) == [-1.0, 1.0, 1.0]  # each moved towards the truth
+    assert measure(refined.volume).depth < 25.0 and measure(refined.volume).iou > 0.5
+
+
+def _tiny():
+    cfg = Config().replace("sample", slices=8).replace(
+        "refine", device="cpu", iterations=3, noise_samples=1)
+    occ = three_discs((8, 48, 48), cfg.sample.sampling, heights=(40.0, 80.0, 120.0), thickness=40.0)
+    frame, potential = simulate_frame(occ, cfg, seed=0)
+    return cfg, frame, potential.real, occ
+
+
+def test_refinement_runs_on_the_configured_cpu_device():
+    cfg, frame, volume, occ = _tiny()
+    result = refine_volume(frame, volume, cfg)
+    assert result.volume.dtype == np.float32 and result.volume.shape == occ.shape
+    assert np.isfinite(result.volume).all() and np.isfinite(result.loss)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="this machine has no CUDA device")
+def test_refinement_on_cuda_matches_cpu():
+    cfg, frame, volume, _ = _tiny()
+    cpu = refine_volume(frame, volume, cfg, device="cpu")
+    gpu = refine_volume(frame, volume, cfg, device="cuda")
+    assert gpu.volume.shape == cpu.volume.shape
+    assert gpu.loss == pytest.approx(cpu.loss, rel=0.05)
+
+
+@pytest.mark.parametrize("overrides", [{"loss": "poisson"}, {"parameterisation": "voxels"}])
+def test_poisson_loss_and_voxels_also_bring_far_regions_back(overrides):
+    cfg, occ = _discs(96)
+    cfg = cfg.replace("refine", **overrides)
+    s = cfg.sample
+    frame, _ = simulate_frame(occ, cfg, seed=2)
+    heights = [HEIGHTS[0] + 90.0, HEIGHTS[1] + 90.0, HEIGHTS[2] - 90.0]
+    start = three_discs(occ.shape, s.sampling, heights=heights, thickness=THICKNESS) * s.potential
+    result = refine_volume(frame, start, cfg)
+    before = errors(start, occ, potential=s.potential, dz=s.slice_thickness)
+    after = errors(result.volume, occ, potential=s.potential, dz=s.slice_thickness)
+    assert result.status in ("noise-level", "plateau", "max-iterations")
+    assert np.isfinite(result.volume).all() and result.noise_level > 0
+    assert after.depth < 0.5 * before.depth and after.iou > before.iou + 0.3, (before, after)

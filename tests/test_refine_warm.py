@@ -1,0 +1,62 @@
+"""Warm starts on a 10-frame growing-dendrite movie, judged against the ground truth."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from warm_start import movie_config, run_movie, summary  # noqa: E402
+
+from stream3d.popout import PopoutResult  # noqa: E402
+from stream3d.refine import Refiner  # noqa: E402
+from stream3d.simulate import simulate_frame  # noqa: E402
+from stream3d.specimen import three_discs  # noqa: E402
+
+
+def test_warm_started_frames_reach_the_cold_error_in_half_the_iterations():
+    config = movie_config(96, 16, ["refine.device=cpu"])
+    rows = run_movie(config, 10, report=lambda line: None)
+    m = summary(rows)
+    assert not rows[0]["warm"] and m["frames"] >= 8  # growth is not a scene change
+    assert m["warm_reach"] <= 0.5 * m["cold_reach"], m
+    # ... use well under the iterations of a cold start, and end as close to the truth.
+    assert m["warm_iterations"] <= 0.6 * m["cold_iterations"], m
+    assert m["warm_depth"] <= m["cold_depth"] + 1.0 and m["warm_iou"] >= m["cold_iou"] - 0.01, m
+
+
+def _popout_of(volume: np.ndarray) -> PopoutResult:
+    flat = np.zeros(volume.shape[1:], np.float32)
+    return PopoutResult(volume=volume, height=flat, thickness=flat, confidence=flat, message="")
+
+
+def test_a_new_scene_starts_cold_and_reset_forgets():
+    config = movie_config(64, 8, ["refine.device=cpu", "refine.iterations=8"])
+    s = config.sample
+    first = three_discs((8, 64, 64), s.sampling, heights=(40.0, 80.0, 120.0), thickness=40.0)
+    other = three_discs((8, 64, 64), s.sampling, heights=(120.0, 40.0, 80.0), thickness=40.0)
+    other = np.roll(other, 20, axis=2)
+    frames = [simulate_frame(o, config, seed=i)[0] for i, o in enumerate((first, first, other))]
+    refiner = Refiner(config)
+    results = [refiner.refine(f, _popout_of(o * s.potential))
+               for f, o in zip(frames, (first, first, other))]
+    assert [r.warm for r in results] == [False, True, False]
+    refiner.reset()
+    assert not refiner.refine(frames[0], _popout_of(first * s.potential)).warm
+    with pytest.raises(ValueError, match="does not match the frame"):
+        refiner.refine(frames[0][:32], _popout_of(first * s.potential))
+
+
+def test_zero_iterations_returns_pop_out_even_with_a_uniform_init():
+    config = movie_config(64, 8, ["refine.device=cpu", "refine.iterations=0",
+                                  "refine.init=uniform"])
+    occ = three_discs((8, 64, 64), config.sample.sampling, heights=(40.0, 80.0, 120.0),
+                      thickness=40.0)
+    frame = simulate_frame(occ, config, seed=0)[0]
+    volume = (occ * config.sample.potential).astype(np.float32)
+    result = Refiner(config).refine(frame, _popout_of(volume))
+    assert result.status == "popout-only" and result.iterations == 0
+    np.testing.assert_array_equal(result.volume, volume)
