@@ -49,8 +49,12 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--shape", type=int, nargs=3, default=(32, 256, 256),
                         metavar=("NZ", "NY", "NX"))
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (0: torch's default; 1 on a loaded machine)")
     args = parser.parse_args()
     device = pick_device(args.device)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     nz, ny, nx = args.shape
     config = Config().replace("sample", slices=nz)
     model = ImagingModel.from_config(config)
