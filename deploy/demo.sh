@@ -10,6 +10,9 @@ out="${1:-out/demo}"
 stream3d simulate --config configs/demo.toml --out "$out"
 stream3d reconstruct "$out/movie.mrc" --config "$out/config.toml" --out "$out/run.zarr"
 echo
+echo "errors against the ground truth (the demo trades accuracy for speed: 128 px, 10 iterations):"
+stream3d compare "$out/run.zarr" "$out/truth.zarr" --csv "$out/errors.csv"
+echo
 echo "4D run store: $out/run.zarr   (zarr.open_group(\"$out/run.zarr\")[\"volume\"]: t, z, y, x in V)"
 echo "ground truth: $out/truth.zarr; run it again to resume, or stream it live with:"
 echo "  stream3d camera $out/movie.mrc --fps 10 &  stream3d live --connect tcp://127.0.0.1:5555 --config $out/config.toml --out $out/live.zarr"

@@ -1,0 +1,112 @@
+"""Errors of a run store against the ground truth of the simulated movie it reconstructed.
+
+For every frame of the run whose detector frame number is in the truth store: the depth
+(height) error and 3D IoU of the pop-out volume and of the refined volume (the measures of
+stream3d.refine.evaluate). Frames not reconstructed keep their row with NaN errors.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from stream3d.analysis.run import read_run, run_config
+from stream3d.errors import UserError
+from stream3d.refine.evaluate import depth_error, iou
+from stream3d.store import Status
+
+
+@dataclass(frozen=True)
+class FrameErrors:
+    """One run frame against its truth: depth errors (Å) and IoUs, NaN when not available."""
+
+    t: int
+    frame_id: int
+    status: str
+    popout_depth: float
+    popout_iou: float
+    refined_depth: float
+    refined_iou: float
+
+
+def compare_to_truth(run_path: str | Path, truth_path: str | Path) -> list[FrameErrors]:
+    """Per-frame errors of the run at ``run_path`` against ``truth.zarr`` at ``truth_path``.
+
+    Frames are matched by detector frame number (a replayed or emulated movie numbers its
+    frames from 0, as the truth does). Material is V >= sample.potential / 2 of the run's config.
+    """
+    run = read_run(run_path)
+    truth = _open_truth(Path(truth_path))
+    cfg = run_config(run)
+    potential, dz = float(cfg.sample.potential), float(cfg.sample.slice_thickness)
+    group = zarr.open_group(str(run_path), mode="r")
+    ids = np.asarray(group["frame_id"][:])
+    statuses = np.asarray(group["status"][:])
+    truth_ids = {int(i): k for k, i in enumerate(np.asarray(truth["frame_id"][:])) if i >= 0}
+    occupancy = truth["occupancy"]
+    if tuple(occupancy.shape[1:]) != tuple(group["volume"].shape[1:]):
+        raise UserError(f"truth {truth_path} has (z, y, x) {tuple(occupancy.shape[1:])}, the run "
+                        f"{tuple(group['volume'].shape[1:])}: not the movie of this run")
+    rows = []
+    for t, (fid, code) in enumerate(zip(ids.tolist(), statuses.tolist())):
+        if fid not in truth_ids:
+            continue
+        occ = np.asarray(occupancy[truth_ids[fid]])
+        errs = []
+        for name in ("popout", "volume"):
+            v = np.asarray(group[name][t])
+            if np.isnan(v).all():
+                errs += [math.nan, math.nan]
+            else:
+                errs += [depth_error(v, occ, potential=potential, dz=dz),
+                         iou(v, occ, potential=potential)]
+        rows.append(FrameErrors(t, fid, Status(code).name.lower(), *errs))
+    if not rows:
+        raise UserError(f"no frame of {run_path} has a frame number found in {truth_path}")
+    return rows
+
+
+def write_csv(rows: list[FrameErrors], path: str | Path) -> Path:
+    """One row per frame: t, frame_id, status, pop-out / refined depth error (Å) and IoU."""
+    path = Path(path)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["t", "frame_id", "status", "popout_depth_error_A", "popout_iou",
+                    "refined_depth_error_A", "refined_iou"])
+        for r in rows:
+            w.writerow([r.t, r.frame_id, r.status, *(("" if math.isnan(x) else f"{x:.4g}")
+                        for x in (r.popout_depth, r.popout_iou, r.refined_depth, r.refined_iou))])
+    return path
+
+
+def summary_lines(rows: list[FrameErrors]) -> list[str]:
+    """A small table for the terminal, then the means over frames that have both volumes."""
+    lines = [f"{'t':>4} {'frame':>6} {'status':<8} {'pop-out depth (Å)':>18} {'IoU':>6} "
+             f"{'refined depth (Å)':>18} {'IoU':>6}"]
+    for r in rows:
+        lines.append(f"{r.t:>4} {r.frame_id:>6} {r.status:<8} {r.popout_depth:>18.1f} "
+                     f"{r.popout_iou:>6.3f} {r.refined_depth:>18.1f} {r.refined_iou:>6.3f}")
+    both = [r for r in rows if not (math.isnan(r.popout_depth) or math.isnan(r.refined_depth))]
+    if both:
+        mean = lambda xs: float(np.mean(xs))  # noqa: E731
+        lines.append(f"mean over {len(both)} frames: pop-out {mean([r.popout_depth for r in both]):.1f} Å, "
+                     f"IoU {mean([r.popout_iou for r in both]):.3f}; refined "
+                     f"{mean([r.refined_depth for r in both]):.1f} Å, "
+                     f"IoU {mean([r.refined_iou for r in both]):.3f}")
+    return lines
+
+
+def _open_truth(path: Path) -> zarr.Group:
+    try:
+        group = zarr.open_group(str(path), mode="r")
+    except (FileNotFoundError, ValueError, zarr.errors.GroupNotFoundError):
+        raise UserError(f"{path} is not a ground-truth store (from stream3d simulate)") from None
+    if "occupancy" not in group or "frame_id" not in group:
+        raise UserError(f"{path} has no occupancy / frame_id arrays: not a truth.zarr from "
+                        f"stream3d simulate")
+    return group
