@@ -21,8 +21,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _timing import best_time  # noqa: E402
 
 from stream3d.config import Config  # noqa: E402
 from stream3d.popout import popout  # noqa: E402
@@ -30,6 +34,8 @@ from stream3d.popout.scoring import score  # noqa: E402
 from stream3d.simulate import simulate_frame  # noqa: E402
 from stream3d.specimen import three_discs, tilted_slab  # noqa: E402
 from stream3d.specimen.catalog import dendrite  # noqa: E402
+
+CPU = torch.device("cpu")  # pop-out is numpy on the CPU
 
 
 def specimens(config: Config, size: int) -> dict[str, tuple[np.ndarray, str]]:
@@ -43,16 +49,6 @@ def specimens(config: Config, size: int) -> dict[str, tuple[np.ndarray, str]]:
                                                  height_right=540.0, thickness=80.0), "strips"),
         "dendrite (frame 9)": (grown.occupancy(9), "tiles"),
     }
-
-
-def best_time(fn, repeat: int) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def cluster_times(frames: list[np.ndarray], config: Config, rounds: int = 4) -> tuple[float, float]:
@@ -98,9 +94,9 @@ def main() -> None:
     frames = [frame for _, _, frame in cases.values()]
 
     frame = frames[-1]
-    t_threads = best_time(lambda: popout(frame, config), args.repeat)
+    t_threads = best_time(lambda: popout(frame, config), device=CPU, repeat=args.repeat)
     one = config.replace("popout", threads=1)
-    t_one = best_time(lambda: popout(frame, one), args.repeat)
+    t_one = best_time(lambda: popout(frame, one), device=CPU, repeat=args.repeat)
     print(f"\npop-out of one {args.size}x{args.size} frame (dendrite), best of {args.repeat}")
     print(f"{'scheduler':<40}{'time (s)':>10}{'target':>10}")
     print(f"{'threaded (default, all cores)':<40}{t_threads:>10.3f}{'<= 0.5':>10}")
