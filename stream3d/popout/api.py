@@ -27,7 +27,7 @@ from stream3d.popout.patches import PatchGrid, hann_window, patch_grid, windowed
 from stream3d.popout.segment import material_mask
 from stream3d.popout.spectrum import radial_bins, radial_profiles
 from stream3d.popout.texture_mask import texture_mask
-from stream3d.popout.thickness import thickness_filter, thickness_map
+from stream3d.popout.thickness import layered_thickness, solvent_background
 from stream3d.popout.volume import build_volume
 
 #: Weight of an unconfident patch (its filled-in height) next to a confident one (<= 1).
@@ -36,8 +36,17 @@ _FLOOR_WEIGHT = 1e-3
 #: Below this share of solvent the vacuum level is taken from the dose, not from the frame.
 _MIN_SOLVENT = 0.05
 
-#: Solvent pixels this close to material (px) are left out of the vacuum level: fringes.
-_FRINGE_PX = 8
+#: Solvent pixels this close to material (px) are left out of the solvent level: edges.
+_FRINGE_PX = 4
+
+#: Å, width of the solvent offset's smoothing (the phase contrast's blind large scales).
+_BACKGROUND = 24.0
+
+#: Å, step of the effective defoci at which the contrast is inverted for thickness.
+_THICKNESS_STEP = 40.0
+
+#: Material must be thicker than this many standard deviations of the solvent's thickness.
+_NOISE_SIGMAS = 3.0
 
 #: Rings closer than this many Fourier pixels (1 / patch width) are blurred by the window.
 _RESOLVED_FOURIER_PX = 2.0
@@ -183,10 +192,6 @@ def _assemble(fits: PatchFits, norm: Normalised, setup: _Setup, config: Config) 
     height_p = config.microscope.defocus - fits.defocus - s.slice_thickness / 2
     good = confidence_p >= p.min_confidence
 
-    mask, thickness, vacuum_note = _material(norm, fits, good, setup, config)
-    if vacuum_note:
-        messages.append(vacuum_note)
-
     # Unconfident patches take the height of the nearest confident one, then every pixel
     # takes the window- and confidence-weighted mean of the patches that cover it.
     good_grid = good.reshape(rows, cols)
@@ -196,6 +201,8 @@ def _assemble(fits: PatchFits, norm: Normalised, setup: _Setup, config: Config) 
         height_grid = np.full((rows, cols), depth / 2)
     weights = np.where(good, confidence_p, 0.0).reshape(rows, cols) + _FLOOR_WEIGHT
     height_px, _ = maps.spread(np.clip(height_grid, 0.0, depth), weights, grid)
+
+    mask, thickness = _material(norm, height_px, setup, config)
     conf_px, _ = maps.spread(confidence_p.reshape(rows, cols), np.ones((rows, cols)), grid)
     conf_px = np.where(mask & norm.valid, np.nan_to_num(conf_px), 0.0)
 
@@ -206,56 +213,40 @@ def _assemble(fits: PatchFits, norm: Normalised, setup: _Setup, config: Config) 
                         np.clip(conf_px, 0.0, 1.0).astype(np.float32), "; ".join(messages))
 
 
-def _material(norm: Normalised, fits: PatchFits, good: np.ndarray, setup: _Setup,
-              config: Config) -> tuple[np.ndarray, np.ndarray, str]:
-    """(material mask, thickness map Å, note) from the frame's low-frequency contrast."""
+def _material(norm: Normalised, height: np.ndarray, setup: _Setup,
+              config: Config) -> tuple[np.ndarray, np.ndarray]:
+    """(material mask, thickness map Å) from the frame's phase and absorption contrast.
+
+    The contrast is inverted at each pixel's effective defocus (its material's height), which
+    puts edges where the material ends rather than on the delocalised fringes; the offset the
+    phase contrast cannot see (k -> 0) is measured on the solvent and removed, in a few rounds
+    since a wrong offset makes a wrong mask.
+    """
     p, s = config.popout, config.sample
     optics = setup.optics
     depth = s.slices * s.slice_thickness
     min_area_px = p.min_area / optics.pixel_size**2
-    if optics.absorption <= 0 or s.potential <= 0:
-        mask = texture_mask(norm.intensity, k_low=setup.k_low, k_high=setup.k_high,
-                            pixel_size=optics.pixel_size, counts_per_unit=norm.counts_per_unit,
-                            sigma_px=2.0 * p.resolution / optics.pixel_size)
-        mask = material_mask(np.where(mask, 1.0, 0.0), threshold=0.5, min_area_px=min_area_px)
-        note = ("no absorption contrast (sample.absorption or sample.potential is 0): "
-                f"thickness is popout.fallback_thickness = {p.fallback_thickness:g} Å wherever "
-                "the texture shows material")
-        return mask, np.where(mask, min(p.fallback_thickness, depth), 0.0), note
-    # Deconvolve at the typical effective defocus of the confidently fitted material, on the
-    # search grid so that a stream of similar frames reuses one cached filter.
-    if good.any():
-        defocus = float(np.median(fits.defocus[good]))
-        defocus = round(defocus / p.defocus_step) * p.defocus_step
-    else:
-        defocus = config.microscope.defocus - depth / 2
-    filt = thickness_filter(norm.intensity.shape, defocus=defocus, optics=optics,
-                            potential=s.potential, resolution=p.resolution)
-    # Poisson noise of the contrast is sqrt(I / counts) per pixel.
-    noise = filt.noise_gain * math.sqrt(float(norm.intensity.mean()) / norm.counts_per_unit)
-    threshold = max(p.min_thickness, 5.0 * noise)
-    intensity = norm.intensity
-    vacuum = 1.0
+    # The model images a slice's material at its top face: the fitted effective defocus.
+    effective = config.microscope.defocus - height - s.slice_thickness / 2
+    raw = layered_thickness(norm.intensity - 1.0, effective, step=_THICKNESS_STEP,
+                            optics=optics, potential=s.potential, resolution=p.resolution,
+                            counts_per_unit=norm.counts_per_unit)
+    # First solvent: where the band-passed texture is at the noise level (generous: it follows
+    # the delocalised fringes, so what it calls solvent is solvent).
+    mask = texture_mask(norm.intensity, k_low=setup.k_low, k_high=setup.k_high,
+                        pixel_size=optics.pixel_size, counts_per_unit=norm.counts_per_unit,
+                        sigma_px=2.0 * p.resolution / optics.pixel_size)
+    t = raw
+    sigma = _BACKGROUND / optics.pixel_size
     for _ in range(_VACUUM_ROUNDS):
-        t = thickness_map(intensity / vacuum - 1.0, filt)
-        mask = material_mask(t, threshold=threshold, min_area_px=min_area_px)
-        # The solvent away from edges (Fresnel fringes) is the vacuum reference: this absorbs
-        # a dose that is off by some %. Repeat, since a wrong reference makes a wrong mask.
-        solvent = ndimage.binary_erosion(~mask & norm.valid, iterations=_FRINGE_PX)
+        solvent = ndimage.binary_erosion(~mask, iterations=_FRINGE_PX) & norm.valid
         if solvent.mean() < _MIN_SOLVENT:
             break
-        level = float(np.median(intensity[solvent]))
-        if not level > 0 or abs(level - vacuum) <= 1e-3 * vacuum:
-            break
-        vacuum = level
-    else:
-        t = thickness_map(intensity / vacuum - 1.0, filt)
+        t = raw - solvent_background(raw, solvent, sigma)
+        threshold = max(p.min_thickness, _NOISE_SIGMAS * float(t[solvent].std()))
         mask = material_mask(t, threshold=threshold, min_area_px=min_area_px)
-    note = ""
-    if abs(vacuum - 1.0) > 0.05:
-        note = (f"solvent intensity is {vacuum:.3f} x detector.dose; thickness measured "
-                "against the solvent")
-    return mask, np.where(mask, np.clip(t, 0.0, depth), 0.0), note
+    mask &= norm.valid
+    return mask, np.where(mask, np.clip(t, 0.0, depth), 0.0)
 
 
 def _depth_warnings(config: Config, setup: _Setup, confidence_p: np.ndarray, good: np.ndarray,
