@@ -229,7 +229,6 @@ class Popout:
     resolution: float = 2.5  # Å, Gaussian sigma of the thickness map's low-pass
     min_thickness: float = 15.0  # Å, thinner material is taken for solvent (segmentation)
     min_area: float = 400.0  # Å², smaller material specks are dropped as noise
-    fallback_thickness: float = 80.0  # Å, thickness used where absorption is 0 (no amplitude cue)
     rows_per_task: int = 4  # patch rows fitted per dask task (fixed, so results are deterministic)
     threads: int = 0  # threads of the default threaded scheduler (0 = one per core)
 
@@ -246,7 +245,6 @@ class Popout:
         _require(self.resolution > 0, "popout.resolution", "must be > 0 Å")
         _require(self.min_thickness > 0, "popout.min_thickness", "must be > 0 Å")
         _require(self.min_area >= 0, "popout.min_area", "must be >= 0 Å²")
-        _require(self.fallback_thickness > 0, "popout.fallback_thickness", "must be > 0 Å")
         _require(self.rows_per_task >= 1, "popout.rows_per_task", "must be >= 1")
         _require(self.threads >= 0, "popout.threads", "must be >= 0 (0 = one per core)")
 

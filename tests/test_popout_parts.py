@@ -3,6 +3,7 @@ counts near Scherzer focus, thickness deconvolution of a linear image, maps and 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -77,19 +78,31 @@ def test_ring_count_is_small_near_scherzer_and_grows_with_underfocus():
     assert near < 1.0 < 2.0 < far
 
 
-def test_thickness_of_a_linear_weak_object_image_is_recovered():
+@pytest.mark.parametrize("absorption", [0.0, 0.1])
+def test_thickness_of_a_linear_weak_object_image_is_recovered(absorption):
+    """The Wiener inversion of the phase (and absorption) transfer gives the thickness back,
+    with or without absorption: a pure phase object is measured from its phase contrast."""
     n, defocus, v0 = 256, 1700.0, CONFIG.sample.potential
+    optics = dataclasses.replace(OPTICS, absorption=absorption)
     yy, xx = np.indices((n, n))
     truth = 60.0 * np.exp(-((yy - 128) ** 2 + (xx - 100) ** 2) / (2 * 25.0**2))  # Å
     k2 = np.fft.fftfreq(n)[:, None] ** 2 + np.fft.fftfreq(n)[None, :] ** 2
     phase = chi(k2, energy=OPTICS.energy, defocus=defocus, cs=OPTICS.cs)
-    h = 2 * interaction_constant(OPTICS.energy) * v0 * (np.sin(phase) - OPTICS.absorption * np.cos(phase))
+    h = 2 * interaction_constant(OPTICS.energy) * v0 * (np.sin(phase) - absorption * np.cos(phase))
     contrast = np.fft.ifft2(np.fft.fft2(truth) * h).real
-    filt = thickness_filter((n, n), defocus=defocus, optics=OPTICS, potential=v0, resolution=2.5)
+    # Noise-free: a high count level, so the Wiener filter barely regularises.
+    filt = thickness_filter((n, n), defocus=defocus, optics=optics, potential=v0, resolution=2.5,
+                            counts_per_unit=1e5)
     t = thickness_map(contrast, filt)
-    assert t.mean() == pytest.approx(truth.mean(), rel=1e-3)  # exact at k = 0
-    assert np.abs(t - truth).max() < 0.03 * truth.max()
-    assert filt.noise_gain > 0
+    t -= np.median(t[(yy - 128) ** 2 + (xx - 100) ** 2 > 100**2])  # the solvent is the zero
+    assert t.max() == pytest.approx(truth.max(), rel=0.1)
+    assert np.abs(t - truth).max() < 0.1 * truth.max()
+    # At the wrong defocus the fringes are not undone: the same map is much worse.
+    wrong = thickness_map(contrast, thickness_filter((n, n), defocus=defocus + 600.0, optics=optics,
+                                                     potential=v0, resolution=2.5,
+                                                     counts_per_unit=1e5))
+    wrong -= np.median(wrong[(yy - 128) ** 2 + (xx - 100) ** 2 > 100**2])
+    assert np.abs(wrong - truth).max() > 2 * np.abs(t - truth).max()
 
 
 def test_spread_keeps_a_constant_and_weights_pick_the_confident_patch():

@@ -20,7 +20,8 @@ from stream3d.config import Config
 from stream3d.errors import UserError
 from stream3d.physics import wavelength
 from stream3d.popout import maps
-from stream3d.popout.ctf_fit import PatchFits, fit_design, fit_profiles
+from stream3d.popout.ctf_fit import FitDesign, PatchFits, fit_design, fit_profiles
+from stream3d.popout.heights import object_heights
 from stream3d.popout.ctf_model import Optics, ring_count, ring_phase, search_defoci, thon_model
 from stream3d.popout.normalise import Normalised, check_frame, normalise
 from stream3d.popout.patches import PatchGrid, hann_window, patch_grid, windowed_patches
@@ -44,6 +45,9 @@ _BACKGROUND = 24.0
 
 #: Å, step of the effective defoci at which the contrast is inverted for thickness.
 _THICKNESS_STEP = 40.0
+
+#: Share of the neighbourhood's thickness at which an object's edge is put.
+_EDGE_LEVEL = 0.35
 
 #: Material must be thicker than this many standard deviations of the solvent's thickness.
 _NOISE_SIGMAS = 3.0
@@ -154,7 +158,7 @@ def _block_profiles(intensity: np.ndarray, setup: _Setup, rows: tuple[int, int])
 
 
 def _fit_all(blocks: list[np.ndarray], setup: _Setup, counts_per_unit: float,
-             mean_intensity: float) -> PatchFits:
+             mean_intensity: float) -> tuple[PatchFits, FitDesign]:
     """Fit every patch's spectrum; weights from the frame's Poisson noise and median spectrum."""
     profiles = np.concatenate(blocks, axis=0)
     p = setup.grid.patch
@@ -163,7 +167,8 @@ def _fit_all(blocks: list[np.ndarray], setup: _Setup, counts_per_unit: float,
     # White Poisson noise: variance I / counts per pixel, times the window's energy.
     noise = mean_intensity / counts_per_unit * float((hann_window(p) ** 2).sum())
     signal = _signal_level(profiles - noise, model.level)
-    return fit_profiles(profiles, fit_design(model, bins.counts, noise, signal))
+    design = fit_design(model, bins.counts, noise, signal)
+    return fit_profiles(profiles, design), design
 
 
 def _signal_level(excess: np.ndarray, level: np.ndarray) -> float:
@@ -179,7 +184,9 @@ def _signal_level(excess: np.ndarray, level: np.ndarray) -> float:
     return max(float(np.percentile(amplitudes, 90)), 0.0)
 
 
-def _assemble(fits: PatchFits, norm: Normalised, setup: _Setup, config: Config) -> PopoutResult:
+def _assemble(fitted: tuple[PatchFits, FitDesign], norm: Normalised, setup: _Setup,
+              config: Config) -> PopoutResult:
+    fits, design = fitted
     p, s = config.popout, config.sample
     grid, optics = setup.grid, setup.optics
     rows, cols = grid.grid_shape
@@ -202,9 +209,18 @@ def _assemble(fits: PatchFits, norm: Normalised, setup: _Setup, config: Config) 
     weights = np.where(good, confidence_p, 0.0).reshape(rows, cols) + _FLOOR_WEIGHT
     height_px, _ = maps.spread(np.clip(height_grid, 0.0, depth), weights, grid)
 
-    mask, thickness = _material(norm, height_px, setup, config)
+    mask, thickness, objects = _material(norm, height_px, setup, config)
     conf_px, _ = maps.spread(confidence_p.reshape(rows, cols), np.ones((rows, cols)), grid)
+    if mask.any():
+        # Second pass: every object's own heights, then its thickness at those heights.
+        labels, _ = ndimage.label(objects)
+        objects = object_heights(norm.intensity - 1.0, labels, height_px, design, setup, config)
+        height_px, conf_px = objects.height, objects.confidence
+        mask, thickness, _ = _material(norm, height_px, setup, config)
     conf_px = np.where(mask & norm.valid, np.nan_to_num(conf_px), 0.0)
+    note = _solvent_note(norm, mask)
+    if note:
+        messages.append(note)
 
     messages.extend(_depth_warnings(config, setup, confidence_p, good, mask, conf_px))
     volume = build_volume(height_px, thickness, slices=s.slices, slice_thickness=s.slice_thickness,
@@ -214,8 +230,11 @@ def _assemble(fits: PatchFits, norm: Normalised, setup: _Setup, config: Config) 
 
 
 def _material(norm: Normalised, height: np.ndarray, setup: _Setup,
-              config: Config) -> tuple[np.ndarray, np.ndarray]:
-    """(material mask, thickness map Å) from the frame's phase and absorption contrast.
+              config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(material mask, thickness map Å, objects) from the frame's phase and absorption contrast.
+
+    ``objects`` is the mask before its edges are put at half thickness: everything above the
+    noise, a few pixels wider, which gives each object's Thon-ring fit more pixels.
 
     The contrast is inverted at each pixel's effective defocus (its material's height), which
     puts edges where the material ends rather than on the delocalised fringes; the offset the
@@ -228,15 +247,17 @@ def _material(norm: Normalised, height: np.ndarray, setup: _Setup,
     min_area_px = p.min_area / optics.pixel_size**2
     # The model images a slice's material at its top face: the fitted effective defocus.
     effective = config.microscope.defocus - height - s.slice_thickness / 2
-    raw = layered_thickness(norm.intensity - 1.0, effective, step=_THICKNESS_STEP,
-                            optics=optics, potential=s.potential, resolution=p.resolution,
-                            counts_per_unit=norm.counts_per_unit)
     # First solvent: where the band-passed texture is at the noise level (generous: it follows
-    # the delocalised fringes, so what it calls solvent is solvent).
+    # the delocalised fringes, so what it calls solvent is solvent). Its intensity is the
+    # reference of the contrast: a dose that is off by some % is absorbed.
     mask = texture_mask(norm.intensity, k_low=setup.k_low, k_high=setup.k_high,
                         pixel_size=optics.pixel_size, counts_per_unit=norm.counts_per_unit,
                         sigma_px=2.0 * p.resolution / optics.pixel_size)
-    t = raw
+    level = _solvent_level(norm, mask)
+    raw = layered_thickness(norm.intensity / level - 1.0, effective, step=_THICKNESS_STEP,
+                            optics=optics, potential=s.potential, resolution=p.resolution,
+                            counts_per_unit=norm.counts_per_unit * level)
+    t, threshold = raw, p.min_thickness
     sigma = _BACKGROUND / optics.pixel_size
     for _ in range(_VACUUM_ROUNDS):
         solvent = ndimage.binary_erosion(~mask, iterations=_FRINGE_PX) & norm.valid
@@ -245,8 +266,33 @@ def _material(norm: Normalised, height: np.ndarray, setup: _Setup,
         t = raw - solvent_background(raw, solvent, sigma)
         threshold = max(p.min_thickness, _NOISE_SIGMAS * float(t[solvent].std()))
         mask = material_mask(t, threshold=threshold, min_area_px=min_area_px)
-    mask &= norm.valid
-    return mask, np.where(mask, np.clip(t, 0.0, depth), 0.0)
+    # A step of thickness T blurred by the map's resolution crosses T/2 at the edge: keep the
+    # pixels above a share of their neighbourhood's thickness, not everything above the noise
+    # (a little below half, for round objects whose edges thin out).
+    reach = 2 * int(math.ceil(3.0 * p.resolution / optics.pixel_size)) + 1
+    local = ndimage.maximum_filter(np.where(mask, t, 0.0), size=reach)
+    edged = material_mask(np.where(mask & (t >= _EDGE_LEVEL * local), t, 0.0), threshold=threshold,
+                          min_area_px=min_area_px) & norm.valid
+    return edged, np.where(edged, np.clip(t, 0.0, depth), 0.0), mask & norm.valid
+
+
+def _solvent_level(norm: Normalised, mask: np.ndarray) -> float:
+    """Median intensity of the solvent away from material edges; 1 (the dose) when there is
+    too little solvent to measure."""
+    solvent = ndimage.binary_erosion(~mask, iterations=_FRINGE_PX) & norm.valid
+    if solvent.mean() < _MIN_SOLVENT:
+        return 1.0
+    level = float(np.median(norm.intensity[solvent]))
+    return level if level > 0 else 1.0
+
+
+def _solvent_note(norm: Normalised, mask: np.ndarray) -> str:
+    """A warning when the solvent's intensity is not what detector.dose predicts."""
+    level = _solvent_level(norm, mask)
+    if abs(level - 1.0) <= 0.05:
+        return ""
+    return (f"solvent intensity is {level:.2f} x detector.dose; thickness measured against the "
+            "solvent")
 
 
 def _depth_warnings(config: Config, setup: _Setup, confidence_p: np.ndarray, good: np.ndarray,

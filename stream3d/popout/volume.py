@@ -31,3 +31,4 @@ def build_volume(height: np.ndarray, thickness: np.ndarray, *, slices: int, slic
         np.clip(covered, 0.0, slice_thickness, out=covered)
         covered *= np.float32(potential / slice_thickness)
     return volume
+

@@ -1,0 +1,58 @@
+"""Per-object height maps from the object-wise Thon-ring fits (see :mod:`.objects`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from stream3d.config import Config
+from stream3d.popout import maps
+from stream3d.popout.ctf_fit import FitDesign, fit_profiles
+from stream3d.popout.ctf_model import ring_count
+from stream3d.popout.objects import object_profiles
+from stream3d.popout.spectrum import radial_bins
+
+#: Weight of a fit with no confidence: it still says more than nothing about its object.
+_FLOOR = 1e-3
+
+
+@dataclass(frozen=True)
+class ObjectHeights:
+    height: np.ndarray  # (y, x) Å, centre of mass of each column's material
+    confidence: np.ndarray  # (y, x) in [0, 1]
+
+
+def object_heights(contrast: np.ndarray, labels: np.ndarray, fallback: np.ndarray,
+                   design: FitDesign, setup, config: Config) -> ObjectHeights:
+    """Height map in which every object (``labels`` > 0) takes its heights from fits of its own
+    pixels; solvent and objects without a fit keep ``fallback`` (Å). ``design`` is the frame's
+    shared Thon-ring fit set-up, ``setup`` pop-out's per-frame set-up (grid, optics, band)."""
+    p, s, m = config.popout, config.sample, config.microscope
+    grid, optics = setup.grid, setup.optics
+    bins = radial_bins(grid.patch, optics.pixel_size, setup.k_low, setup.k_high)
+    index, profiles = object_profiles(contrast, labels, grid, bins)
+    height = fallback.astype(np.float64).copy()
+    confidence = np.zeros(contrast.shape)
+    if len(profiles) == 0:
+        return ObjectHeights(height, confidence)
+    fits = fit_profiles(profiles, design)
+    rings = ring_count(fits.defocus, optics, setup.k_low, setup.k_high)
+    conf = maps.patch_confidence(fits, rings, tolerance=p.tolerance, min_rings=p.min_rings)
+    depth = s.slices * s.slice_thickness
+    # The model images a slice's material at its top face, dz/2 above its centre.
+    fitted = np.clip(m.defocus - fits.defocus - s.slice_thickness / 2, 0.0, depth)
+    rows, cols = grid.grid_shape
+    for label in np.unique(index.label):
+        sel = index.label == label
+        pixels = labels == label
+        weight = np.zeros((rows, cols))
+        weight[index.row[sel], index.col[sel]] = (conf[sel] + _FLOOR) * index.share[sel]
+        for target, values in ((height, fitted[sel]), (confidence, conf[sel])):
+            grid_values = np.zeros((rows, cols))
+            grid_values[index.row[sel], index.col[sel]] = values
+            mean, total = maps.spread(grid_values, weight, grid)
+            overall = float((weight * grid_values).sum() / weight.sum())
+            covered = total > 1e-6 * weight.max()
+            target[pixels] = np.where(covered, np.nan_to_num(mean, nan=overall), overall)[pixels]
+    return ObjectHeights(height, np.clip(confidence, 0.0, 1.0))
