@@ -144,3 +144,23 @@ def test_uniform_start_spreads_the_mean_projected_potential(small):
     # aperture losses add a little apparent absorption).
     true_mean = occ.sum(0).mean() * cfg.sample.potential
     assert start.sum(0).mean() == pytest.approx(true_mean, rel=0.3)
+
+
+def test_vacuum_frame_reconstructs_to_an_empty_volume_not_a_failure():
+    """A frame with no material (the first seconds of an experiment) gives an empty volume and
+    a message, and a uniform start on it still refines (no IndexError on empty regions)."""
+    import numpy as np
+    from stream3d.config import Config
+    from stream3d.popout import popout
+    from stream3d.refine import Refiner
+
+    config = Config().replace("refine", iterations=6).replace("popout", patch=32, step=8)
+    frame = np.random.default_rng(0).poisson(2000.0, (64, 64)).astype(np.float32)
+    pop = popout(frame, config)
+    assert not (pop.thickness > 0).any()
+    result = Refiner(config).refine(frame, pop)
+    assert result.status == "empty" and "no material" in result.message
+    assert result.volume.shape == (config.sample.slices, 64, 64) and not result.volume.any()
+    uniform = Refiner(config.replace("refine", init="uniform")).refine(frame, pop)
+    assert uniform.status in ("noise-level", "plateau", "max-iterations")
+    assert np.isfinite(uniform.volume).all()

@@ -224,13 +224,18 @@ def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, con
         volume, potential=model.potential, dz=model.dz, support=allowed,
         max_potential=settings.max_potential)
 
-    if settings.iterations == 0:  # the start volume as given, not its parameterised copy
+    if settings.iterations == 0 or not bool((volume.real != 0).any()):
+        # The start volume as given, not its parameterised copy: with 0 iterations (pop-out
+        # only) or when it holds no material (a vacuum frame: nothing to refine).
         with torch.no_grad():
             loss = float(problem.residual(volume).mean())
+        empty = settings.iterations > 0
         return RefineResult(volume=_numpy(volume), loss=loss, loss_history=[loss],
                             iterations=0, seconds=time.perf_counter() - clock,
-                            status="popout-only", warm=warm, evaluations=1,
-                            message="refine.iterations = 0: the volume is the start volume")
+                            status="empty" if empty else "popout-only", warm=warm, evaluations=1,
+                            message=("no material in the start volume (vacuum or solvent "
+                                     "only): the volume is empty" if empty else
+                                     "refine.iterations = 0: the volume is the start volume"))
 
     start = _Start.of(param, settings)
     run = _Run(problem, param, settings, callback, warm=warm)

@@ -14,6 +14,7 @@ STATUSES = {
     "diverged": "a step raised the objective far above the best so far; the best volume is kept",
     "nan": "NaN or infinity appeared in the loss or gradient; the best volume is kept",
     "popout-only": "refine.iterations = 0: the volume is the initial (pop-out) volume",
+    "empty": "the start volume holds no material (a vacuum or solvent-only frame): empty volume",
 }
 
 

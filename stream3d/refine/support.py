@@ -23,6 +23,8 @@ def grow(mask: np.ndarray, pixels: int) -> np.ndarray:
 
 def reference_thickness(regions: Regions, thickness: np.ndarray) -> np.ndarray:
     """Every column gets the median start thickness (Å) of its nearest region (0 if none)."""
+    if regions.count == 0:  # no region to take a thickness from (an empty start)
+        return np.zeros(regions.labels.shape)
     everywhere = inherit(regions, np.ones(regions.labels.shape, dtype=bool))
     medians = np.zeros(regions.count + 1)
     for r in range(1, regions.count + 1):
