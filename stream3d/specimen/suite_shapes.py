@@ -33,10 +33,12 @@ def _lateral(shape: Sequence[int], sampling: Sequence[float]) -> tuple[np.ndarra
 
 
 def _place(radii: Sequence[float], field: tuple[float, float], gap: float,
-           rng: np.random.Generator, tries: int = 2000) -> list[tuple[float, float]]:
+           rng: np.random.Generator, tries: int = 200) -> list[tuple[float, float]]:
     """Random centres (y, x) Å for discs of ``radii`` that keep ``gap`` Å from each other and
     from the field's edge (the grid is periodic)."""
     fy, fx = field
+    if any(2 * (r + gap) > min(fy, fx) for r in radii):
+        raise ValueError(f"discs of radii {list(radii)} Å do not fit in a {fy} x {fx} Å field")
     for _ in range(tries):
         centres: list[tuple[float, float]] = []
         for r in radii:
@@ -154,11 +156,13 @@ def branched_dendrite(shape: Sequence[int], sampling: Sequence[float],
                       ) -> Dendrite:
     """A branched dendrite of thin tubes (radius in Å, (min, max)): ``occupancy(t)`` grows by
     ``growth`` Å per frame from ``initial_length`` Å. depth: the layer that holds it, as
-    fractions of the cell depth (~100 to ~540 Å in 640 Å)."""
-    cell = shape[0] * sampling[0]
+    fractions of the cell depth (~100 to ~540 Å in 640 Å). On a grid too small for the tubes
+    (a test grid) they shrink to fit."""
+    cell, fy, fx = _field(shape, sampling)
     low, high = depth[0] * cell, depth[1] * cell
-    if high - low < 2 * radius[1]:  # a shallow test cell: keep the tubes inside it
-        radius = (min(radius[0], (high - low) / 4), (high - low) / 2)
+    # a small test grid: shrink the tubes to fit its layer and field (no-op at 256 x 256 x 32)
+    rmax = min(radius[1], (high - low) / 2, 0.25 * min(fy, fx))
+    radius = (min(radius[0], rmax / 2), rmax) if rmax < radius[1] else radius
     params = DendriteParams(branches=branches, growth=growth, depth=(low, high),
                             radius=radius, initial_length=initial_length,
                             seed=int(rng.integers(2**31)))
