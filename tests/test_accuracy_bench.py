@@ -49,7 +49,7 @@ def test_one_tiny_case_runs_and_scores_finite_figures():
     t_forward = bench.forward_seconds(config, CPU, repeat=2)
     assert t_forward > 0
     r = bench.run_case(case, config, seed=0, index=3, simulator="ours", device=CPU,
-                       t_forward=t_forward, uniform=True)
+                       uniform=True)
     for row in (r.popout, r.refined):
         assert row.metrics is not None, row.status
         m = row.metrics
@@ -95,7 +95,7 @@ def test_a_crashing_refinement_is_a_failed_row_not_the_end_of_the_suite():
     _, config = tiny()
     s = config.sample
     truth = bench.SPECIMENS["discs"]((8, 64, 64), s.sampling, np.random.default_rng(0))
-    row = bench.refine_row(_Crash(), np.ones((64, 64)), None, truth, config, 0.1)
+    row = bench.refine_row(_Crash(), np.ones((64, 64)), None, truth, config, lambda: 0.1)
     assert row.metrics is None and row.status == "failed: IndexError: index 3 is out of bounds"
     assert row.as_dict()["metrics"] is None
 
@@ -164,3 +164,24 @@ def test_bad_case_name_and_bad_override_exit_2(capsys):
     assert "unknown case 'nonsense'" in capsys.readouterr().err
     assert bench.main(["--cases", "discs", "--set", "refine.nonsense=1"]) == 2
     assert "nonsense" in capsys.readouterr().err
+
+
+def test_abtem_simulator_agrees_with_ours_below_the_band_edge():
+    pytest.importorskip("abtem")
+    _, config = tiny()
+    s = config.sample
+    truth = bench.SPECIMENS["discs"]((8, 64, 64), s.sampling, np.random.default_rng(0))
+    potential = bench.occupancy_to_potential(truth.occupancy, s, rng=np.random.default_rng(1))
+    ours = bench.SIMULATORS["ours"](potential, config, CPU)
+    theirs = bench.abtem_intensity(potential, config)
+    k = np.fft.fftfreq(64, d=s.pixel_size)
+    low = (k[:, None] ** 2 + k[None, :] ** 2) < 0.2**2  # Å^-1; abTEM tapers its band edge
+
+    def lowpass(a):
+        return np.fft.ifft2(np.fft.fft2(a - 1) * low).real
+
+    diff = np.linalg.norm(lowpass(theirs) - lowpass(ours)) / np.linalg.norm(lowpass(ours))
+    assert diff < 0.01
+    # a 20 Å defocus error (e.g. one slice of propagation missing) would show: > 1 %
+    shifted = bench.abtem_intensity(potential, config.replace("microscope", defocus=2020.0))
+    assert np.linalg.norm(lowpass(shifted) - lowpass(ours)) / np.linalg.norm(lowpass(ours)) > 0.01
