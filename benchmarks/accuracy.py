@@ -268,6 +268,7 @@ def run_case(case: Case, config: Config, *, seed: int, index: int, simulator: st
     frame = make_frame(truth.occupancy, config, seed=int(rng.integers(2**31)),
                        simulator=simulator, device=device)
     pop, pop_row = popout_row(frame, truth, config)
+
     def forward() -> float:
         return forward_seconds(config, device, repeat=3)
 
