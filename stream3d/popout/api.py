@@ -254,26 +254,46 @@ def _material(norm: Normalised, height: np.ndarray, setup: _Setup,
                         pixel_size=optics.pixel_size, counts_per_unit=norm.counts_per_unit,
                         sigma_px=2.0 * p.resolution / optics.pixel_size)
     level = _solvent_level(norm, mask)
-    raw = layered_thickness(norm.intensity / level - 1.0, effective, step=_THICKNESS_STEP,
-                            optics=optics, potential=s.potential, resolution=p.resolution,
-                            counts_per_unit=norm.counts_per_unit * level)
-    t, threshold = raw, p.min_thickness
-    sigma = _BACKGROUND / optics.pixel_size
+    first = mask
+    # At low dose the map's noise would hide thin material: coarsen its resolution until the
+    # noise threshold is within reach of thin material (1.5 x popout.min_thickness).
+    for resolution in p.resolution * np.array([1.0, 2.0, 4.0]):
+        raw = layered_thickness(norm.intensity / level - 1.0, effective, step=_THICKNESS_STEP,
+                                optics=optics, potential=s.potential, resolution=float(resolution),
+                                counts_per_unit=norm.counts_per_unit * level)
+        mask, t, threshold = _segment(raw, first, norm, p.min_thickness, min_area_px,
+                                      _BACKGROUND / optics.pixel_size)
+        if threshold <= 1.5 * p.min_thickness:
+            break
+    else:
+        # Too noisy to segment by thickness (low dose): the texture says where material is,
+        # the coarsest map how thick (at least popout.min_thickness).
+        mask = material_mask(first.astype(np.float32), threshold=0.5, min_area_px=min_area_px)
+        t = np.where(mask, np.maximum(t, p.min_thickness), 0.0)
+        threshold = 0.5 * p.min_thickness
+    # A step of thickness T blurred by the map's resolution crosses T/2 at the edge: keep the
+    # pixels above a share of their neighbourhood's thickness, not everything above the noise
+    # (a little below half, for round objects whose edges thin out).
+    reach = 2 * int(math.ceil(3.0 * resolution / optics.pixel_size)) + 1
+    local = ndimage.maximum_filter(np.where(mask, t, 0.0), size=reach)
+    edged = material_mask(np.where(mask & (t >= _EDGE_LEVEL * local), t, 0.0), threshold=threshold,
+                          min_area_px=min_area_px) & norm.valid
+    return edged, np.where(edged, np.clip(t, 0.0, depth), 0.0), mask & norm.valid
+
+
+def _segment(raw: np.ndarray, mask: np.ndarray, norm: Normalised, min_thickness: float,
+             min_area_px: float, sigma: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """(mask, thickness Å, threshold Å) of a raw thickness map, starting from a first mask:
+    rounds of (solvent offset -> thickness -> mask above the solvent's noise)."""
+    t, threshold = raw, min_thickness
     for _ in range(_VACUUM_ROUNDS):
         solvent = ndimage.binary_erosion(~mask, iterations=_FRINGE_PX) & norm.valid
         if solvent.mean() < _MIN_SOLVENT:
             break
         t = raw - solvent_background(raw, solvent, sigma)
-        threshold = max(p.min_thickness, _NOISE_SIGMAS * float(t[solvent].std()))
+        threshold = max(min_thickness, _NOISE_SIGMAS * float(t[solvent].std()))
         mask = material_mask(t, threshold=threshold, min_area_px=min_area_px)
-    # A step of thickness T blurred by the map's resolution crosses T/2 at the edge: keep the
-    # pixels above a share of their neighbourhood's thickness, not everything above the noise
-    # (a little below half, for round objects whose edges thin out).
-    reach = 2 * int(math.ceil(3.0 * p.resolution / optics.pixel_size)) + 1
-    local = ndimage.maximum_filter(np.where(mask, t, 0.0), size=reach)
-    edged = material_mask(np.where(mask & (t >= _EDGE_LEVEL * local), t, 0.0), threshold=threshold,
-                          min_area_px=min_area_px) & norm.valid
-    return edged, np.where(edged, np.clip(t, 0.0, depth), 0.0), mask & norm.valid
+    return mask, t, threshold
 
 
 def _solvent_level(norm: Normalised, mask: np.ndarray) -> float:

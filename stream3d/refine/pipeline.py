@@ -224,9 +224,10 @@ def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, con
         volume, potential=model.potential, dz=model.dz, support=allowed,
         max_potential=settings.max_potential)
 
-    if settings.iterations == 0 or not bool((volume.real != 0).any()):
+    if settings.iterations == 0 or (settings.init == "popout" and not warm
+                                    and not bool((volume.real != 0).any())):
         # The start volume as given, not its parameterised copy: with 0 iterations (pop-out
-        # only) or when it holds no material (a vacuum frame: nothing to refine).
+        # only) or when pop-out found no material (a vacuum frame: nothing to refine).
         with torch.no_grad():
             loss = float(problem.residual(volume).mean())
         empty = settings.iterations > 0
