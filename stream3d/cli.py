@@ -147,7 +147,7 @@ def reconstruct(
 
     _logging()
     with user_errors():
-        cfg = load_config(config, set_)
+        cfg = commands.run_config(out, config, set_ or ())  # resuming: the store's own config
         summary = commands.reconstruct(movie, out, cfg, scheduler=scheduler,
                                        max_frames=max_frames, show_status=not quiet)
     typer.echo(render_summary(summary))
@@ -190,12 +190,14 @@ def live(
 
     _logging()
     with user_errors():
-        cfg = load_config(config, set_)
+        cfg = commands.run_config(out, config, set_ or ())  # resuming: the store's own config
         summary = commands.live(out, cfg, connect=connect, bind=bind, pattern=pattern,
                                 scheduler=scheduler, max_frames=max_frames,
                                 idle_timeout=idle_timeout, record_only=record_only,
                                 show_status=not quiet)
     typer.echo(render_summary(summary))
+    if summary.interrupted:
+        raise typer.Exit(130)
 
 
 @app.command()
@@ -231,6 +233,7 @@ def camera(
     from stream3d.stream import commands
     from stream3d.stream.camera import Faults, parse_frames, parse_kinds
 
+    _logging()
     with user_errors():
         cfg = load_config(config, set_)
         faults = Faults(drop=parse_frames(drop), duplicate=parse_frames(duplicate),
@@ -241,7 +244,9 @@ def camera(
     corrupted = sum(report.corrupted.values())
     typer.echo(f"sent {report.frames} frames of series {report.series} in {report.seconds:.1f} s "
                f"({report.dropped} dropped, {report.duplicated} duplicated, {corrupted} "
-               "malformed)")
+               "malformed)" + ("; interrupted" if report.interrupted else ""))
+    if report.interrupted:
+        raise typer.Exit(130)
 @app.command()
 def simulate(
     out: Annotated[Path, typer.Option(
@@ -453,6 +458,15 @@ def _parse_line(text: str) -> tuple[float, float, float, float]:
     return values
 
 
+
+
+def _register_keys() -> None:
+    from stream3d.keys_cli import keys
+
+    app.command()(keys)
+
+
+_register_keys()
 
 
 def main() -> None:

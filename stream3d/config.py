@@ -159,6 +159,9 @@ class Stream:
     write_batch: int = 32  # frames, most raw frames persisted by one store write
     hwm: int = 100  # messages queued in ZeroMQ (PUB drops beyond, PUSH blocks); RAM = hwm x frame
     torch_threads: int = 0  # CPU threads of refinement; 0 = cores - 1 (one left for the rest)
+    curve_server_key: str = ""  # CURVE: receiver's NAME.key_secret / sender's copy of NAME.key
+    curve_client_key: str = ""  # CURVE: a sender's own NAME.key_secret ("" = no CURVE)
+    curve_clients: str = ""  # CURVE: folder of allowed senders' NAME.key ("" = any key pair)
 
     def check(self) -> None:
         _require(self.policy in ("all", "latest"), "stream.policy", 'must be "all" or "latest"')

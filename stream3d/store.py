@@ -10,8 +10,13 @@ This module is the only code that writes a run store (DESIGN.md "Run store"). La
       timestamp  (t,) float64  seconds
       status     (t,) uint8    0 pending, 1 refined, 2 skipped, 3 failed
       loss       (t,) float32  final data loss
+      segments/  one small group per series segment: attributes {series, first, meta}
       attributes: ome (OME-NGFF 0.5 multiscales of ``volume``) and
-                  stream3d = {version, config, counters, frames, frame_interval, series}
+                  stream3d = {version, config, counters, frames, frame_interval, segments,
+                              writer: {pid}}
+
+One writer per store: :meth:`RunStore.open` takes an exclusive lock on the store's folder
+(:mod:`stream3d.store_lock`) and a second writer is refused at once, naming the holder's pid.
 
 How a killed run stays consistent (every chunk and metadata file is written atomically by
 zarr's LocalStore: temporary file, then rename):
@@ -22,6 +27,11 @@ zarr's LocalStore: temporary file, then rename):
   ``frame_id`` is committed, so a frame is either fully there or not there at all.
 * Results: ``popout``, ``volume`` and ``loss`` chunks of frame t, then ``status[t]``; a frame
   whose status is still 0 (pending) is simply reconstructed again when the run resumes.
+* Creating: the group and its attributes are built in a hidden sibling folder, which is then
+  renamed to the store's path, so a kill during creation leaves no half-made store behind.
+* Counters: ``received``, ``skipped`` and ``failed`` are what the committed table holds (frames,
+  statuses), so they never drift from it after a crash or a write error.
+* Series metadata is written once per segment (its own small group), never with each batch.
 * Consolidated metadata is written only by :meth:`RunStore.close` and removed when a store is
   reopened for writing, so a reader never sees a stale consolidated view of a growing store.
 """
@@ -29,8 +39,10 @@ zarr's LocalStore: temporary file, then rename):
 from __future__ import annotations
 
 import enum
+import json
 import math
 import os
+import shutil
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -45,6 +57,7 @@ from stream3d import __version__
 from stream3d.config import Config
 from stream3d.errors import UserError
 from stream3d.ome import multiscales
+from stream3d.store_lock import StoreLock
 
 COUNTERS = ("received", "malformed", "gaps", "duplicates", "skipped", "failed")
 TABLE = ("frame_id", "timestamp", "status", "loss")
@@ -52,6 +65,12 @@ ARRAYS = ("frames", "popout", "volume", *TABLE)
 # Sections whose values change what the stored frames and volumes mean: resuming a store with
 # a config that differs in these is refused (other sections, e.g. [refine], may change).
 _PHYSICAL_SECTIONS = ("microscope", "sample", "detector")
+# Frame dtypes the store holds (zarr v3 core types); anything else is refused before it is stored.
+STORABLE_DTYPES = frozenset(np.dtype(t) for t in (
+    "u1", "u2", "u4", "u8", "i1", "i2", "i4", "i8", "f2", "f4", "f8"))
+# Detector frame numbers are stored as int64.
+MAX_FRAME_ID = 2**63 - 1
+SEGMENTS = "segments"
 # Raw frames arrive fast: lz4 + bit-shuffle compresses detector counts well at ~GB/s.
 _RAW_CODECS = (BloscCodec(cname="lz4", clevel=1, shuffle="bitshuffle"),)
 
@@ -118,10 +137,25 @@ class _ChunkFiles:
         if path.parent not in self._made:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._made.add(path.parent)
-        tmp = path.with_name(path.name + ".partial")
-        with open(tmp, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, path)
+        _atomic_write(path, payload)
+
+    def read(self, t: int) -> np.ndarray | None:
+        """Chunk t as written by :meth:`write` (None when it was never written: fill value)."""
+        path = self.dir / f"c{self.sep}{t}{self.zeros}"
+        try:
+            payload = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        raw = self.blosc.decode(payload) if self.blosc is not None else payload
+        return np.frombuffer(raw, dtype=self.dtype)
+
+
+def _atomic_write(path: Path, payload: bytes) -> None:
+    """Replace ``path`` by ``payload`` atomically (a kill leaves the old file or the new one)."""
+    tmp = path.with_name(path.name + ".partial")
+    with open(tmp, "wb") as f:
+        f.write(payload)
+    os.replace(tmp, path)
 
 
 def _numcodecs_blosc(config: Mapping[str, Any]):
@@ -136,20 +170,27 @@ def _numcodecs_blosc(config: Mapping[str, Any]):
 class RunStore:
     """The single writer of a run store; not thread-safe (one thread owns it, see stream.writer).
 
-    Use :meth:`open` to create a new store or reopen (resume) an existing one.
+    Use :meth:`open` to create a new store or reopen (resume) an existing one. The store holds
+    its folder's writer lock until :meth:`close` or :meth:`release` (or the process ends).
     """
 
-    def __init__(self, group: zarr.Group, path: Path, config: Config, state: dict[str, Any]) -> None:
+    def __init__(self, group: zarr.Group, path: Path, config: Config, state: dict[str, Any],
+                 lock: StoreLock | None = None) -> None:
         self._group = group
         self.path = path
         self.config = config
+        self._lock = lock
         self.counters: dict[str, int] = {k: int(state["counters"].get(k, 0)) for k in COUNTERS}
-        self.series: list[dict[str, Any]] = list(state.get("series", []))
+        # Segments as {series, first}; only the newest keeps its meta in memory.
+        self.series: list[dict[str, Any]] = []
         self._arrays: dict[str, zarr.Array] = {}
         self._fast: dict[str, _ChunkFiles] = {}  # direct chunk writers of the append path
-        self._frame_id = np.zeros(0, np.int64)
-        self._timestamp = np.zeros(0, np.float64)
-        self._status = np.zeros(0, np.uint8)
+        self._n = 0  # committed frames
+        self._status_counts = [0] * len(Status)
+        # (frame id, timestamp) of the newest segment's first frame and of the last frame:
+        # all the frame interval needs, so nothing per frame is kept in memory.
+        self._seg_first: tuple[int, float] | None = None
+        self._last: tuple[int, float] | None = None
         self.frame_shape: tuple[int, int] | None = None
         self.frame_dtype: np.dtype | None = None
         self._closed = False
@@ -159,14 +200,18 @@ class RunStore:
     def open(cls, path: str | Path, config: Config) -> RunStore:
         """Create the store at ``path``, or reopen it to resume (cutting back a torn append).
 
-        Raises :class:`UserError` when ``path`` holds something that is not a stream3d run, or a
-        run made with different optics or sampling than ``config``.
+        Raises :class:`UserError` when ``path`` holds something that is not a stream3d run, a
+        run made with different optics or sampling than ``config``, or a store that another
+        process is writing.
         """
         path = Path(path)
-        if path.exists() and not (path / "zarr.json").exists():
-            if path.is_file() or any(path.iterdir()):
-                raise UserError(f"--out {path} exists and is not a Zarr run store")
-        if (path / "zarr.json").exists():
+        check_out_path(path)
+        if not (path / "zarr.json").exists():
+            store = cls._create(path, config)
+            if store is not None:
+                return store
+        lock = StoreLock.acquire(path)
+        try:
             try:
                 group = zarr.open_group(path, mode="r+", use_consolidated=False)
             except Exception as exc:  # zarr raises many kinds on a damaged group
@@ -175,20 +220,53 @@ class RunStore:
             if not isinstance(state, Mapping) or "counters" not in state:
                 raise UserError(f"--out {path} is a Zarr group but not a stream3d run store")
             _check_same_physics(path, state.get("config", {}), config)
-            store = cls(group, path, config, dict(state))
-            store._recover()
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            group = zarr.open_group(path, mode="w")
-            store = cls(group, path, config, {"counters": {}})
-        store._write_attrs()
+            store = cls(group, path, config, dict(state), lock)
+            store._recover(state)
+            store._write_attrs()
+        except BaseException:
+            lock.release()
+            raise
         return store
 
-    def _recover(self) -> None:
+    @classmethod
+    def _create(cls, path: Path, config: Config) -> RunStore | None:
+        """A new store built in a hidden sibling and renamed into place (atomic: a kill leaves
+        either no store or a complete empty one). None when another process created ``path``
+        first (the caller then opens that one)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_abandoned_creations(path)
+        tmp = path.with_name(f".{path.name}.creating-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        lock = StoreLock.acquire(tmp)
+        try:
+            group = zarr.open_group(tmp, mode="w-")  # "w" would delete the locked folder
+            group.create_group(SEGMENTS)
+            store = cls(group, tmp, config, {"counters": {}}, lock)
+            store._write_attrs()
+            try:
+                os.rename(tmp, path)  # onto nothing or an empty folder only
+            except OSError:
+                if (path / "zarr.json").exists():
+                    lock.release()
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    return None
+                raise
+        except BaseException:
+            lock.release()
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        store.path = path
+        store._group = zarr.open_group(path, mode="r+", use_consolidated=False)
+        return store
+
+    def _recover(self, state: Mapping[str, Any]) -> None:
         """Load the per-frame table and cut every array back to the committed prefix."""
         _remove_partial_files(self.path)
         names = [n for n in ARRAYS if n in self._group.array_keys()]
+        segments = self._read_segments(state)
         if not names:
+            self._set_segments(segments, 0)
             return
         lengths = [self._group[n].shape[0] for n in names]
         if len(names) < len(ARRAYS):
@@ -197,6 +275,7 @@ class RunStore:
                                 f"{sorted(set(ARRAYS) - set(names))} are missing")
             for n in names:  # killed while creating the arrays, before any frame
                 del self._group[n]
+            self._set_segments(segments, 0)
             return
         self._arrays = {n: self._group[n] for n in ARRAYS}
         self._use_fast_path()
@@ -206,13 +285,42 @@ class RunStore:
         if any(length != n for length in lengths):
             for a in self._arrays.values():
                 a.resize((n, *a.shape[1:]))
-        self._frame_id = frame_id[:n].copy()
-        self._timestamp = np.asarray(self._arrays["timestamp"][:n], dtype=np.float64)
-        self._status = np.asarray(self._arrays["status"][:n], dtype=np.uint8)
+        self._n = n
+        status = np.asarray(self._arrays["status"][:n], dtype=np.uint8)
+        self._status_counts = [int((status == s).sum()) for s in Status]
         frames = self._arrays["frames"]
         self.frame_shape = tuple(int(s) for s in frames.shape[1:])
         self.frame_dtype = native_dtype(frames.dtype)
-        self.series = [s for s in self.series if int(s["first"]) <= n]
+        self._set_segments(segments, n)
+        if n:
+            ts = np.asarray(self._arrays["timestamp"][:n], dtype=np.float64)
+            first = int(self.series[-1]["first"]) if self.series else 0
+            if first < n:
+                self._seg_first = (int(frame_id[first]), float(ts[first]))
+            self._last = (int(frame_id[n - 1]), float(ts[n - 1]))
+
+    def _read_segments(self, state: Mapping[str, Any]) -> list[dict[str, Any]]:
+        if SEGMENTS not in self._group.group_keys():
+            self._group.create_group(SEGMENTS)
+            return [dict(s) for s in state.get("series", [])]  # a store of an older version
+        return read_segments(self._group)
+
+    def _set_segments(self, segments: list[dict[str, Any]], n: int) -> None:
+        """Keep the segments that start within the committed frames; drop the rest."""
+        keep = [s for s in segments if int(s["first"]) <= n]
+        folder = self.path / SEGMENTS
+        for i in range(len(keep), len(segments)):
+            shutil.rmtree(folder / str(i), ignore_errors=True)
+        for p in folder.iterdir():  # a segment group killed before its zarr.json
+            if p.is_dir() and not (p / "zarr.json").exists():
+                shutil.rmtree(p, ignore_errors=True)
+        on_disk = {int(p.name) for p in folder.iterdir() if p.name.isdigit()}
+        for i, seg in enumerate(keep):
+            if i not in on_disk:
+                self._write_segment(i, seg)  # migrated from an older version's attributes
+        self.series = [{"series": s["series"], "first": int(s["first"])} for s in keep]
+        if keep:
+            self.series[-1]["meta"] = dict(keep[-1].get("meta") or {})
 
     def _create_arrays(self, shape: tuple[int, int], dtype: np.dtype) -> None:
         nz = self.config.sample.slices
@@ -246,38 +354,43 @@ class RunStore:
         self.frame_dtype = np.dtype(dtype)
 
     def _use_fast_path(self) -> None:
-        names = ("frames", "timestamp", "frame_id")
+        names = ("frames", "timestamp", "frame_id", "status")
         if all(_ChunkFiles.supports(self._arrays[n]) for n in names):
             self._fast = {n: _ChunkFiles(self.path, self._arrays[n]) for n in names}
 
     # ----------------------------------------------------------------------------- queries
     def __len__(self) -> int:
-        return int(self._frame_id.size)
+        return self._n
 
     @property
     def frame_ids(self) -> np.ndarray:
-        """Committed detector frame numbers, in store order (a read-only view)."""
-        v = self._frame_id.view()
-        v.flags.writeable = False
-        return v
+        """Committed detector frame numbers, in store order (read from the store)."""
+        if not self._arrays:
+            return np.zeros(0, np.int64)
+        return np.asarray(self._arrays["frame_id"][: self._n], dtype=np.int64)
 
     @property
     def statuses(self) -> np.ndarray:
-        """Per-frame :class:`Status` codes, in store order (a read-only view)."""
-        v = self._status.view()
-        v.flags.writeable = False
-        return v
+        """Per-frame :class:`Status` codes, in store order (read from the store)."""
+        if not self._arrays:
+            return np.zeros(0, np.uint8)
+        return np.asarray(self._arrays["status"][: self._n], dtype=np.uint8)
+
+    def status_counts(self) -> dict[Status, int]:
+        """How many committed frames have each status (kept up to date, not read)."""
+        return {s: self._status_counts[int(s)] for s in Status}
 
     def indices(self, *statuses: Status) -> np.ndarray:
         """Store indices t whose status is one of ``statuses``, ascending."""
-        return np.flatnonzero(np.isin(self._status, [int(s) for s in statuses]))
+        return np.flatnonzero(np.isin(self.statuses, [int(s) for s in statuses]))
 
     def seen(self) -> dict[Any, set[int]]:
         """Frame numbers already persisted, per series (what a resumed ingest must not repeat)."""
         out: dict[Any, set[int]] = {}
+        ids = self.frame_ids
         bounds = [int(s["first"]) for s in self.series] + [len(self)]
         for seg, lo, hi in zip(self.series, bounds[:-1], bounds[1:]):
-            out.setdefault(_series_key(seg["series"]), set()).update(self._frame_id[lo:hi].tolist())
+            out.setdefault(_series_key(seg["series"]), set()).update(ids[lo:hi].tolist())
         return out
 
     def current_series(self) -> Any:
@@ -289,29 +402,49 @@ class RunStore:
         return np.asarray(self._arrays["frames"][t])
 
     # ----------------------------------------------------------------------------- writing
-    def begin_series(self, series: Any, meta: Mapping[str, Any] | None = None) -> None:
-        """Record a series start at the current end of the store (its optics ``meta`` kept)."""
+    def begin_series(self, series: Any, meta: Mapping[str, Any] | None = None,
+                     meta_dropped: int = 0) -> None:
+        """Record a series start at the current end of the store (its optics ``meta`` kept,
+        written once; ``meta_dropped``: how many meta entries the receiver refused)."""
         segment = {"series": series, "first": len(self), "meta": dict(meta or {})}
+        if meta_dropped:
+            segment["meta_dropped"] = int(meta_dropped)
         if self.series and int(self.series[-1]["first"]) == len(self):
             self.series[-1] = segment  # the previous start got no frames: replace it
         else:
+            if self.series:
+                self.series[-1].pop("meta", None)  # written already; only the newest is kept
             self.series.append(segment)
-        self._write_attrs()
+            self._seg_first = None
+        self._write_segment(len(self.series) - 1, segment)
 
     def append(self, frames: Sequence[RawFrame], counters: Mapping[str, int] | None = None) -> range:
         """Persist raw frames (status pending) and then ``counters``; returns their indices t.
 
-        All frames must have the run's shape and dtype (the first frame of a new store sets them).
+        All frames must have the run's shape and dtype (the first frame of a new store sets
+        them), a dtype in :data:`STORABLE_DTYPES` and a frame number in 0..2^63-1; a frame that
+        breaks these raises ValueError before anything is written.
         """
         if not frames:
             return range(len(self), len(self))
         first = frames[0].data
-        if not self._arrays:
-            self._create_arrays(first.shape, native_dtype(first.dtype))
         for f in frames:
-            if f.data.shape != self.frame_shape or native_dtype(f.data.dtype) != self.frame_dtype:
+            if native_dtype(f.data.dtype) not in STORABLE_DTYPES:
+                raise ValueError(f"frame {f.frame_id} is {f.data.dtype}: the store holds only "
+                                 f"{', '.join(sorted(d.name for d in STORABLE_DTYPES))}")
+            if not (isinstance(f.frame_id, (int, np.integer))
+                    and 0 <= int(f.frame_id) <= MAX_FRAME_ID):
+                raise ValueError(f"frame number {f.frame_id!r} is not an integer in 0..2^63-1")
+            if self.frame_shape is not None and (
+                    f.data.shape != self.frame_shape
+                    or native_dtype(f.data.dtype) != self.frame_dtype):
                 raise ValueError(f"frame {f.frame_id} is {f.data.dtype} {f.data.shape}; this run "
                                  f"stores {self.frame_dtype} {self.frame_shape}")
+            if f.data.shape != first.shape or f.data.dtype != first.dtype:
+                raise ValueError(f"frame {f.frame_id} is {f.data.dtype} {f.data.shape}, unlike "
+                                 f"the first frame of its batch ({first.dtype} {first.shape})")
+        if not self._arrays:
+            self._create_arrays(first.shape, native_dtype(first.dtype))
         for i, f in enumerate(frames):
             if not self.series or _series_key(f.series) != _series_key(self.current_series()):
                 self._note_segment(f.series, len(self) + i)
@@ -319,7 +452,7 @@ class RunStore:
         for a in self._arrays.values():
             a.resize((t1, *a.shape[1:]))
         ts = np.array([f.timestamp for f in frames], dtype=np.float64)
-        ids = np.array([f.frame_id for f in frames], dtype=np.int64)
+        ids = np.array([int(f.frame_id) for f in frames], dtype=np.int64)
         if self._fast:
             for i, f in enumerate(frames):
                 self._fast["frames"].write(t0 + i, f.data[None])
@@ -333,9 +466,13 @@ class RunStore:
             self._arrays["frames"][t0:t1] = block
             self._arrays["timestamp"][t0:t1] = ts
             self._arrays["frame_id"][t0:t1] = ids  # the commit mark: written last
-        self._frame_id = np.concatenate([self._frame_id, ids])
-        self._timestamp = np.concatenate([self._timestamp, ts])
-        self._status = np.concatenate([self._status, np.zeros(len(frames), np.uint8)])
+        self._n = t1
+        self._status_counts[Status.PENDING] += len(frames)
+        seg_start = int(self.series[-1]["first"])
+        if self._seg_first is None or seg_start >= t0:
+            k = max(seg_start - t0, 0)
+            self._seg_first = (int(ids[k]), float(ts[k]))
+        self._last = (int(ids[-1]), float(ts[-1]))
         if counters is not None:
             self.counters.update({k: int(counters[k]) for k in COUNTERS if k in counters})
         self._write_attrs()
@@ -345,7 +482,34 @@ class RunStore:
         if self.series and int(self.series[-1]["first"]) == first:
             self.series[-1]["series"] = series
         else:
+            if self.series:
+                self.series[-1].pop("meta", None)
             self.series.append({"series": series, "first": first, "meta": {}})
+            self._seg_first = None
+        self._write_segment(len(self.series) - 1, self.series[-1])
+
+    def _write_segment(self, i: int, segment: Mapping[str, Any]) -> None:
+        """Segment i as its own small group (one file: O(1) per segment, written once)."""
+        folder = self.path / SEGMENTS / str(i)
+        folder.mkdir(parents=True, exist_ok=True)
+        doc = {"zarr_format": 3, "node_type": "group", "attributes": _jsonable(segment)}
+        _atomic_write(folder / "zarr.json",
+                      json.dumps(doc, allow_nan=False, separators=(",", ":")).encode())
+
+    def _set_status(self, t: int, status: Status) -> None:
+        old = self._read_status(t)
+        if self._fast:
+            self._fast["status"].write(t, np.array([int(status)], np.uint8))
+        else:
+            self._arrays["status"][t] = np.uint8(status)
+        self._status_counts[old] -= 1
+        self._status_counts[int(status)] += 1
+
+    def _read_status(self, t: int) -> int:
+        if self._fast:
+            got = self._fast["status"].read(t)
+            return int(got[0]) if got is not None else int(Status.PENDING)
+        return int(self._arrays["status"][t])
 
     def write_result(self, t: int, *, status: Status, popout: np.ndarray | None = None,
                      volume: np.ndarray | None = None, loss: float = math.nan,
@@ -361,8 +525,7 @@ class RunStore:
                     raise ValueError(f"{name} of frame {t} has shape {vol.shape}, expected {shape}")
                 self._arrays[name][t] = vol
         self._arrays["loss"][t] = np.float32(loss)
-        self._arrays["status"][t] = np.uint8(status)
-        self._status[t] = np.uint8(status)
+        self._set_status(t, status)
         if counters is not None:
             self.counters.update({k: int(counters[k]) for k in COUNTERS if k in counters})
         self._write_attrs()
@@ -371,8 +534,9 @@ class RunStore:
              counters: Mapping[str, int] | None = None) -> None:
         """Set the status of frames ``ts`` (e.g. skipped by the ``latest`` policy)."""
         for t in ts:
-            self._arrays["status"][int(t)] = np.uint8(status)
-            self._status[int(t)] = np.uint8(status)
+            if not 0 <= int(t) < len(self):
+                raise IndexError(f"frame index {t} is outside the store (0..{len(self) - 1})")
+            self._set_status(int(t), status)
         if counters is not None:
             self.counters.update({k: int(counters[k]) for k in COUNTERS if k in counters})
         self._write_attrs()
@@ -384,39 +548,81 @@ class RunStore:
     def frame_interval(self) -> float:
         """Seconds between frames: measured from the latest series' timestamps and frame
         numbers when it has two or more frames, else ``stream.frame_interval`` from the config."""
-        if self.series and len(self) > 1:
-            lo = int(self.series[-1]["first"])
-            ids, ts = self._frame_id[lo:], self._timestamp[lo:]
-            if ids.size > 1 and ids[-1] != ids[0]:
-                dt = float((ts[-1] - ts[0]) / (ids[-1] - ids[0]))
+        if self._seg_first is not None and self._last is not None:
+            (id0, t0), (id1, t1) = self._seg_first, self._last
+            if id1 != id0:
+                dt = float((t1 - t0) / (id1 - id0))
                 if math.isfinite(dt) and dt > 0:
                     return dt
         return float(self.config.stream.frame_interval)
 
+    def _reconcile(self) -> None:
+        """Counters of what the committed table holds: they cannot drift from it."""
+        self.counters["received"] = len(self)
+        self.counters["skipped"] = self._status_counts[Status.SKIPPED]
+        self.counters["failed"] = self._status_counts[Status.FAILED]
+
     def _write_attrs(self) -> None:
         s = self.config.sample
+        self._reconcile()
+        interval = self.frame_interval()
+        attrs: dict[str, Any] = {}
+        if self._arrays:  # OME-Zarr's multiscales may only name a `volume` that exists
+            attrs["ome"] = multiscales("volume", frame_interval=interval,
+                                       slice_thickness=s.slice_thickness, pixel_size=s.pixel_size)
         self._group.attrs.update({
-            "ome": multiscales("volume", frame_interval=self.frame_interval(),
-                               slice_thickness=s.slice_thickness, pixel_size=s.pixel_size),
+            **attrs,
             "stream3d": {
                 "version": __version__,
                 "config": self.config.to_dict(),
                 "counters": dict(self.counters),
                 "frames": len(self),
-                "frame_interval": self.frame_interval(),
-                "series": [_jsonable(seg) for seg in self.series],
+                "frame_interval": interval,
+                "segments": len(self.series),
+                "writer": {"pid": os.getpid()},
             },
         })
 
     def close(self) -> None:
-        """Final attributes, then the consolidated metadata (once, at the end of a run)."""
+        """Final attributes, then the consolidated metadata (once, at the end of a run), then
+        the writer lock is released."""
         if self._closed:
             return
-        self._write_attrs()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "consolidated metadata is not in the v3 spec"
-            zarr.consolidate_metadata(self.path)
-        self._closed = True
+        try:
+            self._write_attrs()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "consolidated metadata is not in the v3 spec"
+                zarr.consolidate_metadata(self.path)
+            self._closed = True
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Give up the writer lock (nothing more is written through this object)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
+def check_out_path(path: Path) -> None:
+    """:class:`UserError` when ``path`` holds something other than a run store (or nothing)."""
+    if path.exists() and not (path / "zarr.json").exists():
+        if path.is_file() or any(path.iterdir()):
+            raise UserError(f"--out {path} exists and is not a Zarr run store")
+
+
+def read_segments(group: zarr.Group) -> list[dict[str, Any]]:
+    """The series segments of a run store, in order: {series, first, meta[, meta_dropped]}."""
+    if SEGMENTS not in group.group_keys():
+        return [dict(s) for s in group.attrs.get("stream3d", {}).get("series", [])]
+    parent = group[SEGMENTS]
+    found = {int(name): dict(child.attrs) for name, child in parent.groups() if name.isdigit()}
+    out = []
+    for i in range(len(found)):
+        if i not in found:
+            break
+        out.append(found[i])
+    return out
 
 
 def native_dtype(dtype: np.dtype | str) -> np.dtype:
@@ -449,6 +655,15 @@ def _check_same_physics(path: Path, stored: Mapping[str, Any], config: Config) -
                     f"{value!r}: use the same {section}.{key} to resume, or a new --out")
 
 
+def _remove_abandoned_creations(path: Path) -> None:
+    """Hidden siblings left by a creation that was killed (their creator's lock is gone)."""
+    for tmp in path.parent.glob(f".{path.name}.creating-*"):
+        lock = StoreLock.try_acquire(tmp) if tmp.is_dir() else None
+        if lock is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+            lock.release()
+
+
 def _remove_partial_files(path: Path) -> None:
     """Temporary files of atomic writes cut short by a kill (zarr names them *.partial)."""
     for p in path.rglob("*.partial"):
@@ -465,5 +680,8 @@ def _series_key(series: Any) -> Any:
 
 
 def _jsonable(segment: Mapping[str, Any]) -> dict[str, Any]:
-    return {"series": segment["series"], "first": int(segment["first"]),
-            "meta": dict(segment.get("meta") or {})}
+    out = {"series": segment["series"], "first": int(segment["first"]),
+           "meta": dict(segment.get("meta") or {})}
+    if segment.get("meta_dropped"):
+        out["meta_dropped"] = int(segment["meta_dropped"])
+    return out

@@ -9,7 +9,7 @@ import zarr
 from stream3d import config as config_mod
 from stream3d.errors import UserError
 from stream3d.ome import scale_of
-from stream3d.store import RawFrame, RunStore, Status, open_run
+from stream3d.store import RawFrame, RunStore, Status, open_run, read_segments
 
 CFG = config_mod.load(None, ["sample.slices=4", "stream.frame_interval=0.5"])
 
@@ -26,7 +26,7 @@ def test_layout_dtypes_chunks_and_attributes(tmp_path):
     frames = _frames(3, dtype=np.dtype(">u2"))
     assert store.append(frames, {"received": 3}) == range(0, 3)
     # Raw frames are appended by direct whole-chunk file writes; zarr must read them back.
-    assert set(store._fast) == {"frames", "timestamp", "frame_id"}
+    assert set(store._fast) == {"frames", "timestamp", "frame_id", "status"}
     vol = np.full((4, 8, 6), 2.5, np.float32)
     store.write_result(1, status=Status.REFINED, popout=vol * 2, volume=vol, loss=0.125,
                        counters={"received": 3, "malformed": 2})
@@ -87,7 +87,7 @@ def test_series_segments_and_skipped_marks(tmp_path):
     store.mark([0, 1], Status.SKIPPED, {"skipped": 2})
     store.close()
     g = open_run(tmp_path / "r.zarr")
-    segs = g.attrs["stream3d"]["series"]
+    segs = read_segments(g)
     assert [(s["series"], s["first"]) for s in segs] == [("a", 0), ("b", 3)]
     assert segs[0]["meta"] == {"microscope": {"defocus": 1500.0}}
     assert list(g["status"][:]) == [2, 2, 0, 0, 0]

@@ -17,6 +17,7 @@ most ``wait`` s for a receiver to take each message.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from stream3d.errors import UserError
+from stream3d.stream.curve import CurveClient, secure_client, warn_if_exposed
 from stream3d.stream.protocol import Kind, encode_end, encode_frame, encode_start
 from stream3d.stream.sources import endpoint
 
@@ -49,6 +51,7 @@ class CameraReport:
     corrupted: dict[str, int] = field(default_factory=dict)
     series: list[Any] = field(default_factory=list)
     seconds: float = 0.0
+    interrupted: bool = False  # stopped by Ctrl-C / SIGTERM before the end of the movie
 
 
 def malformed_message(kind: Kind, series: Any, frame: int, data: np.ndarray) -> list[bytes]:
@@ -106,7 +109,7 @@ class Camera:
     """A PUB or PUSH socket that binds (the default, like a detector) or connects."""
 
     def __init__(self, address: str, *, pattern: str = "pub", bind: bool = True,
-                 wait: float = 10.0, hwm: int = 1000) -> None:
+                 wait: float = 10.0, hwm: int = 1000, curve: CurveClient | None = None) -> None:
         import zmq
 
         if pattern not in ("pub", "push"):
@@ -119,6 +122,9 @@ class Camera:
         self._sock.setsockopt(zmq.LINGER, int(wait * 1000))
         if pattern == "push":
             self._sock.setsockopt(zmq.SNDTIMEO, int(wait * 1000))
+        if curve is not None:
+            secure_client(self._sock, curve)
+        warn_if_exposed(self.address, bind=bind, secured=curve is not None, who="the camera")
         try:
             (self._sock.bind if bind else self._sock.connect)(self.address)
         except zmq.ZMQError as exc:
@@ -148,11 +154,13 @@ class Camera:
 
 def play(movie: Sequence[np.ndarray], camera: Camera, *, fps: float = 0.0, series: int = 1,
          faults: Faults = Faults(), meta: Mapping[str, Any] | None = None,
-         clock: float | None = None, repeat: int = 1) -> CameraReport:
+         clock: float | None = None, repeat: int = 1,
+         stop: threading.Event | None = None) -> CameraReport:
     """Send ``movie`` as series ``series`` (then ``series + 1`` after a restart) at ``fps``
     frames per second (0 = as fast as the receiver takes them), ``repeat`` times over as one
     longer series. Timestamps are ``clock + i / fps`` s (wall-clock send time when ``fps`` is
-    0). Fault indices count frames of the whole (repeated) sequence."""
+    0). Fault indices count frames of the whole (repeated) sequence. When ``stop`` is set the
+    series ends early (its ``end`` still sent) and the report says it was interrupted."""
     report = CameraReport()
     start = time.monotonic()
     clock = time.time() if clock is None else clock
@@ -162,13 +170,21 @@ def play(movie: Sequence[np.ndarray], camera: Camera, *, fps: float = 0.0, serie
     pending_corrupt = list(faults.corrupt)
     n = len(movie)
     for i in range(n * repeat):
+        if stop is not None and stop.is_set():
+            report.interrupted = True
+            break
         if faults.restart_after is not None and i == faults.restart_after:
             series += 1
             numbered = 0
             camera.send(encode_start(series, meta))
             report.series.append(series)
         if fps > 0:
-            time.sleep(max(0.0, start + i / fps - time.monotonic()))
+            pause = max(0.0, start + i / fps - time.monotonic())
+            if stop is None:
+                time.sleep(pause)
+            elif stop.wait(pause):
+                report.interrupted = True
+                break
         data = np.asarray(movie[i % n])
         stamp = clock + i / fps if fps > 0 else time.time()
         if i in faults.drop:

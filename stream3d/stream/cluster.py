@@ -25,10 +25,12 @@ def dask_client(scheduler: str | None, *, threads: int, timeout: float = 20.0) -
         if scheduler:
             client = Client(scheduler, timeout=timeout, set_as_default=False)
         else:
-            # In-process (inproc:// transport). The scheduler's small HTTP server (health
-            # routes) always starts: keep it on a free loopback port, without the dashboard.
+            # In-process (inproc:// transport). The scheduler's and the worker's small HTTP
+            # servers (health routes) always start: keep both on free loopback ports (the
+            # worker's would otherwise listen on every interface), without dashboards.
             cluster = LocalCluster(n_workers=1, threads_per_worker=max(1, threads),
                                    processes=False, dashboard_address=None,
+                                   worker_dashboard_address="127.0.0.1:0",
                                    scheduler_kwargs={"dashboard": False,
                                                      "dashboard_address": "127.0.0.1:0"})
             client = Client(cluster, set_as_default=False)

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import signal
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from stream3d.config import Config
 from stream3d.errors import UserError
 from stream3d.movie_io import open_movie
-from stream3d.store import Status, native_dtype, open_run
+from stream3d.store import Status, check_out_path, native_dtype, open_run
 from stream3d.stream.camera import Camera, CameraReport, Faults, play
-from stream3d.stream.compute import Stages
+from stream3d.stream.compute import Stages, check_frames_fit
+from stream3d.stream.curve import client_from_config, server_from_config
 from stream3d.stream.pipeline import RunOptions, Summary, run_pipeline
 from stream3d.stream.sources import FileSource, NoSource, ZmqSource
 from stream3d.stream.status import live_status
@@ -22,20 +25,55 @@ log = logging.getLogger("stream3d.stream")
 
 
 @contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a process manager, ``kill``) stops a run like Ctrl-C: consistent store, summary."""
+def interrupts_as_stop() -> Iterator[threading.Event]:
+    """Ctrl-C (SIGINT) and SIGTERM set the yielded event instead of raising wherever the main
+    thread happens to be (start-up included): the run notices it, stops like at its end
+    (consistent store, summary) and reports itself interrupted. A second signal forces
+    KeyboardInterrupt for a run that does not stop."""
+    stop = threading.Event()
+
     def handler(signum, frame):
-        raise KeyboardInterrupt
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
 
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (e.g. called from a test thread): leave it
-        yield
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread (e.g. called from a test thread): leave them
+        yield stop
         return
     try:
-        yield
+        yield stop
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_config(out: str | Path, path: str | Path | None, overrides: Sequence[str]) -> Config:
+    """The config a run uses: resuming an existing run store, the store's own config (keys
+    this version knows) amended by ``--set``; with ``--config FILE`` or a new store, the file
+    (or the defaults) amended by ``--set``."""
+    from stream3d import config as config_mod
+
+    stored = _stored_config(Path(out))
+    if path is not None or stored is None:
+        return config_mod.load(path, overrides)
+    known = config_mod.Config().to_dict()
+    data = {section: {k: v for k, v in (stored.get(section) or {}).items() if k in keys}
+            for section, keys in known.items()}
+    for text in overrides:
+        section, key, value = config_mod.parse_override(text)
+        data.setdefault(section, {})[key] = value
+    return config_mod.from_dict(data)
+
+
+def _stored_config(out: Path) -> dict | None:
+    try:
+        meta = json.loads((out / "zarr.json").read_text(encoding="utf-8"))
+        stored = meta["attributes"]["stream3d"]["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return stored if isinstance(stored, dict) else None
 
 
 def reconstruct(movie: str | Path, out: str | Path, config: Config, *,
@@ -49,6 +87,9 @@ def reconstruct(movie: str | Path, out: str | Path, config: Config, *,
     movie, out = Path(movie), Path(out)
     in_place = out.exists() and movie.resolve() == out.resolve()
     if in_place:
+        stored = open_run(out)
+        if "frames" in stored.array_keys():
+            check_frames_fit(stored["frames"].shape[1:], config)
         source, total = NoSource(), None
         options = RunOptions(scheduler=scheduler,
                              redo=(Status.PENDING, Status.SKIPPED, Status.FAILED))
@@ -58,8 +99,9 @@ def reconstruct(movie: str | Path, out: str | Path, config: Config, *,
         total = len(source)
         options = RunOptions(scheduler=scheduler, max_frames=max_frames)
     monitor = (lambda snap: live_status(snap, total=total)) if show_status else None
-    with sigterm_as_interrupt():
-        return run_pipeline(source, out, config, options=options, stages=stages, monitor=monitor)
+    with interrupts_as_stop() as stop:
+        return run_pipeline(source, out, config, options=options, stages=stages, monitor=monitor,
+                            interrupt=stop)
 
 
 def live(out: str | Path, config: Config, *, connect: str | None = None, bind: str | None = None,
@@ -77,12 +119,13 @@ def live(out: str | Path, config: Config, *, connect: str | None = None, bind: s
     if idle_timeout is not None and idle_timeout <= 0:
         raise UserError("--idle-timeout must be > 0 s")
     source = ZmqSource(connect or bind, pattern=pattern, bind=bind is not None,
-                       hwm=config.stream.hwm)
+                       hwm=config.stream.hwm, curve=server_from_config(config.stream))
     options = RunOptions(scheduler=scheduler, max_frames=max_frames, idle_timeout=idle_timeout,
                          reconstruct=not record_only)
     monitor = (lambda snap: live_status(snap)) if show_status else None
-    with sigterm_as_interrupt():
-        return run_pipeline(source, out, config, options=options, stages=stages, monitor=monitor)
+    with interrupts_as_stop() as stop:
+        return run_pipeline(source, out, config, options=options, stages=stages, monitor=monitor,
+                            interrupt=stop)
 
 
 def camera(movie: str | Path, config: Config, *, address: str, pattern: str = "pub",
@@ -95,12 +138,15 @@ def camera(movie: str | Path, config: Config, *, address: str, pattern: str = "p
         raise UserError("--repeat must be >= 1")
     frames = open_movie(movie)
     meta = {k: v for k, v in config.to_dict().items() if k in ("microscope", "sample", "detector")}
-    cam = Camera(address, pattern=pattern, bind=bind, wait=wait, hwm=config.stream.hwm)
-    try:
-        return play(frames, cam, fps=fps, series=series, faults=faults, meta=meta, repeat=repeat)
-    finally:
-        cam.close()
-        frames.close()
+    with interrupts_as_stop() as stop:
+        cam = Camera(address, pattern=pattern, bind=bind, wait=wait, hwm=config.stream.hwm,
+                     curve=client_from_config(config.stream))
+        try:
+            return play(frames, cam, fps=fps, series=series, faults=faults, meta=meta,
+                        repeat=repeat, stop=stop)
+        finally:
+            cam.close()
+            frames.close()
 
 
 def _check_movie_fits(movie: Path, out: Path, config: Config) -> None:
@@ -112,6 +158,7 @@ def _check_movie_fits(movie: Path, out: Path, config: Config) -> None:
         first = frames[0] if len(frames) else None
     finally:
         frames.close()
+    check_out_path(out)
     if first is not None and (out / "zarr.json").exists():
         stored = open_run(out)
         if "frames" in stored.array_keys():
@@ -119,6 +166,8 @@ def _check_movie_fits(movie: Path, out: Path, config: Config) -> None:
             if first.shape != shape or native_dtype(first.dtype) != native_dtype(dtype):
                 raise UserError(f"movie {movie} has {first.dtype} {first.shape} frames, the run "
                                 f"store {out} holds {dtype} {shape}: use a new --out")
+    if first is not None:
+        check_frames_fit(first.shape, config)
     if size is not None and abs(size - config.sample.pixel_size) > 0.01 * config.sample.pixel_size:
         log.warning("movie %s records %.4g Å/pixel, the config says sample.pixel_size = %.4g Å; "
                     "reconstructing with the config", movie, size, config.sample.pixel_size)

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from stream3d.config import Config
+from stream3d.errors import UserError
 from stream3d.store import Status
 from stream3d.stream.backlog import Backlog
 from stream3d.stream.writer import Writer
@@ -50,6 +51,15 @@ def default_stages() -> Stages:
     return Stages(popout=popout, refiner=Refiner)
 
 
+def check_frames_fit(shape: Sequence[int], config: Config) -> None:
+    """One clear error, before any compute, when frames are too small for pop-out's patches."""
+    patch = config.popout.patch
+    if min(shape) < patch:
+        raise UserError(f"frames are {shape[0]} x {shape[1]} px, smaller than popout.patch = "
+                        f"{patch} px: set popout.patch <= {min(shape)} (and popout.step <= it), "
+                        "or record with --record-only")
+
+
 class Reconstructor:
     """Runs in the pipeline's main thread; results and status marks go through the writer."""
 
@@ -67,6 +77,7 @@ class Reconstructor:
         self.refined = 0  # this session
         self.current: int | None = None  # store index being refined
         self.seconds: list[float] = []  # wall time per refined frame (pop-out wait + refine)
+        self._checked = False  # frame size checked against popout.patch
 
     @property
     def inflight(self) -> int:
@@ -116,6 +127,9 @@ class Reconstructor:
                 t, data = got
             if data is None:
                 data = self.writer.read_frame(t)
+            if not self._checked:
+                check_frames_fit(np.shape(data), self.config)  # live: once, at the first frame
+                self._checked = True
             frame = np.asarray(data, dtype=np.float32)
             future = self.client.submit(self.stages.popout, frame, self.config, pure=False)
             self._inflight[t] = (future, frame)

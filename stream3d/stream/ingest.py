@@ -72,6 +72,7 @@ class Ingest:
             self.reason = "source failed"
             self.done.set()
             return
+        self.last_message = time.monotonic()  # idle counts from here, not from start-up
         try:
             self._loop()
         except WriterError as exc:
@@ -132,7 +133,7 @@ class Ingest:
                     return
             elif isinstance(out, Start):
                 self.current_series = out.series
-                self.writer.begin_series(out.series, out.meta)
+                self.writer.begin_series(out.series, out.meta, out.meta_dropped)
                 _warn_meta_differs(out.series, out.meta, self.config)
             elif isinstance(out, End) and self.stop_on_end and out.series == self.current_series:
                 self.reason = f"end of series {out.series!r}"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -66,6 +67,7 @@ class Snapshot:
     elapsed_s: float
     stored: int
     reconstructing: bool = True  # False when recording raw frames only
+    live: bool = True  # a detector source: silence means the sender is quiet (not a replay)
 
 
 @dataclass
@@ -98,9 +100,12 @@ class Pipeline:
     """A run of ``source`` into the run store at ``out`` (created, or resumed)."""
 
     def __init__(self, source: Source, out: str | Path, config: Config, *,
-                 options: RunOptions = RunOptions(), stages: Stages | None = None) -> None:
+                 options: RunOptions = RunOptions(), stages: Stages | None = None,
+                 interrupt: threading.Event | None = None) -> None:
         self.source, self.out, self.config, self.options = source, Path(out), config, options
         self.stages = stages
+        # Set by a signal handler (Ctrl-C, SIGTERM): the run stops at its next check.
+        self.interrupt = interrupt or threading.Event()
         self._started = time.monotonic()
         self._ingest: Ingest | None = None
         self._recon: Reconstructor | None = None
@@ -114,7 +119,7 @@ class Pipeline:
         """Run to the end; ``monitor(snapshot)`` is entered for the duration (a status line)."""
         store = RunStore.open(self.out, self.config)
         stages = self.stages or (_load_default_stages() if self.options.reconstruct else None)
-        self._refined_before = int((store.statuses == Status.REFINED).sum())
+        self._refined_before = store.status_counts()[Status.REFINED]
         spec = (store.frame_shape, store.frame_dtype) if store.frame_shape else None
         tracker = Tracker(seen=store.seen(), counters=store.counters, frame_spec=spec)
         self.source.resume(store.seen())
@@ -134,7 +139,6 @@ class Pipeline:
                                        stop_on_end=self.options.stop_on_end,
                                        max_frames=self.options.max_frames,
                                        idle_timeout=self.options.idle_timeout)
-        interrupted = False
         writer.start()
         try:
             with (dask_client(self.options.scheduler, threads=s.window)
@@ -148,9 +152,7 @@ class Pipeline:
                     try:
                         self._compute()
                     except KeyboardInterrupt:
-                        interrupted = True
-                        log.warning("interrupted: stopping; frames not reconstructed stay "
-                                    "pending in the store")
+                        self.interrupt.set()
                     finally:
                         ingest.stop("interrupted")
                         if self._recon is not None:
@@ -159,10 +161,16 @@ class Pipeline:
         finally:
             ingest.stop("stopped")
             ingest.join()
-            writer.close()  # persists every queued raw frame, then consolidates
+            try:
+                writer.close()  # persists every queued raw frame, then consolidates
+            finally:
+                store.release()  # the writer lock, also when writing failed
         if ingest.error is not None:
             raise ingest.error if isinstance(ingest.error, (UserError, OSError)) else \
                 UserError(f"ingest failed: {ingest.error}")
+        interrupted = self.interrupt.is_set()
+        if interrupted:
+            log.warning("interrupted: stopped; frames not reconstructed stay pending in the store")
         return self._summary(store, tracker, interrupted)
 
     def _refine_threads(self) -> int | None:
@@ -188,6 +196,8 @@ class Pipeline:
         """Checked by compute between steps: closes the backlog once ingest is done."""
         writer, ingest, backlog = self._writer, self._ingest, self._backlog
         writer.raise_if_failed()
+        if self.interrupt.is_set():
+            return False
         if ingest.done.is_set() and not self._closing:
             self._closing = True
             # Queued after every raw frame ingest sent: the backlog closes once they are in it.
@@ -212,10 +222,11 @@ class Pipeline:
             ingest_fps=(ingest.frames / elapsed) if ingest and elapsed > 0 else 0.0,
             recon_fps=(len(recent) / sum(recent)) if recent and sum(recent) > 0 else 0.0,
             idle_s=ingest.idle_seconds if ingest else 0.0, elapsed_s=elapsed,
-            stored=writer.persisted if writer else 0, reconstructing=self.options.reconstruct)
+            stored=writer.persisted if writer else 0, reconstructing=self.options.reconstruct,
+            live=bool(getattr(self.source, "live", True)))
 
     def _summary(self, store: RunStore, tracker: Tracker, interrupted: bool) -> Summary:
-        statuses = {s.name.lower(): int((store.statuses == s).sum()) for s in Status}
+        statuses = {s.name.lower(): n for s, n in store.status_counts().items()}
         return Summary(
             path=self.out, stored=len(store), counters={k: store.counters[k] for k in COUNTERS},
             statuses=statuses, malformed_kinds=dict(tracker.by_kind),
@@ -269,10 +280,12 @@ def _load_default_stages() -> Stages:
 
 def run_pipeline(source: Source, out: str | Path, config: Config, *,
                  options: RunOptions = RunOptions(), stages: Stages | None = None,
-                 monitor: Callable[[Callable[[], Snapshot]], AbstractContextManager] | None = None
-                 ) -> Summary:
-    """Run ``source`` through pop-out and refinement into the run store ``out``."""
+                 monitor: Callable[[Callable[[], Snapshot]], AbstractContextManager] | None = None,
+                 interrupt: threading.Event | None = None) -> Summary:
+    """Run ``source`` through pop-out and refinement into the run store ``out``; setting
+    ``interrupt`` stops it (as Ctrl-C does) with a consistent store and a summary."""
     try:
-        return Pipeline(source, out, config, options=options, stages=stages).run(monitor)
+        return Pipeline(source, out, config, options=options, stages=stages,
+                        interrupt=interrupt).run(monitor)
     except WriterError as exc:
         raise UserError(str(exc)) from None

@@ -27,6 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from stream3d.store import MAX_FRAME_ID, STORABLE_DTYPES
+
+# A JSON header longer than this is refused before it is parsed (a header is ~200 bytes; a
+# start's meta is kept up to 64 kB, see stream.meta).
+MAX_HEADER_BYTES = 1 << 20
+
 
 class Kind(str, enum.Enum):
     """Every way a message can be malformed (each counted and logged once per run)."""
@@ -55,6 +61,7 @@ class Malformed(Exception):
 class Start:
     series: Any
     meta: Mapping[str, Any] = field(default_factory=dict)
+    meta_dropped: int = 0  # entries of the sent meta refused by the receiver (stream.meta)
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,9 @@ def decode(parts: Sequence[bytes | memoryview]) -> Message:
     """
     if not parts:
         raise Malformed(Kind.PART_COUNT, "empty message")
+    if len(parts[0]) > MAX_HEADER_BYTES:
+        raise Malformed(Kind.NOT_JSON, f"part 0 has {len(parts[0])} bytes, more than a header "
+                                       f"may have ({MAX_HEADER_BYTES})")
     try:
         head = json.loads(bytes(parts[0]).decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
@@ -134,16 +144,17 @@ def decode(parts: Sequence[bytes | memoryview]) -> Message:
             raise Malformed(Kind.BAD_VALUE, "start.meta must be an object")
         return Start(series, meta)
     if htype == "end":
-        if not _is_int(head["frames"]) or head["frames"] < 0:
-            raise Malformed(Kind.BAD_VALUE, "end.frames must be an integer >= 0")
+        if not _is_int(head["frames"]) or not 0 <= head["frames"] <= MAX_FRAME_ID:
+            raise Malformed(Kind.BAD_VALUE, "end.frames must be an integer in 0..2^63-1")
         return End(series, head["frames"])
     return _decode_frame(head, parts[1])
 
 
 def _decode_frame(head: dict[str, Any], payload: bytes | memoryview) -> FrameMessage:
     frame, shape, timestamp = head["frame"], head["shape"], head["timestamp"]
-    if not _is_int(frame) or frame < 0:
-        raise Malformed(Kind.BAD_VALUE, "frame.frame must be an integer >= 0")
+    if not _is_int(frame) or not 0 <= frame <= MAX_FRAME_ID:
+        raise Malformed(Kind.BAD_VALUE, f"frame.frame must be an integer in 0..2^63-1, got "
+                                        f"{str(frame)[:40]}")
     if (not isinstance(shape, list) or len(shape) != 2
             or not all(_is_int(n) and n >= 1 for n in shape)):
         raise Malformed(Kind.BAD_VALUE, f"frame.shape must be [ny, nx] >= 1, got {str(shape)[:40]}")
@@ -168,6 +179,9 @@ def _parse_dtype(text: Any) -> np.dtype:
         raise Malformed(Kind.UNKNOWN_DTYPE, f"dtype {text!r}") from None
     if dtype.kind not in _NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype is not None:
         raise Malformed(Kind.UNKNOWN_DTYPE, f"dtype {text!r} is not an integer or float type")
+    if dtype.newbyteorder("=") not in STORABLE_DTYPES:
+        raise Malformed(Kind.UNKNOWN_DTYPE, f"dtype {text!r} cannot be stored (integers of 1-8 "
+                                            "bytes, float16/32/64 only)")
     return dtype
 
 

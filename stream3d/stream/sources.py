@@ -16,10 +16,12 @@ import numpy as np
 
 from stream3d.errors import UserError
 from stream3d.movie_io import open_movie
+from stream3d.stream.curve import CurveServer, ServerGuard, warn_if_exposed
 from stream3d.stream.protocol import End, FrameMessage, Malformed, Message, Start, decode
 
 # A part larger than this is refused by ZeroMQ itself (the connection is dropped): no sender
-# can make the receiver allocate without bound. 1 GiB = an 16k x 16k float32 frame.
+# can make the receiver allocate without bound. 1 GiB = an 16k x 16k float32 frame. The JSON
+# header (part 0) is bounded much lower by the protocol (protocol.MAX_HEADER_BYTES).
 MAX_MESSAGE_BYTES = 1 << 30
 _ENDPOINT = re.compile(r"^(tcp://[^\s:]+:\d+|ipc://\S+|inproc://\S+)$")
 
@@ -57,14 +59,17 @@ def endpoint(text: str) -> str:
 class ZmqSource:
     """A SUB (subscribed to everything) or PULL socket that connects or binds to ``address``."""
 
+    live = True  # a detector: silence means the sender is quiet
+
     def __init__(self, address: str, *, pattern: str = "sub", bind: bool = False,
-                 hwm: int = 1000) -> None:
+                 hwm: int = 1000, curve: CurveServer | None = None) -> None:
         if pattern not in ("sub", "pull"):
             raise UserError(f"--pattern {pattern!r} must be sub or pull")
         self.address = endpoint(address)
-        self.pattern, self.bind, self.hwm = pattern, bind, hwm
+        self.pattern, self.bind, self.hwm, self.curve = pattern, bind, hwm, curve
         self._ctx = None
         self._sock = None
+        self._guard: ServerGuard | None = None
 
     def resume(self, seen: Mapping[Any, set[int]]) -> None:
         """Nothing to do: a live detector decides what it sends (the tracker drops repeats)."""
@@ -79,10 +84,16 @@ class ZmqSource:
         sock.setsockopt(zmq.LINGER, 0)
         if self.pattern == "sub":
             sock.setsockopt(zmq.SUBSCRIBE, b"")
+        if self.curve is not None:
+            self._guard = ServerGuard(self._ctx, sock, self.curve)
+        warn_if_exposed(self.address, bind=self.bind, secured=self.curve is not None,
+                        who="the receiver")
         try:
             (sock.bind if self.bind else sock.connect)(self.address)
         except zmq.ZMQError as exc:
             sock.close()
+            if self._guard is not None:
+                self._guard.stop()
             self._ctx.term()
             verb = "bind to" if self.bind else "connect to"
             raise UserError(f"cannot {verb} {self.address}: {exc}") from None
@@ -101,6 +112,9 @@ class ZmqSource:
     def close(self) -> None:
         if self._sock is not None:
             self._sock.close(linger=0)
+            if self._guard is not None:
+                self._guard.stop()
+                self._guard = None
             self._ctx.term()
             self._sock = None
 
@@ -111,6 +125,8 @@ class FileSource:
     Frame i has frame number i and timestamp i x ``frame_interval`` s. Frame numbers in
     ``skip`` (already in the run store of a resumed run) are not read again.
     """
+
+    live = False  # a recording: a pause is the pipeline's backpressure, not a quiet sender
 
     def __init__(self, path: str | Path, *, frame_interval: float, series: str | None = None,
                  skip: Iterable[int] = ()) -> None:
@@ -160,6 +176,8 @@ class FileSource:
 
 class NoSource:
     """No new frames: reconstruct what a run store already holds (``reconstruct RUN --out RUN``)."""
+
+    live = False
 
     def resume(self, seen: Mapping[Any, set[int]]) -> None:
         pass

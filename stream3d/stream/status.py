@@ -3,9 +3,47 @@
 from __future__ import annotations
 
 import contextlib
+import sys
+import threading
 from collections.abc import Callable, Iterator
 
 from stream3d.stream.pipeline import Snapshot, Summary
+
+
+_PLAIN_EVERY_S = 5.0  # s between progress lines when stderr is not a terminal (logs, CI)
+
+
+def status_parts(s: Snapshot, total: int | None = None) -> list[tuple[str, str, str]]:
+    """The status line as (long label, short label, value) parts, in order."""
+    parts = [("received", "rcv", str(s.received)), ("malformed", "bad", str(s.malformed)),
+             ("gaps", "gaps", str(s.gaps))]
+    if s.reconstructing:
+        done = f"{s.reconstructed}/{total}" if total else str(s.reconstructed)
+        parts += [("reconstructed", "rec", done), ("skipped", "skip", str(s.skipped)),
+                  ("failed", "fail", str(s.failed)), ("lag", "lag", str(s.lag)),
+                  ("frames/s", "f/s", f"{s.recon_fps:.2f}")]
+    else:
+        parts += [("recording raw frames only, frames/s", "raw f/s", f"{s.ingest_fps:.0f}")]
+    if s.live and s.idle_s > 5:
+        parts.append(("nothing received for", "idle", f"{s.idle_s:.0f} s"))
+    return parts
+
+
+def status_text(s: Snapshot, total: int | None = None, width: int | None = None) -> str:
+    """One line of whole words: long labels when they fit in ``width`` columns, else short
+    ones, else as many whole parts as fit."""
+    parts = status_parts(s, total)
+    for long in (True, False):
+        text = "  ".join(f"{lab if long else short} {v}" for lab, short, v in parts)
+        if width is None or len(text) <= width:
+            return text
+    text = ""
+    for _, short, v in parts:  # a very narrow terminal: whole parts only, never half a word
+        nxt = f"{text}  {short} {v}" if text else f"{short} {v}"
+        if len(nxt) > width:
+            break
+        text = nxt
+    return text
 
 
 class _StatusLine:
@@ -14,42 +52,47 @@ class _StatusLine:
     def __init__(self, snapshot: Callable[[], Snapshot], total: int | None) -> None:
         self.snapshot, self.total = snapshot, total
 
-    def __rich__(self):
-        from rich.console import Group
+    def __rich_console__(self, console, options):
         from rich.progress_bar import ProgressBar
+        from rich.segment import Segment
         from rich.text import Text
 
         s = self.snapshot()
-        line = Text.assemble(
-            ("received ", "dim"), str(s.received),
-            ("  malformed ", "dim"), (str(s.malformed), "yellow" if s.malformed else ""),
-            ("  gaps ", "dim"), (str(s.gaps), "yellow" if s.gaps else ""),
-        )
-        if s.reconstructing:
-            line.append_text(Text.assemble(
-                ("  reconstructed ", "dim"), (str(s.reconstructed), "green"),
-                ("  skipped ", "dim"), str(s.skipped),
-                ("  failed ", "dim"), (str(s.failed), "red" if s.failed else ""),
-                ("  lag ", "dim"), f"{s.lag}", ("  ", ""), f"{s.recon_fps:.2f} frames/s"))
-        else:
-            line.append(f"  recording raw frames only, {s.ingest_fps:.0f} frames/s", style="dim")
-        if s.idle_s > 5:
-            line.append(f"  (nothing received for {s.idle_s:.0f} s)", style="yellow")
+        width = options.max_width
+        line = Text(status_text(s, self.total, width), no_wrap=True, overflow="crop")
+        if s.failed or s.malformed or s.gaps:
+            line.stylize("yellow")
         if self.total:
             done = min(self.total, s.reconstructed + s.skipped + s.failed)
-            return Group(ProgressBar(total=self.total, completed=done, width=60), line)
-        return line
+            yield ProgressBar(total=self.total, completed=done, width=min(60, width))
+            yield Segment.line()  # the bar does not end its line
+        yield line
 
 
 @contextlib.contextmanager
-def live_status(snapshot: Callable[[], Snapshot], *, total: int | None = None) -> Iterator[None]:
-    """Show the status line on stderr (with a progress bar when the frame ``total`` is known)."""
+def live_status(snapshot: Callable[[], Snapshot], *, total: int | None = None,
+                every: float = _PLAIN_EVERY_S) -> Iterator[None]:
+    """Show the status line on stderr (with a progress bar when the frame ``total`` is known).
+    Without a terminal (logs, CI), a plain progress line every ``every`` seconds instead."""
     from rich.console import Console
     from rich.live import Live
 
     console = Console(stderr=True)
-    if not console.is_terminal:  # logs and CI: only the summary, no redraw noise
-        yield
+    if not console.is_terminal:
+        done = threading.Event()
+
+        def report() -> None:
+            while not done.wait(every):
+                sys.stderr.write(f"stream3d: {status_text(snapshot(), total)}\n")
+                sys.stderr.flush()
+
+        thread = threading.Thread(target=report, name="stream3d-progress", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
         return
     with Live(_StatusLine(snapshot, total), console=console, refresh_per_second=4,
               transient=False):

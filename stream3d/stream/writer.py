@@ -72,8 +72,8 @@ class Writer:
         queue is full; returns False when ``should_stop`` turned true first."""
         return self._put(_Append(frame, dict(counters)), should_stop)
 
-    def begin_series(self, series: Any, meta: Mapping[str, Any]) -> None:
-        self._put(_Call(lambda s: s.begin_series(series, meta)))
+    def begin_series(self, series: Any, meta: Mapping[str, Any], meta_dropped: int = 0) -> None:
+        self._put(_Call(lambda s: s.begin_series(series, meta, meta_dropped)))
 
     def set_counters(self, counters: Mapping[str, int]) -> None:
         counters = dict(counters)
