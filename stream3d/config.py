@@ -159,6 +159,8 @@ class Stream:
     write_batch: int = 32  # frames, most raw frames persisted by one store write
     hwm: int = 100  # messages queued in ZeroMQ (PUB drops beyond, PUSH blocks); RAM = hwm x frame
     torch_threads: int = 0  # CPU threads of refinement; 0 = cores - 1 (one left for the rest)
+    protocol: str = "native"  # wire protocol of `live`: "native" | "dectris" (SIMPLON stream v2)
+    channel: str = ""  # DECTRIS channel stored (e.g. "threshold_1"); "" = the start's first
 
     def check(self) -> None:
         _require(self.policy in ("all", "latest"), "stream.policy", 'must be "all" or "latest"')
@@ -168,6 +170,8 @@ class Stream:
         _require(self.write_batch >= 1, "stream.write_batch", "must be >= 1 frame")
         _require(self.hwm >= 1, "stream.hwm", "must be >= 1 message")
         _require(self.torch_threads >= 0, "stream.torch_threads", "must be >= 0 (0 = automatic)")
+        _require(self.protocol in ("native", "dectris"), "stream.protocol",
+                 'must be "native" or "dectris"')
 
 
 # Specimen kinds `stream3d simulate` can build (stream3d.specimen.catalog maps each to a builder).

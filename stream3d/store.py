@@ -10,6 +10,7 @@ This module is the only code that writes a run store (DESIGN.md "Run store"). La
       timestamp  (t,) float64  seconds
       status     (t,) uint8    0 pending, 1 refined, 2 skipped, 3 failed
       loss       (t,) float32  final data loss
+      masked     (t,) int32    pixels kept out of compute (detector mask, NODATA); -1 = not known
       attributes: ome (OME-NGFF 0.5 multiscales of ``volume``) and
                   stream3d = {version, config, counters, frames, frame_interval, series}
 
@@ -49,6 +50,8 @@ from stream3d.ome import multiscales
 COUNTERS = ("received", "malformed", "gaps", "duplicates", "skipped", "failed")
 TABLE = ("frame_id", "timestamp", "status", "loss")
 ARRAYS = ("frames", "popout", "volume", *TABLE)
+# Per-frame arrays a store may lack (made by an older version): absent ones are not written.
+OPTIONAL = ("masked",)
 # Sections whose values change what the stored frames and volumes mean: resuming a store with
 # a config that differs in these is refused (other sections, e.g. [refine], may change).
 _PHYSICAL_SECTIONS = ("microscope", "sample", "detector")
@@ -73,6 +76,7 @@ class RawFrame:
     frame_id: int
     timestamp: float
     data: np.ndarray
+    masked: int = -1  # pixels kept out of compute (detector mask, NODATA); -1 = not known
 
 
 class _ChunkFiles:
@@ -199,11 +203,12 @@ class RunStore:
                 del self._group[n]
             return
         self._arrays = {n: self._group[n] for n in ARRAYS}
+        self._arrays.update({n: self._group[n] for n in OPTIONAL if n in self._group.array_keys()})
         self._use_fast_path()
         frame_id = np.asarray(self._arrays["frame_id"][: min(lengths)], dtype=np.int64)
         uncommitted = np.flatnonzero(frame_id < 0)
         n = int(uncommitted[0]) if uncommitted.size else frame_id.size
-        if any(length != n for length in lengths):
+        if any(a.shape[0] != n for a in self._arrays.values()):
             for a in self._arrays.values():
                 a.resize((n, *a.shape[1:]))
         self._frame_id = frame_id[:n].copy()
@@ -233,6 +238,8 @@ class RunStore:
                            compressors=None),
             "loss": dict(shape=(0,), chunks=(1,), dtype="float32", fill_value=np.nan,
                            compressors=None),
+            "masked": dict(shape=(0,), chunks=(1,), dtype="int32", fill_value=-1,
+                           compressors=None),
         }
         dims = {"frames": ["t", "y", "x"], "popout": ["t", "z", "y", "x"],
                 "volume": ["t", "z", "y", "x"]}
@@ -249,6 +256,8 @@ class RunStore:
         names = ("frames", "timestamp", "frame_id")
         if all(_ChunkFiles.supports(self._arrays[n]) for n in names):
             self._fast = {n: _ChunkFiles(self.path, self._arrays[n]) for n in names}
+            if "masked" in self._arrays and _ChunkFiles.supports(self._arrays["masked"]):
+                self._fast["masked"] = _ChunkFiles(self.path, self._arrays["masked"])
 
     # ----------------------------------------------------------------------------- queries
     def __len__(self) -> int:
@@ -320,10 +329,16 @@ class RunStore:
             a.resize((t1, *a.shape[1:]))
         ts = np.array([f.timestamp for f in frames], dtype=np.float64)
         ids = np.array([f.frame_id for f in frames], dtype=np.int64)
+        masked = np.array([f.masked for f in frames], dtype=np.int32)
+        write_masked = "masked" in self._arrays and bool((masked >= 0).any())
         if self._fast:
             for i, f in enumerate(frames):
                 self._fast["frames"].write(t0 + i, f.data[None])
                 self._fast["timestamp"].write(t0 + i, ts[i:i + 1])
+                if write_masked and "masked" in self._fast:
+                    self._fast["masked"].write(t0 + i, masked[i:i + 1])
+            if write_masked and "masked" not in self._fast:
+                self._arrays["masked"][t0:t1] = masked
             for i in range(len(frames)):
                 self._fast["frame_id"].write(t0 + i, ids[i:i + 1])  # the commit mark: last
         else:
@@ -332,6 +347,8 @@ class RunStore:
                 block[i] = f.data  # one copy, byte order made native on the way
             self._arrays["frames"][t0:t1] = block
             self._arrays["timestamp"][t0:t1] = ts
+            if write_masked:
+                self._arrays["masked"][t0:t1] = masked
             self._arrays["frame_id"][t0:t1] = ids  # the commit mark: written last
         self._frame_id = np.concatenate([self._frame_id, ids])
         self._timestamp = np.concatenate([self._timestamp, ts])
