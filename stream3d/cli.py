@@ -176,6 +176,10 @@ def live(
         "--record-only", help="Only store raw frames (reconstruct later with "
         "`stream3d reconstruct RUN.zarr --out RUN.zarr`).")] = False,
     quiet: QuietOption = False,
+    protocol: Annotated[Optional[str], typer.Option(
+        help="native, or dectris (SIMPLON stream v2 from a DCU: --connect tcp://DCU:31001; "
+             "runs across series until --idle-timeout, --max-frames or Ctrl-C). "
+             "Default: stream.protocol.")] = None,
 ) -> None:
     """Reconstruct a live detector stream (native ZeroMQ protocol) into a 4D Zarr run store.
 
@@ -191,6 +195,12 @@ def live(
     _logging()
     with user_errors():
         cfg = load_config(config, set_)
+        if (protocol or cfg.stream.protocol) != "native":
+            from stream3d.stream.dectris_cli import run_live
+
+            return run_live(out, cfg, protocol or cfg.stream.protocol, connect=connect,
+                            bind=bind, scheduler=scheduler, max_frames=max_frames,
+                            idle_timeout=idle_timeout, record_only=record_only, quiet=quiet)
         summary = commands.live(out, cfg, connect=connect, bind=bind, pattern=pattern,
                                 scheduler=scheduler, max_frames=max_frames,
                                 idle_timeout=idle_timeout, record_only=record_only,
@@ -222,6 +232,12 @@ def camera(
                                         "longer series.")] = 1,
     config: ConfigOption = None,
     set_: SetOption = None,
+    protocol: Annotated[str, typer.Option(help="native, or dectris (SIMPLON stream v2: PUSH "
+                                          "bound like a DCU, e.g. on tcp://127.0.0.1:31001).")
+                        ] = "native",
+    channels: Annotated[int, typer.Option(help="dectris: channels per image (1-3: threshold_1, "
+                                          "threshold_2, difference).")] = 1,
+    compression: Annotated[str, typer.Option(help="dectris: bslz4, lz4 or none.")] = "bslz4",
 ) -> None:
     """Emulate a detector: play a movie in the native protocol over ZeroMQ.
 
@@ -231,6 +247,15 @@ def camera(
     from stream3d.stream import commands
     from stream3d.stream.camera import Faults, parse_frames, parse_kinds
 
+    if protocol != "native":
+        from stream3d.stream.dectris_cli import run_camera
+
+        with user_errors():
+            return run_camera(movie, load_config(config, set_), protocol, endpoint=endpoint,
+                              fps=fps, connect=connect, series=series, drop=drop,
+                              duplicate=duplicate, corrupt=corrupt, restart_after=restart_after,
+                              wait=wait, repeat=repeat, channels=channels,
+                              compression=compression)
     with user_errors():
         cfg = load_config(config, set_)
         faults = Faults(drop=parse_frames(drop), duplicate=parse_frames(duplicate),

@@ -96,10 +96,12 @@ def malformed_message(kind: DectrisKind, series_id: int, unique_id: str, image_i
                              {CHANNELS[0]: frame}, start_time=0.0, frame_time=0.0,
                              series_date=date)]
     if kind is DectrisKind.BAD_ARRAY:
-        item = encode_multidim(frame, "bslz4")
-        compressed = item.value[1].value  # the compression tag inside the typed array
-        algorithm, size, blob = compressed.value
-        compressed.value = [algorithm, size, blob[: max(13, len(blob) // 2)]]  # cut short
+        from stream3d.stream.dectris_codec import TAG_COMPRESSED, compress, typed_array_tag
+
+        algorithm, size, blob = compress(frame, "bslz4", frame.dtype.itemsize)
+        cut = cbor2.CBORTag(TAG_COMPRESSED, [algorithm, size, blob[: max(13, len(blob) // 2)]])
+        item = cbor2.CBORTag(40, [list(frame.shape),
+                                  cbor2.CBORTag(typed_array_tag(frame.dtype), cut)])
         return [cbor2.dumps({**base, "data": {CHANNELS[0]: item}})]
     if kind is DectrisKind.NO_CHANNEL:
         return [cbor2.dumps({**base, "data": {"threshold_9": encode_multidim(frame, None)}})]

@@ -164,8 +164,13 @@ class DectrisSource:
 
     def _on_image(self, info: ImageInfo) -> None:
         state = self._series.get(info.series)
-        if state is None:  # no start seen (we joined mid-series, or a resumed run): pass it on
-            state = self._series[info.series] = _Series(None, route="main", announced=True)
+        if state is None:  # no start seen (joined mid-series, a resumed run, or a stray image):
+            # pass it on; the tracker knows whether its series started (else: before_start).
+            data = info.channel(self.channel or next(iter(info.data)))
+            masked = PixelRule.for_dtype(data.dtype).count(data)
+            self._pending.append(FrameMessage(info.series, info.image_id, info.timestamp, data,
+                                              masked))
+            return
         channel = self.channel or (state.start.channels[0] if state.start and
                                    state.start.channels else next(iter(info.data)))
         data = info.channel(channel)
