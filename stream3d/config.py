@@ -66,11 +66,14 @@ class Sample:
 
 @dataclass(frozen=True)
 class Detector:
-    dose: float = 2000.0  # e/Å² per frame; raw counts have mean dose * pixel_size²
+    # e/Å² per frame; raw counts have mean dose * pixel_size². "auto": estimated from the
+    # frames' counts (reconstruct, live, info only).
+    dose: float | str = 2000.0
     dtype: str = "uint16"  # raw frame dtype written by simulate / camera: "uint16" | "float32"
 
     def check(self) -> None:
-        _require(self.dose > 0, "detector.dose", "must be > 0 e/Å²")
+        _require(self.dose == "auto" or (not isinstance(self.dose, str) and self.dose > 0),
+                 "detector.dose", 'must be > 0 e/Å² or "auto"')
         _require(self.dtype in ("uint16", "float32"), "detector.dtype",
                  'must be "uint16" or "float32"')
 
@@ -291,6 +294,8 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
         options = typing.get_args(kind)
         if value is None and type(None) in options:
             return None
+        if isinstance(value, str) and str in options:
+            return value
         kind = next(o for o in options if o is not type(None))
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):

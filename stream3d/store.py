@@ -151,6 +151,7 @@ class RunStore:
         self.series: list[dict[str, Any]] = list(state.get("series", []))
         self._arrays: dict[str, zarr.Array] = {}
         self._fast: dict[str, _ChunkFiles] = {}  # direct chunk writers of the append path
+        self._fast_masked: _ChunkFiles | None = None
         self._frame_id = np.zeros(0, np.int64)
         self._timestamp = np.zeros(0, np.float64)
         self._status = np.zeros(0, np.uint8)
@@ -256,8 +257,9 @@ class RunStore:
         names = ("frames", "timestamp", "frame_id")
         if all(_ChunkFiles.supports(self._arrays[n]) for n in names):
             self._fast = {n: _ChunkFiles(self.path, self._arrays[n]) for n in names}
-            if "masked" in self._arrays and _ChunkFiles.supports(self._arrays["masked"]):
-                self._fast["masked"] = _ChunkFiles(self.path, self._arrays["masked"])
+        if self._fast and "masked" in self._arrays and \
+                _ChunkFiles.supports(self._arrays["masked"]):
+            self._fast_masked = _ChunkFiles(self.path, self._arrays["masked"])
 
     # ----------------------------------------------------------------------------- queries
     def __len__(self) -> int:
@@ -335,9 +337,9 @@ class RunStore:
             for i, f in enumerate(frames):
                 self._fast["frames"].write(t0 + i, f.data[None])
                 self._fast["timestamp"].write(t0 + i, ts[i:i + 1])
-                if write_masked and "masked" in self._fast:
-                    self._fast["masked"].write(t0 + i, masked[i:i + 1])
-            if write_masked and "masked" not in self._fast:
+                if write_masked and self._fast_masked is not None:
+                    self._fast_masked.write(t0 + i, masked[i:i + 1])
+            if write_masked and self._fast_masked is None:
                 self._arrays["masked"][t0:t1] = masked
             for i in range(len(frames)):
                 self._fast["frame_id"].write(t0 + i, ids[i:i + 1])  # the commit mark: last

@@ -95,10 +95,21 @@ def fill_invalid(frame: np.ndarray, invalid: np.ndarray, radius: int = 2) -> np.
 
 
 class RuleHolder:
-    """The rule of the latest series, set by the source as series start."""
+    """The rule of the latest series (set by the source as series start) and the run's dose
+    once a frame has fixed it (``detector.dose = "auto"``)."""
 
     def __init__(self, rule: PixelRule | None = None) -> None:
         self.rule = rule
+        self.config: Any = None  # the config with the dose resolved, after the first frame
+
+    def resolve(self, config: Any, frame: np.ndarray) -> Any:
+        """``config`` with its dose checked against (or, for "auto", taken from) the first
+        frame compute sees; later frames reuse that one decision."""
+        if self.config is None:
+            from stream3d.io.replay import checked_dose
+
+            self.config = checked_dose(config, frame, "first frame")
+        return self.config
 
 
 class _CleanPopout:
@@ -109,16 +120,23 @@ class _CleanPopout:
 
     def __call__(self, frame: np.ndarray, config: Any, **kwargs: Any) -> Any:
         rule = self.holder.rule
-        return self.popout(rule.clean(frame) if rule else frame, config, **kwargs)
+        frame = rule.clean(frame) if rule else frame
+        return self.popout(frame, self.holder.resolve(config, frame), **kwargs)
 
 
 class _CleanRefiner:
-    def __init__(self, refiner: Any, holder: RuleHolder) -> None:
-        self.refiner, self.holder = refiner, holder
+    """Builds the real refiner on the first frame (its dose may come from that frame)."""
+
+    def __init__(self, factory: Any, config: Any, device: Any, holder: RuleHolder) -> None:
+        self.factory, self.config, self.device, self.holder = factory, config, device, holder
+        self.refiner = None if config.detector.dose == "auto" else factory(config, device)
 
     def refine(self, frame: np.ndarray, popout: Any) -> Any:
         rule = self.holder.rule
-        return self.refiner.refine(rule.clean(frame) if rule else frame, popout)
+        frame = rule.clean(frame) if rule else frame
+        if self.refiner is None:
+            self.refiner = self.factory(self.holder.resolve(self.config, frame), self.device)
+        return self.refiner.refine(frame, popout)
 
 
 class _CleanRefinerFactory:
@@ -126,7 +144,7 @@ class _CleanRefinerFactory:
         self.factory, self.holder = factory, holder
 
     def __call__(self, config: Any, device: Any = None) -> _CleanRefiner:
-        return _CleanRefiner(self.factory(config, device), self.holder)
+        return _CleanRefiner(self.factory, config, device, self.holder)
 
 
 def masked_stages(stages: Stages, holder: RuleHolder) -> Stages:
