@@ -271,7 +271,8 @@ def encode_start(series_id: int, unique_id: str, *, channels: tuple[str, ...],
 def encode_image(series_id: int, unique_id: str, image_id: int, channels: Mapping[str, np.ndarray],
                  *, start_time: float, frame_time: float, series_date: _dt.datetime,
                  compression: str | None = "bslz4") -> bytes:
-    """An image message carrying ``channels`` (name -> (y, x) array), compressed as asked."""
+    """An image message carrying ``channels`` (name -> (y, x) array, compressed as asked, or
+    an already encoded tag-40 item)."""
     import cbor2
 
     start = int(round(start_time * TIME_BASE))
@@ -281,7 +282,8 @@ def encode_image(series_id: int, unique_id: str, image_id: int, channels: Mappin
         "image_id": int(image_id), "real_time": [stop - start, TIME_BASE],
         "series_date": series_date, "start_time": [start, TIME_BASE],
         "stop_time": [stop, TIME_BASE],
-        "data": {name: encode_multidim(a, compression) for name, a in channels.items()},
+        "data": {name: a if isinstance(a, cbor2.CBORTag) else encode_multidim(a, compression)
+                 for name, a in channels.items()},
     }
     return cbor2.dumps(head)
 

@@ -139,6 +139,17 @@ def play_dectris(movie: Sequence[np.ndarray], camera: Camera, *, fps: float = 0.
         report.series.append(number)
         return unique, _dt.datetime.now(_dt.timezone.utc)
 
+    encoded: dict[int, dict] = {}  # movie index -> its channels, compressed once (repeats)
+
+    def channels_of(index: int, frame: np.ndarray) -> dict:
+        if index not in encoded:
+            items = {name: encode_multidim(a, compression)
+                     for name, a in channel_data(frame, fmt.channels).items()}
+            if repeat == 1:
+                return items
+            encoded[index] = items
+        return encoded[index]
+
     restart = faults.restart_after
     first_len = restart if restart is not None and restart < total else total
     unique, date = begin(series, first_len)
@@ -156,7 +167,7 @@ def play_dectris(movie: Sequence[np.ndarray], camera: Camera, *, fps: float = 0.
         if i in faults.drop:
             report.dropped += 1
         else:
-            message = encode_image(series, unique, numbered, channel_data(frame, fmt.channels),
+            message = encode_image(series, unique, numbered, channels_of(i % n, frame),
                                    start_time=numbered * frame_time, frame_time=frame_time,
                                    series_date=date, compression=compression)
             copies = 2 if i in faults.duplicate else 1

@@ -112,29 +112,29 @@ def _bslz4_decompress(blob: bytes | memoryview, elem_size: int) -> bytes:
     if last:
         sizes.append(last)
     view = memoryview(blob)[12:]
-    out = bytearray(total)
-    pos = done = 0
+    end = len(view)
+    parts, pos, done = [], 0, 0
+    unpack, decompress_block = struct.Struct(">I").unpack_from, lz4.block.decompress
     for count in sizes:
         want = count * elem_size
-        if pos + 4 > len(view):
+        if pos + 4 > end:
             raise CodecError(f"bslz4 data ends after {done} of {total} bytes")
-        (size,) = struct.unpack(">I", view[pos:pos + 4])
-        if pos + 4 + size > len(view):
+        (size,) = unpack(view, pos)
+        if pos + 4 + size > end:
             raise CodecError(f"bslz4 block of {size} bytes is cut short")
         try:
-            chunk = lz4.block.decompress(view[pos + 4:pos + 4 + size], uncompressed_size=want)
+            chunk = decompress_block(view[pos + 4:pos + 4 + size], uncompressed_size=want)
         except Exception as exc:  # noqa: BLE001 - lz4 raises LZ4BlockError
             raise CodecError(f"bslz4 data is corrupt: {exc}") from None
         if len(chunk) != want:
             raise CodecError(f"bslz4 block gave {len(chunk)} bytes, expected {want}")
-        out[done:done + want] = chunk
+        parts.append(chunk)
         pos, done = pos + 4 + size, done + want
     tail = total - done  # the last elems % 8 elements are stored as they are
-    if len(view) - pos != tail:
-        raise CodecError(f"bslz4 data has {len(view) - pos} bytes after its blocks, expected "
-                         f"{tail}")
-    out[done:] = view[pos:]
-    shuffled = np.frombuffer(out, dtype=np.dtype(f"u{elem_size}"))
+    if end - pos != tail:
+        raise CodecError(f"bslz4 data has {end - pos} bytes after its blocks, expected {tail}")
+    parts.append(view[pos:])
+    shuffled = np.frombuffer(b"".join(parts), dtype=np.dtype(f"u{elem_size}"))
     return bitshuffle.bitunshuffle(shuffled, per_block).view(np.uint8).data
 
 
