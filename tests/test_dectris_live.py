@@ -209,3 +209,44 @@ def test_bad_dectris_options_are_one_line_and_exit_code_2(tmp_path, args, messag
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+CAPTURE = ROOT.parent / "shared" / "data" / "dectris-stream2" / "r500k_bm_bslz4_8bit" / "000001.cbor"
+
+
+def test_damaged_messages_are_counted_never_raised(tmp_path):
+    """Bytes flipped anywhere in a real EIGER image message (or a made one when the capture
+    is absent): the source hands the pipeline a message or a Malformed, never an exception."""
+    from stream3d.stream.dectris import encode_start
+    from stream3d.stream.dectris_source import DectrisSource
+    from stream3d.stream.protocol import Malformed
+
+    if CAPTURE.exists():
+        base = CAPTURE.read_bytes()
+    else:
+        import datetime as dt
+
+        from stream3d.stream.dectris import encode_image
+
+        base = encode_image(1, "u", 0, {"threshold_1": movie(1, np.uint8)[0]}, start_time=0,
+                            frame_time=0.01, series_date=dt.datetime.now(dt.timezone.utc))
+    source = DectrisSource("tcp://127.0.0.1:1", CFG, out=tmp_path / "run.zarr")
+    source.handle(encode_start(1, "01GRXWS1MWTNK0GJYNYKDWCNBY", channels=("threshold_1",),
+                               shape=(514, 1030), number_of_images=2, frame_time=0.01,
+                               saturation=200))
+    rng = np.random.default_rng(5)
+    outcomes = {"frame": 0, "malformed": 0}
+    for trial in range(150):
+        damaged = bytearray(base)
+        if trial % 3 == 0:
+            damaged = damaged[: rng.integers(1, len(damaged))]
+        else:
+            for _ in range(rng.integers(1, 6)):
+                damaged[rng.integers(0, len(damaged))] = rng.integers(0, 256)
+        source.handle(bytes(damaged))
+        while source._pending:
+            item = source._pending.popleft()
+            kind = "malformed" if isinstance(item, Malformed) else "frame"
+            outcomes[kind] += 1
+    assert outcomes["malformed"] > 50
+    assert sum(outcomes.values()) >= 150
