@@ -16,6 +16,11 @@
    the temporary folder (500 frames/s of 512² Poisson counts is ~165 MB/s after compression, so
    there the disk's sustained write rate can be the limit once the page cache is full).
 
+4. DECTRIS ingest: the same 514 x 1030 uint16 frames (an EIGER2 R 500K's size) received as
+   SIMPLON stream v2 (CBOR, bslz4, one channel) from ``camera --protocol dectris`` and as native
+   raw frames, each persisted by ``live --record-only`` in the same run, alternating.
+   Target: DECTRIS >= 0.5x the native rate (decompression is the extra work).
+
 Ratios are taken in one run, so they hold on a shared, noisy machine where absolute times drift.
 """
 
@@ -110,6 +115,45 @@ def ingest_capacity(n: int, size: int, tmp: Path, store_dir: Path) -> tuple[floa
     return summary.ingest_fps, summary.session_received
 
 
+def dectris_and_native_ingest(n: int, tmp: Path, store_dir: Path, shape=(514, 1030),
+                              compression: str = "bslz4") -> tuple[float, float, int, int]:
+    """(DECTRIS frames/s, native frames/s, DECTRIS frames received, native frames received):
+    the same uint16 movie over PUSH/PULL loopback, persisted raw."""
+    from stream3d.stream.dectris_source import DectrisSource
+
+    rng = np.random.default_rng(1)
+    unique = 50
+    path = write_mrc_movie(tmp / "eiger.mrc", rng.poisson(20, (unique, *shape)).astype(np.uint16),
+                           pixel_size=1.0)
+    cfg = config_mod.load(None, [])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    repeat = str(max(1, n // unique))
+    rates = {}
+    for protocol in ("dectris", "native"):
+        address = f"tcp://127.0.0.1:{free_port()}"
+        if protocol == "dectris":  # the detector binds, we connect
+            args = ["--protocol", "dectris", "--compression", compression]
+            source = DectrisSource(address, cfg, out=store_dir / "dectris.zarr")
+        else:
+            args = ["--pattern", "push", "--connect"]
+            source = ZmqSource(address, pattern="pull", bind=True, hwm=cfg.stream.hwm)
+        camera = subprocess.Popen(
+            [sys.executable, "-m", "stream3d", "camera", str(path), "--endpoint", address,
+             "--fps", "0", "--repeat", repeat, "--wait", "60", *args],
+            env=env, stdout=subprocess.DEVNULL)
+        try:
+            summary = run_pipeline(source, store_dir / f"{protocol}.zarr", cfg,
+                                   options=RunOptions(reconstruct=False, idle_timeout=20,
+                                                      stop_on_end=True))
+            camera.wait(60)
+        finally:
+            if camera.poll() is None:
+                camera.kill()
+                camera.wait(10)
+        rates[protocol] = (summary.ingest_fps, summary.session_received)
+    return rates["dectris"][0], rates["native"][0], rates["dectris"][1], rates["native"][1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=12)
@@ -120,7 +164,13 @@ def main() -> None:
     ap.add_argument("--ingest-size", type=int, default=512)
     ap.add_argument("--rounds", type=int, default=2, help="alternate measurements, best kept")
     ap.add_argument("--skip-replay", action="store_true", help="ingest capacity only")
+    ap.add_argument("--dectris-frames", type=int, default=1000,
+                    help="frames of the DECTRIS-vs-native ingest comparison (0 = skip it)")
+    ap.add_argument("--dectris-only", action="store_true",
+                    help="only the DECTRIS-vs-native ingest comparison")
     args = ap.parse_args()
+    if args.dectris_only:
+        args.skip_replay = True
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -152,7 +202,21 @@ def main() -> None:
         places = [("disk", tmp)]
         if Path("/dev/shm").is_dir():
             places.insert(0, ("RAM", Path("/dev/shm")))
-        for label, folder in places:
+        if args.dectris_frames:
+            best = None
+            for _ in range(args.rounds):
+                with tempfile.TemporaryDirectory(dir=places[0][1]) as store_dir:
+                    got = dectris_and_native_ingest(args.dectris_frames, tmp, Path(store_dir))
+                best = got if best is None or got[0] / got[1] > best[0] / best[1] else best
+            d_fps, n_fps, d_got, n_got = best
+            rows += [
+                (f"ingest 514x1030 uint16 native raw, store in {places[0][0]}",
+                 f"{n_fps:8.0f} frames/s", f"1.00x ({n_got} frames)"),
+                (f"ingest 514x1030 uint16 DECTRIS stream v2 bslz4, store in {places[0][0]}",
+                 f"{d_fps:8.0f} frames/s",
+                 f"{d_fps / n_fps:.2f}x of native (target >= 0.5x; {d_got} frames)"),
+            ]
+        for label, folder in ([] if args.dectris_only else places):
             with tempfile.TemporaryDirectory(dir=folder) as store_dir:
                 fps, got = ingest_capacity(args.ingest_frames, args.ingest_size, tmp,
                                            Path(store_dir))

@@ -68,9 +68,15 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
-def load_config(path: Optional[Path], sets: Optional[list[str]]) -> config_mod.Config:
-    """The config from ``--config`` and ``--set`` (defaults when neither is given)."""
-    return config_mod.load(path, sets or ())
+def load_config(path: Optional[Path], sets: Optional[list[str]], *,
+                auto_dose: bool = False) -> config_mod.Config:
+    """The config from ``--config`` and ``--set`` (defaults when neither is given).
+    ``detector.dose = "auto"`` is refused unless ``auto_dose`` (commands that read frames)."""
+    cfg = config_mod.load(path, sets or ())
+    if cfg.detector.dose == "auto" and not auto_dose:
+        raise config_mod.ConfigError('detector.dose = "auto" is estimated from recorded frames: '
+                                     "only reconstruct, live and info take it; give e/Å²")
+    return cfg
 
 
 @app.command()
@@ -133,6 +139,9 @@ def reconstruct(
     scheduler: SchedulerOption = None,
     max_frames: MaxFramesOption = None,
     quiet: QuietOption = False,
+    record_only: Annotated[bool, typer.Option(
+        "--record-only", help="Only import the raw frames, exactly as read (reconstruct "
+        "later with `stream3d reconstruct RUN.zarr --out RUN.zarr`).")] = False,
 ) -> None:
     """Replay a recorded movie through pop-out and refinement into a 4D Zarr run store.
 
@@ -149,7 +158,8 @@ def reconstruct(
     with user_errors():
         cfg = commands.run_config(out, config, set_ or ())  # resuming: the store's own config
         summary = commands.reconstruct(movie, out, cfg, scheduler=scheduler,
-                                       max_frames=max_frames, show_status=not quiet)
+                                       max_frames=max_frames, show_status=not quiet,
+                                       record_only=record_only)
     typer.echo(render_summary(summary))
     if summary.interrupted:
         raise typer.Exit(130)
@@ -176,6 +186,10 @@ def live(
         "--record-only", help="Only store raw frames (reconstruct later with "
         "`stream3d reconstruct RUN.zarr --out RUN.zarr`).")] = False,
     quiet: QuietOption = False,
+    protocol: Annotated[Optional[str], typer.Option(
+        help="native, or dectris (SIMPLON stream v2 from a DCU: --connect tcp://DCU:31001; "
+             "runs across series until --idle-timeout, --max-frames or Ctrl-C). "
+             "Default: stream.protocol.")] = None,
 ) -> None:
     """Reconstruct a live detector stream (native ZeroMQ protocol) into a 4D Zarr run store.
 
@@ -191,13 +205,29 @@ def live(
     _logging()
     with user_errors():
         cfg = commands.run_config(out, config, set_ or ())  # resuming: the store's own config
+        if (protocol or cfg.stream.protocol) != "native":
+            from stream3d.stream.dectris_cli import run_live
+
+            return run_live(out, cfg, protocol or cfg.stream.protocol, connect=connect,
+                            bind=bind, scheduler=scheduler, max_frames=max_frames,
+                            idle_timeout=idle_timeout, record_only=record_only, quiet=quiet)
         summary = commands.live(out, cfg, connect=connect, bind=bind, pattern=pattern,
                                 scheduler=scheduler, max_frames=max_frames,
                                 idle_timeout=idle_timeout, record_only=record_only,
-                                show_status=not quiet)
+                                show_status=not quiet, stages=_auto_dose_stages(cfg))
     typer.echo(render_summary(summary))
     if summary.interrupted:
         raise typer.Exit(130)
+
+
+def _auto_dose_stages(cfg: config_mod.Config):
+    """detector.dose = "auto" in a live run: the stages take the dose from the first frame."""
+    if cfg.detector.dose != "auto":
+        return None
+    from stream3d.stream.compute import default_stages
+    from stream3d.stream.pixel_mask import RuleHolder, masked_stages
+
+    return masked_stages(default_stages(), RuleHolder())
 
 
 @app.command()
@@ -224,6 +254,12 @@ def camera(
                                         "longer series.")] = 1,
     config: ConfigOption = None,
     set_: SetOption = None,
+    protocol: Annotated[str, typer.Option(help="native, or dectris (SIMPLON stream v2: PUSH "
+                                          "bound like a DCU, e.g. on tcp://127.0.0.1:31001).")
+                        ] = "native",
+    channels: Annotated[int, typer.Option(help="dectris: channels per image (1-3: threshold_1, "
+                                          "threshold_2, difference).")] = 1,
+    compression: Annotated[str, typer.Option(help="dectris: bslz4, lz4 or none.")] = "bslz4",
 ) -> None:
     """Emulate a detector: play a movie in the native protocol over ZeroMQ.
 
@@ -234,6 +270,15 @@ def camera(
     from stream3d.stream.camera import Faults, parse_frames, parse_kinds
 
     _logging()
+    if protocol != "native":
+        from stream3d.stream.dectris_cli import run_camera
+
+        with user_errors():
+            return run_camera(movie, load_config(config, set_), protocol, endpoint=endpoint,
+                              fps=fps, connect=connect, series=series, drop=drop,
+                              duplicate=duplicate, corrupt=corrupt, restart_after=restart_after,
+                              wait=wait, repeat=repeat, channels=channels,
+                              compression=compression)
     with user_errors():
         cfg = load_config(config, set_)
         faults = Faults(drop=parse_frames(drop), duplicate=parse_frames(duplicate),
@@ -467,6 +512,27 @@ def _register_keys() -> None:
 
 
 _register_keys()
+@app.command()
+def info(
+    movie: Annotated[Path, typer.Argument(help="Movie file (MRC, TIFF, DM3/DM4, Velox or NCEM "
+                                          "EMD, TIA SER/EMI) or a run store (.zarr).")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """What a movie holds: frames, frame shape, dtype, pixel size (Å), frame interval (s),
+    instrument, detector, dose (e/Å² per frame), and which values came from the file's
+    metadata (the others from the config)."""
+    from stream3d.io.info import movie_info, render
+
+    with user_errors():
+        facts = movie_info(movie, load_config(config, set_, auto_dose=True))
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(facts))
+    else:
+        typer.echo(render(facts))
 
 
 def main() -> None:

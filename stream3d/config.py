@@ -66,11 +66,14 @@ class Sample:
 
 @dataclass(frozen=True)
 class Detector:
-    dose: float = 2000.0  # e/Å² per frame; raw counts have mean dose * pixel_size²
+    # e/Å² per frame; raw counts have mean dose * pixel_size². "auto": estimated from the
+    # frames' counts (reconstruct, live, info only).
+    dose: float | str = 2000.0
     dtype: str = "uint16"  # raw frame dtype written by simulate / camera: "uint16" | "float32"
 
     def check(self) -> None:
-        _require(self.dose > 0, "detector.dose", "must be > 0 e/Å²")
+        _require(self.dose == "auto" or (not isinstance(self.dose, str) and self.dose > 0),
+                 "detector.dose", 'must be > 0 e/Å² or "auto"')
         _require(self.dtype in ("uint16", "float32"), "detector.dtype",
                  'must be "uint16" or "float32"')
 
@@ -162,6 +165,8 @@ class Stream:
     curve_server_key: str = ""  # CURVE: receiver's NAME.key_secret / sender's copy of NAME.key
     curve_client_key: str = ""  # CURVE: a sender's own NAME.key_secret ("" = no CURVE)
     curve_clients: str = ""  # CURVE: folder of allowed senders' NAME.key ("" = any key pair)
+    protocol: str = "native"  # wire protocol of `live`: "native" | "dectris" (SIMPLON stream v2)
+    channel: str = ""  # DECTRIS channel stored (e.g. "threshold_1"); "" = the start's first
 
     def check(self) -> None:
         _require(self.policy in ("all", "latest"), "stream.policy", 'must be "all" or "latest"')
@@ -171,6 +176,8 @@ class Stream:
         _require(self.write_batch >= 1, "stream.write_batch", "must be >= 1 frame")
         _require(self.hwm >= 1, "stream.hwm", "must be >= 1 message")
         _require(self.torch_threads >= 0, "stream.torch_threads", "must be >= 0 (0 = automatic)")
+        _require(self.protocol in ("native", "dectris"), "stream.protocol",
+                 'must be "native" or "dectris"')
 
 
 # Specimen kinds `stream3d simulate` can build (stream3d.specimen.catalog maps each to a builder).
@@ -288,6 +295,8 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
         options = typing.get_args(kind)
         if value is None and type(None) in options:
             return None
+        if isinstance(value, str) and str in options:
+            return value
         kind = next(o for o in options if o is not type(None))
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):

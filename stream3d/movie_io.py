@@ -1,19 +1,22 @@
-"""Reading and writing recorded movies: MRC stacks, multi-page TIFF, and a run store's raw frames.
+"""Reading and writing recorded movies: MRC, TIFF, Gatan DM3/DM4, Velox and NCEM EMD, TIA
+SER/EMI (readers in :mod:`stream3d.io.readers`) and a run store's raw frames.
 
-A movie is a sequence of 2D raw frames (y, x) read lazily (memory-mapped where the format
-allows), so replaying a movie larger than RAM is fine.
+A movie is a sequence of 2D raw frames (y, x) read lazily (one frame from disk when asked
+for), so replaying a movie larger than RAM is fine. ``meta`` holds the file's calibrations.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from stream3d.errors import UserError
+from stream3d.io.meta import MovieMeta
+from stream3d.io.readers import DM, EMD, SUPPORTED, TIA, read_mrc, read_rsciio, read_tiff
 
 MRC_SUFFIXES = (".mrc", ".mrcs", ".st", ".map")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -36,6 +39,7 @@ class ArrayMovie:
     frames: object
     pixel_size: float | None = None
     _closer: object = None
+    meta: MovieMeta = field(default_factory=MovieMeta)
 
     def __len__(self) -> int:
         return int(self.frames.shape[0])
@@ -54,7 +58,8 @@ class ArrayMovie:
 
 
 def open_movie(path: str | Path) -> ArrayMovie:
-    """Open an MRC (.mrc/.mrcs/.st/.map), TIFF or run-store (.zarr) movie for lazy reading.
+    """Open a movie for lazy reading: MRC (.mrc/.mrcs/.st/.map), TIFF, DM3/DM4, EMD (Velox,
+    NCEM), TIA (.ser/.emi) or a run store (.zarr).
 
     A single 2D image is a one-frame movie. Raises :class:`UserError` naming the problem.
     """
@@ -62,45 +67,22 @@ def open_movie(path: str | Path) -> ArrayMovie:
     if not path.exists():
         raise UserError(f"movie {path} does not exist")
     suffix = path.suffix.lower()
-    if suffix in MRC_SUFFIXES:
-        return _open_mrc(path)
-    if suffix in TIFF_SUFFIXES:
-        return _open_tiff(path)
     if suffix == ".zarr" or (path / "zarr.json").exists():
         return _open_run_frames(path)
-    raise UserError(f"movie {path}: unknown format {suffix!r} "
-                    f"(use {', '.join(MRC_SUFFIXES + TIFF_SUFFIXES)} or a run store .zarr)")
-
-
-def _open_mrc(path: Path) -> ArrayMovie:
-    import mrcfile
-
-    try:
-        mrc = mrcfile.mmap(path, mode="r", permissive=True)
-    except (ValueError, OSError) as exc:
-        raise UserError(f"movie {path} is not a readable MRC file: {exc}") from None
-    data = mrc.data
-    if data is None or data.ndim not in (2, 3):
-        mrc.close()
-        raise UserError(f"movie {path}: expected a 2D frame or a 3D stack (t, y, x)")
-    if data.ndim == 2:
-        data = data[None]
-    size = float(mrc.voxel_size.x)
-    return ArrayMovie(data, size if size > 0 else None, mrc)
-
-
-def _open_tiff(path: Path) -> ArrayMovie:
-    from PIL import Image, ImageSequence
-
-    try:
-        with Image.open(path) as img:
-            pages = [np.asarray(page) for page in ImageSequence.Iterator(img)]
-    except (OSError, ValueError) as exc:
-        raise UserError(f"movie {path} is not a readable TIFF file: {exc}") from None
-    shapes = {p.shape for p in pages}
-    if len(shapes) != 1 or pages[0].ndim != 2:
-        raise UserError(f"movie {path}: pages must be 2D frames of one shape, got {sorted(shapes)}")
-    return ArrayMovie(np.stack(pages))
+    if suffix == ".emi":  # TIA: the .emi holds the metadata, the series is in <name>_1.ser
+        sers = sorted(path.parent.glob(f"{path.stem}_*.ser"))
+        if not sers:
+            raise UserError(f"movie {path}: no {path.stem}_1.ser beside it")
+    if suffix in MRC_SUFFIXES:
+        frames, meta, closer = read_mrc(path)
+    elif suffix in TIFF_SUFFIXES:
+        frames, meta, closer = read_tiff(path)
+    elif suffix in DM + EMD + TIA:
+        frames, meta, closer = read_rsciio(path)
+    else:
+        raise UserError(f"movie {path}: unknown format {suffix!r} "
+                        f"(use {', '.join(SUPPORTED)} or a run store .zarr)")
+    return ArrayMovie(frames, meta.pixel_size, closer, meta)
 
 
 def _open_run_frames(path: Path) -> ArrayMovie:
@@ -110,7 +92,14 @@ def _open_run_frames(path: Path) -> ArrayMovie:
     group = open_run(path)
     if "frames" not in group.array_keys():
         raise UserError(f"run store {path} has no frames yet")
-    return ArrayMovie(group["frames"], scale_of(group.attrs["ome"])[2])
+    state = group.attrs["stream3d"]
+    size = scale_of(group.attrs["ome"])[2]
+    meta = MovieMeta("stream3d run store", pixel_size=size,
+                     frame_interval=state.get("frame_interval"))
+    for segment in state.get("series", []):
+        dectris = (segment.get("meta") or {}).get("dectris") or {}
+        meta.detector = meta.detector or dectris.get("detector_description")
+    return ArrayMovie(group["frames"], size, None, meta)
 
 
 def write_mrc_movie(path: str | Path, frames: Sequence[np.ndarray] | np.ndarray, *,

@@ -11,6 +11,7 @@ This module is the only code that writes a run store (DESIGN.md "Run store"). La
       status     (t,) uint8    0 pending, 1 refined, 2 skipped, 3 failed
       loss       (t,) float32  final data loss
       segments/  one small group per series segment: attributes {series, first, meta}
+      masked     (t,) int32    pixels kept out of compute (detector mask, NODATA); -1 = not known
       attributes: ome (OME-NGFF 0.5 multiscales of ``volume``) and
                   stream3d = {version, config, counters, frames, frame_interval, segments,
                               writer: {pid}}
@@ -62,6 +63,8 @@ from stream3d.store_lock import StoreLock
 COUNTERS = ("received", "malformed", "gaps", "duplicates", "skipped", "failed")
 TABLE = ("frame_id", "timestamp", "status", "loss")
 ARRAYS = ("frames", "popout", "volume", *TABLE)
+# Per-frame arrays a store may lack (made by an older version): absent ones are not written.
+OPTIONAL = ("masked",)
 # Sections whose values change what the stored frames and volumes mean: resuming a store with
 # a config that differs in these is refused (other sections, e.g. [refine], may change).
 _PHYSICAL_SECTIONS = ("microscope", "sample", "detector")
@@ -92,6 +95,7 @@ class RawFrame:
     frame_id: int
     timestamp: float
     data: np.ndarray
+    masked: int = -1  # pixels kept out of compute (detector mask, NODATA); -1 = not known
 
 
 class _ChunkFiles:
@@ -191,6 +195,7 @@ class RunStore:
         # all the frame interval needs, so nothing per frame is kept in memory.
         self._seg_first: tuple[int, float] | None = None
         self._last: tuple[int, float] | None = None
+        self._fast_masked: _ChunkFiles | None = None
         self.frame_shape: tuple[int, int] | None = None
         self.frame_dtype: np.dtype | None = None
         self._closed = False
@@ -278,11 +283,12 @@ class RunStore:
             self._set_segments(segments, 0)
             return
         self._arrays = {n: self._group[n] for n in ARRAYS}
+        self._arrays.update({n: self._group[n] for n in OPTIONAL if n in self._group.array_keys()})
         self._use_fast_path()
         frame_id = np.asarray(self._arrays["frame_id"][: min(lengths)], dtype=np.int64)
         uncommitted = np.flatnonzero(frame_id < 0)
         n = int(uncommitted[0]) if uncommitted.size else frame_id.size
-        if any(length != n for length in lengths):
+        if any(a.shape[0] != n for a in self._arrays.values()):
             for a in self._arrays.values():
                 a.resize((n, *a.shape[1:]))
         self._n = n
@@ -341,6 +347,8 @@ class RunStore:
                            compressors=None),
             "loss": dict(shape=(0,), chunks=(1,), dtype="float32", fill_value=np.nan,
                            compressors=None),
+            "masked": dict(shape=(0,), chunks=(1,), dtype="int32", fill_value=-1,
+                           compressors=None),
         }
         dims = {"frames": ["t", "y", "x"], "popout": ["t", "z", "y", "x"],
                 "volume": ["t", "z", "y", "x"]}
@@ -357,6 +365,9 @@ class RunStore:
         names = ("frames", "timestamp", "frame_id", "status")
         if all(_ChunkFiles.supports(self._arrays[n]) for n in names):
             self._fast = {n: _ChunkFiles(self.path, self._arrays[n]) for n in names}
+        if self._fast and "masked" in self._arrays and \
+                _ChunkFiles.supports(self._arrays["masked"]):
+            self._fast_masked = _ChunkFiles(self.path, self._arrays["masked"])
 
     # ----------------------------------------------------------------------------- queries
     def __len__(self) -> int:
@@ -453,10 +464,16 @@ class RunStore:
             a.resize((t1, *a.shape[1:]))
         ts = np.array([f.timestamp for f in frames], dtype=np.float64)
         ids = np.array([int(f.frame_id) for f in frames], dtype=np.int64)
+        masked = np.array([f.masked for f in frames], dtype=np.int32)
+        write_masked = "masked" in self._arrays and bool((masked >= 0).any())
         if self._fast:
             for i, f in enumerate(frames):
                 self._fast["frames"].write(t0 + i, f.data[None])
                 self._fast["timestamp"].write(t0 + i, ts[i:i + 1])
+                if write_masked and self._fast_masked is not None:
+                    self._fast_masked.write(t0 + i, masked[i:i + 1])
+            if write_masked and self._fast_masked is None:
+                self._arrays["masked"][t0:t1] = masked
             for i in range(len(frames)):
                 self._fast["frame_id"].write(t0 + i, ids[i:i + 1])  # the commit mark: last
         else:
@@ -465,6 +482,8 @@ class RunStore:
                 block[i] = f.data  # one copy, byte order made native on the way
             self._arrays["frames"][t0:t1] = block
             self._arrays["timestamp"][t0:t1] = ts
+            if write_masked:
+                self._arrays["masked"][t0:t1] = masked
             self._arrays["frame_id"][t0:t1] = ids  # the commit mark: written last
         self._n = t1
         self._status_counts[Status.PENDING] += len(frames)

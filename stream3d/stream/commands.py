@@ -12,6 +12,7 @@ from pathlib import Path
 
 from stream3d.config import Config
 from stream3d.errors import UserError
+from stream3d.io.replay import prepare_replay
 from stream3d.movie_io import open_movie
 from stream3d.store import Status, check_out_path, native_dtype, open_run
 from stream3d.stream.camera import Camera, CameraReport, Faults, play
@@ -78,11 +79,12 @@ def _stored_config(out: Path) -> dict | None:
 
 def reconstruct(movie: str | Path, out: str | Path, config: Config, *,
                 scheduler: str | None = None, max_frames: int | None = None,
-                show_status: bool = True, stages: Stages | None = None) -> Summary:
+                show_status: bool = True, stages: Stages | None = None,
+                record_only: bool = False) -> Summary:
     """Replay ``movie`` into the run store ``out`` (resuming it when it exists).
 
     When ``movie`` is the store ``out`` itself, no frame is added: its pending, skipped and
-    failed frames are reconstructed in place.
+    failed frames are reconstructed in place. ``record_only``: import the raw frames only.
     """
     movie, out = Path(movie), Path(out)
     in_place = out.exists() and movie.resolve() == out.resolve()
@@ -94,10 +96,12 @@ def reconstruct(movie: str | Path, out: str | Path, config: Config, *,
         options = RunOptions(scheduler=scheduler,
                              redo=(Status.PENDING, Status.SKIPPED, Status.FAILED))
     else:
+        config = prepare_replay(movie, config)  # the file's calibrations; dose checked
         _check_movie_fits(movie, out, config)
         source = FileSource(movie, frame_interval=config.stream.frame_interval)
         total = len(source)
-        options = RunOptions(scheduler=scheduler, max_frames=max_frames)
+        options = RunOptions(scheduler=scheduler, max_frames=max_frames,
+                             reconstruct=not record_only)
     monitor = (lambda snap: live_status(snap, total=total)) if show_status else None
     with interrupts_as_stop() as stop:
         return run_pipeline(source, out, config, options=options, stages=stages, monitor=monitor,

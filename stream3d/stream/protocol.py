@@ -70,6 +70,7 @@ class FrameMessage:
     frame: int
     timestamp: float
     data: np.ndarray  # (ny, nx), read-only view of the received bytes
+    masked: int = -1  # pixels excluded from compute (detector mask, NODATA); -1 = not known
 
 
 @dataclass(frozen=True)

@@ -156,7 +156,7 @@ class Tracker:
             self.counters["gaps"] -= 1  # a late frame fills a hole counted before
         state.add(n)
         self.counters["received"] += 1
-        return RawFrame(msg.series, n, msg.timestamp, msg.data)
+        return RawFrame(msg.series, n, msg.timestamp, msg.data, msg.masked)
 
     def _end(self, state: SeriesState, msg: End) -> End:
         if msg.frames > state.top + 1 + MAX_JUMP:

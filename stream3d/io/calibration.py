@@ -1,0 +1,94 @@
+"""Which pixel size, frame interval and dose a replay uses, and saying so.
+
+Pixel size (Å) and frame interval (s) come from the movie file's metadata when it records them,
+from the config (sample.pixel_size, stream.frame_interval) otherwise; a disagreement of more
+than 5% between the two is reported once. The dose (e/Å² per frame) is checked against the
+frames' counts: a configured dose more than 20% away from mean counts / pixel_size², or one a
+frame's dtype cannot hold, is reported once; ``detector.dose = "auto"`` takes it from the counts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from stream3d.config import Config
+from stream3d.io.meta import MovieMeta
+
+log = logging.getLogger("stream3d.io")
+
+DISAGREE = 0.05  # relative difference of file and config calibrations that is reported
+DOSE_DISAGREE = 0.20  # relative difference of configured and counted dose that is reported
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The values a replay uses and where each came from ("metadata" or "config")."""
+
+    pixel_size: float  # Å
+    pixel_size_from: str
+    frame_interval: float  # s
+    frame_interval_from: str
+    messages: tuple[str, ...] = ()
+
+
+def calibrate(meta: MovieMeta, config: Config, name: str = "movie") -> Calibration:
+    """The file's calibrations where it has them, the config's otherwise; the messages say
+    which, and warn about >5% disagreements (the caller logs them)."""
+    messages = list(f"{name}: {note}" for note in meta.notes)
+    size, size_from = config.sample.pixel_size, "config"
+    if meta.pixel_size is not None:
+        if _differs(meta.pixel_size, size):
+            messages.append(f"{name} records {meta.pixel_size:.4g} Å/pixel, the config says "
+                            f"sample.pixel_size = {size:.4g} Å: using the file's")
+        size, size_from = meta.pixel_size, "metadata"
+    interval, interval_from = config.stream.frame_interval, "config"
+    if meta.frame_interval is not None:
+        if _differs(meta.frame_interval, interval):
+            messages.append(f"{name} records {meta.frame_interval:.4g} s between frames, the "
+                            f"config says stream.frame_interval = {interval:.4g} s: using "
+                            "the file's")
+        interval, interval_from = meta.frame_interval, "metadata"
+    return Calibration(size, size_from, interval, interval_from, tuple(messages))
+
+
+def apply(config: Config, cal: Calibration) -> Config:
+    """``config`` with the calibration's pixel size and frame interval."""
+    return dataclasses.replace(
+        config, sample=dataclasses.replace(config.sample, pixel_size=cal.pixel_size),
+        stream=dataclasses.replace(config.stream, frame_interval=cal.frame_interval))
+
+
+def _differs(a: float, b: float) -> bool:
+    return abs(a - b) > DISAGREE * max(abs(a), abs(b))
+
+
+# ----------------------------------------------------------------------------- dose
+def counted_dose(frame: np.ndarray, pixel_size: float) -> float:
+    """e/Å² per frame from a counted frame: mean counts / pixel area (NODATA excluded)."""
+    values = np.asarray(frame, dtype=np.float64)
+    if np.asarray(frame).dtype.kind in "ui":
+        values = values[np.asarray(frame) < np.iinfo(np.asarray(frame).dtype).max]
+    values = values[np.isfinite(values)]
+    return float(values.mean()) / pixel_size**2 if values.size else math.nan
+
+
+def dose_messages(configured: float, frame: np.ndarray, pixel_size: float) -> list[str]:
+    """Plain warnings when ``configured`` e/Å² disagrees with the frame's counts by > 20% or
+    when the frame's dtype cannot hold counts at that dose."""
+    out = []
+    dtype = np.asarray(frame).dtype
+    expected = configured * pixel_size**2  # counts per pixel
+    if dtype.kind in "ui" and expected > 0.5 * np.iinfo(dtype).max:
+        out.append(f"detector.dose = {configured:g} e/Å² means {expected:.4g} counts per pixel, "
+                   f"more than a {dtype} frame holds well (max {np.iinfo(dtype).max})")
+    counted = counted_dose(frame, pixel_size)
+    if math.isfinite(counted) and abs(counted - configured) > DOSE_DISAGREE * configured:
+        out.append(f"detector.dose = {configured:g} e/Å², but the frames' counts say "
+                   f"{counted:.4g} e/Å² (mean counts / pixel_size²): check the dose, or set "
+                   'detector.dose = "auto"')
+    return out
