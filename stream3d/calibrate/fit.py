@@ -54,6 +54,7 @@ class FitOptions:
     sectors: int = 12  # angular sectors (over 180 degrees) of the astigmatism search
     degree: int = 3  # degree of the polynomials b(|k|) and a(|k|)
     fit_threshold: float = 0.5  # ring-window correlation that still counts as a fit
+    track_range: float = 300.0  # Å, defocus searched either side of a given start (movies)
 
     def band(self, pixel_size: float) -> tuple[float, float]:
         """(k_low, k_high) Å^-1 for frames at ``pixel_size`` Å."""
@@ -283,8 +284,9 @@ def fit_spectrum(spectrum: Spectrum, options: FitOptions, *,
                  start: tuple[float, float, float] | None = None) -> LensFit:
     """Fit defocus, C12, phi12 (and Cs if ``options.fit_cs``) to ``spectrum``.
 
-    ``start`` (defocus Å, C12 Å, phi12 degrees) skips the coarse and sector searches and refines
-    from there (a movie's next frame); otherwise the whole range is searched.
+    ``start`` (defocus Å, C12 Å, phi12 degrees), e.g. the previous frame of a movie, narrows
+    the coarse search to ``options.track_range`` Å about its defocus and starts the refinement
+    from its astigmatism; otherwise the whole range is searched.
     """
     band = _Band(spectrum, options)
     cs0 = options.cs
@@ -293,7 +295,11 @@ def fit_spectrum(spectrum: Spectrum, options: FitOptions, *,
         coarse = coarse_defocus(band, cs0)
         d, p, q = sector_astigmatism(band, coarse, cs0)
     else:
-        coarse = float(start[0])
+        step = defocus_step(options, band.k_high)
+        grid = np.arange(start[0] - options.track_range, start[0] + options.track_range + step,
+                         step)
+        grid = grid[grid > 0]
+        coarse, _ = _Profile(band).search(grid, cs0)
         d = coarse
         p = start[1] * math.cos(math.radians(2 * start[2]))
         q = start[1] * math.sin(math.radians(2 * start[2]))
