@@ -45,8 +45,11 @@ def effective_k2(shape: Sequence[int], sampling: Sequence[float], *, energy: flo
     lam = wavelength(energy)
     b = math.pi * lam * defocus
     # Small root of (pi/2) Cs lam^3 u^2 - b u - chi = 0, in the form stable as Cs -> 0.
-    disc = np.maximum(b * b + 2.0 * math.pi * cs * lam**3 * phase, 0.0)
-    return np.maximum(-2.0 * phase / (b + np.sqrt(disc)), 0.0)
+    disc = b * b + 2.0 * math.pi * cs * lam**3 * phase
+    u = -2.0 * phase / (b + np.sqrt(np.maximum(disc, 0.0)))
+    if cs > 0:
+        u = np.where(disc < 0, defocus / (cs * lam**2), u)  # the vertex of chi(u)
+    return np.maximum(u, 0.0)
 
 
 def elliptical_average(power: np.ndarray, k2_eff: np.ndarray, edges: np.ndarray,

@@ -53,7 +53,9 @@ class FitOptions:
     fit_cs: bool = False  # also fit Cs
     sectors: int = 12  # angular sectors (over 180 degrees) of the astigmatism search
     degree: int = 3  # degree of the polynomials b(|k|) and a(|k|)
+    reference_degree: int = 2  # degree of the polynomial fit to the log rotational average
     fit_threshold: float = 0.5  # ring-window correlation that still counts as a fit
+    min_significance: float = 60.0  # ring significance (noise units) below which no rings
     track_range: float = 300.0  # Å, defocus searched either side of a given start (movies)
 
     def band(self, pixel_size: float) -> tuple[float, float]:
@@ -88,6 +90,7 @@ class LensFit:
     coarse_defocus: float  # from the rotational average, before astigmatism
     pixels: int  # frequency pixels fitted
     tiles: int  # spectrum tiles averaged
+    significance: float  # ring significance: variance the rings explain, in noise units
     warnings: tuple[str, ...] = ()
     ring_k: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
     ring_correlation: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False,
@@ -102,7 +105,8 @@ class LensFit:
             "astigmatism_angle_error": self.astigmatism_angle_error, "cs_error": self.cs_error,
             "resolution": self.resolution, "correlation": self.correlation,
             "fit_band": [1 / self.k_low, 1 / self.k_high], "coarse_defocus": self.coarse_defocus,
-            "pixels": self.pixels, "tiles": self.tiles, "warnings": list(self.warnings),
+            "pixels": self.pixels, "tiles": self.tiles, "significance": self.significance,
+            "warnings": list(self.warnings),
         }
 
 
@@ -144,7 +148,8 @@ class _Band:
         kb = np.bincount(self.bin, weights=self.k, minlength=self.edges.size - 1)
         ok = counts > 0
         t = self._t(kb[ok] / counts[ok])
-        coef = legendre.legfit(t, sums[ok] / counts[ok], 4, w=np.sqrt(counts[ok]))
+        coef = legendre.legfit(t, sums[ok] / counts[ok], self.options.reference_degree,
+                              w=np.sqrt(counts[ok]))
         return np.exp(legendre.legval(self._t(self.k), coef))
 
     def _t(self, k: np.ndarray) -> np.ndarray:
@@ -315,6 +320,11 @@ def fit_spectrum(spectrum: Spectrum, options: FitOptions, *,
     if defocus <= c12:
         warnings.append("astigmatism exceeds the defocus: Thon rings are hyperbolae, fit unreliable")
     errors = _errors(result, theta, band)
+    significance = ring_significance(band, theta)
+    if significance < options.min_significance:
+        raise ValueError(f"no Thon rings found (ring significance {significance:.0f} < "
+                         f"{options.min_significance:g}): is this a frame of amorphous material "
+                         "in focus range, with enough dose?")
     ring_k, ring_cc, resolution = _resolution(band, theta, spectrum)
     residual, coef, _ = _solve(band.basis, band.ring_term(_chi(band, theta)), band.y)
     model = band.y - residual
@@ -327,7 +337,8 @@ def fit_spectrum(spectrum: Spectrum, options: FitOptions, *,
         defocus_error=errors[0], astigmatism_error=errors[1], astigmatism_angle_error=errors[2],
         cs_error=errors[3] if options.fit_cs else None, resolution=float(resolution),
         correlation=correlation, k_low=band.k_low, k_high=band.k_high, coarse_defocus=coarse,
-        pixels=int(band.k.size), tiles=spectrum.tiles, warnings=tuple(warnings),
+        pixels=int(band.k.size), tiles=spectrum.tiles, significance=significance,
+        warnings=tuple(warnings),
         ring_k=ring_k, ring_correlation=ring_cc,
     )
 
@@ -358,36 +369,64 @@ def _errors(result, theta: np.ndarray, band: _Band) -> tuple[float, float, float
             math.sqrt(max(var_cs, 0.0)))
 
 
+def ring_significance(band: _Band, theta) -> float:
+    """How much the ring term explains, in noise units: (RSS without rings - RSS with rings) /
+    noise variance. About the number of fitted parameters (~10-20 after the searches) when
+    there are no rings; hundreds or more for visible Thon rings."""
+    residual, _, _ = _solve(band.basis, band.ring_term(_chi(band, theta)), band.y)
+    null = band.y - band.basis @ np.linalg.lstsq(band.basis, band.y, rcond=None)[0]
+    dof = max(band.y.size - 2 * band.basis.shape[1] - 4, 1)
+    noise = float(residual @ residual) / dof * HANN_CORRELATION
+    return float(null @ null - residual @ residual) / noise
+
+
 def _resolution(band: _Band, theta, spectrum: Spectrum):
-    """(k of the ring windows, their correlation, resolution Å or None)."""
+    """(k of the ring windows, their correlation, resolution Å or None).
+
+    A window one ring period wide about each |k| (on the elliptically averaged profile) counts
+    as fitted when data and model correlate above ``fit_threshold`` and the data's ring
+    contrast along the model is detected at 3 sigma of the pixel noise.
+    """
     d, c12, angle, cs = _lens(theta, band.options)
     o = band.options
     if d <= c12 or d <= 0:
         return np.zeros(0), np.zeros(0), None
-    k2 = effective_k2((spectrum.tile, spectrum.tile), (spectrum.pixel_size,) * 2, energy=o.energy,
-                      defocus=d, cs=cs, astigmatism=c12, astigmatism_angle=angle, rfft=True)
-    residual, coef, _ = _solve(band.basis, band.ring_term(_chi(band, theta)), band.y)
+    k2 = effective_k2((spectrum.tile, spectrum.tile), (spectrum.pixel_size,) * 2,
+                      energy=o.energy, defocus=d, cs=cs, astigmatism=c12,
+                      astigmatism_angle=angle, rfft=True)
+    ring = band.ring_term(_chi(band, theta))
+    residual, coef, _ = _solve(band.basis, ring, band.y)
     n = band.basis.shape[1]
     # Data and the model's ring term, both less the smooth background b(|k|).
-    background = band.basis @ coef[:n]
-    ring_model = (band.basis @ coef[n:]) * band.ring_term(_chi(band, theta))
-    data = band.y - background
+    data = band.y - band.basis @ coef[:n]
+    ring_model = (band.basis @ coef[n:]) * ring
     k_eff2 = k2[band.mask]
     edges = band.edges
     data_p, counts = elliptical_average(data, k_eff2, edges)
     model_p, _ = elliptical_average(ring_model, k_eff2, edges)
+    resid2_p, _ = elliptical_average(residual**2, k_eff2, edges)
     centres = 0.5 * (edges[1:] + edges[:-1])
     ok = counts > 0
     centres, data_p, model_p = centres[ok], data_p[ok], model_p[ok]
+    var_p = resid2_p[ok] / counts[ok] * HANN_CORRELATION  # variance of each bin's mean
     lam = wavelength(o.energy)
     ring_cc = np.full(centres.size, np.nan)
+    good = np.zeros(centres.size, bool)
     for i, k in enumerate(centres):
         # One ring period about k: chi moves by pi over 1 / (2 lam D k) Å^-1.
-        half = max(0.5 / (2 * lam * d * k), 2.5 * (edges[1] - edges[0]))
+        half = max(1.0 / (4 * lam * d * k), 2.5 * (edges[1] - edges[0]))
         w = np.abs(centres - k) <= half
-        if w.sum() >= 4 and np.std(model_p[w]) > 0 and np.std(data_p[w]) > 0:
-            ring_cc[i] = np.corrcoef(data_p[w], model_p[w])[0, 1]
-    good = np.nan_to_num(ring_cc, nan=-1.0) >= o.fit_threshold
+        if w.sum() < 4:
+            continue
+        m = model_p[w] - model_p[w].mean()
+        x = data_p[w] - data_p[w].mean()
+        if not (np.any(m) and np.any(x)):
+            continue
+        ring_cc[i] = float(m @ x / math.sqrt((m @ m) * (x @ x)))
+        # Contrast of the data along the model, and its standard error from the pixel noise.
+        amplitude = float(m @ x) / float(m @ m)
+        error = math.sqrt(float((m * m) @ var_p[w])) / float(m @ m)
+        good[i] = ring_cc[i] >= o.fit_threshold and amplitude > 3 * error
     if not good.any():
         return centres, ring_cc, None
     # The fit holds from the first good window up to where it first fails.

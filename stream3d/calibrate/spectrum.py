@@ -53,7 +53,8 @@ def tile_starts(length: int, tile: int) -> list[int]:
 
 
 def choose_tile(shape: Sequence[int], tile: int | None = None) -> int:
-    """The tile size: ``tile`` if given, else half the smaller side, a power of two in [64, 512]."""
+    """The tile size: ``tile`` if given, else the largest power of two <= 2/3 of the smaller side,
+    within [64, 512] (fine enough to resolve dense rings, several tiles to average)."""
     if tile is not None:
         if tile < 32 or tile > min(shape):
             raise ValueError(f"tile {tile} px must be >= 32 and fit in the frame {tuple(shape)}")
@@ -61,7 +62,7 @@ def choose_tile(shape: Sequence[int], tile: int | None = None) -> int:
     side = min(shape)
     if side < 64:
         raise ValueError(f"frame {tuple(shape)} is too small to calibrate (need >= 64 px)")
-    t = 1 << int(np.floor(np.log2(max(side // 2, 64))))
+    t = 1 << int(np.floor(np.log2(max(side / 1.5, 64))))
     return int(min(max(t, 64), 512))
 
 
