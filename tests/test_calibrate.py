@@ -64,6 +64,17 @@ def test_no_astigmatism_is_measured_as_none_and_other_defoci():
             assert _angle_error(fit.astigmatism_angle, 70.0) < 10.0
 
 
+def test_cs_is_fitted_when_asked_from_a_wrong_start():
+    cfg = film_config(defocus=2500.0, astigmatism=60.0, angle=30.0)
+    spectrum = power_spectrum([film_frame(cfg, seed=5)], pixel_size=1.0)
+    fixed = fit_spectrum(spectrum, _options(cfg))
+    assert fixed.cs == 1e7 and fixed.cs_error is None
+    fit = fit_spectrum(spectrum, dataclasses.replace(_options(cfg), cs=0.8e7, fit_cs=True))
+    assert abs(fit.cs - 1e7) < max(3 * fit.cs_error, 0.05e7) and fit.cs_error < 0.2e7
+    assert abs(fit.defocus - effective_defocus(cfg)) < 30
+    assert abs(fit.astigmatism - 60) < 15
+
+
 def test_region_picks_the_scatterer_at_its_own_height():
     # Left half: film at the exit plane; right half: film 400 Å above it. Each region gives its
     # own effective defocus; the fit of the whole frame reports neither exactly.
@@ -214,6 +225,23 @@ def test_cli_json_write_pictures_and_per_frame_csv(movie, tmp_path):
     text = written.read_text()
     assert "Written by stream3d calibrate from movie.npy frames 0:4" in text
     assert "defocus = " in text and "# measured by stream3d calibrate" in text
+
+
+def test_per_frame_keeps_going_past_a_frame_without_rings(movie, tmp_path):
+    frames = np.load(movie)
+    rng = np.random.default_rng(2)
+    frames[1] = rng.poisson(2000, frames[1].shape)  # a blank frame: shot noise only
+    path = tmp_path / "gap.npy"
+    np.save(path, frames)
+    result = runner.invoke(app, ["calibrate", str(path), "--per-frame", "--out",
+                                 str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(tmp_path / "o" / "per_frame.csv")))
+    assert len(rows) == 4
+    assert rows[1]["defocus"] == "nan" and "no Thon rings found" in rows[1]["error"]
+    for t in (0, 2, 3):
+        assert abs(float(rows[t]["defocus"]) - (2380.0 + 40.0 * t)) < 30 and not rows[t]["error"]
+    assert "1 not fitted" in result.output
 
 
 def test_cli_one_frame_region_and_human_output(movie):

@@ -136,7 +136,7 @@ def calibrated_config(config: Config, fit: LensFit, *, dose: float | None, sourc
 
 CSV_COLUMNS = ("frame", "defocus", "defocus_error", "astigmatism", "astigmatism_error",
                "astigmatism_angle", "astigmatism_angle_error", "resolution", "correlation",
-               "dose")
+               "dose", "error")
 
 
 def write_per_frame(path: Path, rows: Sequence[dict]) -> Path:
