@@ -283,3 +283,16 @@ def test_cli_bad_files_are_one_line_exit_2(tmp_path):
     garbage.write_bytes(b"not numpy")
     result = runner.invoke(app, ["calibrate", str(garbage)])
     assert result.exit_code == 2 and "not a readable .npy" in result.output
+
+
+def test_cli_reads_an_mrc_movie_with_its_pixel_size(movie, tmp_path):
+    from stream3d.movie_io import write_mrc_movie
+
+    path = write_mrc_movie(tmp_path / "m.mrc", np.load(movie)[:2].astype(np.float32),
+                           pixel_size=1.0)
+    result = runner.invoke(app, ["calibrate", str(path), "--json", "--set",
+                                 "sample.pixel_size=2.0"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["pixel_size"] == 1.0  # the file's, not the config's
+    assert abs(data["defocus"] - 2400.0) < 30 and data["tiles"] == 18
