@@ -493,6 +493,69 @@ def compare(
         typer.echo(line)
 
 
+@app.command()
+def calibrate(
+    movie: Annotated[Path, typer.Argument(help="A frame or movie of raw counts: MRC, TIFF, .npy "
+                                          "(y, x) or (t, y, x), or a run store (.zarr).")],
+    frames: Annotated[Optional[str], typer.Option(
+        help="Frames A:B (Python slice) or N; their spectra are averaged. Default: all.")] = None,
+    region: Annotated[Optional[str], typer.Option(
+        help="Fit only pixels y0,x0,y1,x1 (e.g. a support film or cell window).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON only.")] = False,
+    write: Annotated[Optional[Path], typer.Option(
+        help="Write the config with the measured lens and dose here (TOML).")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Folder for spectrum.png, profile.png, calibration.json "
+        "(and per_frame.csv).")] = None,
+    per_frame: Annotated[bool, typer.Option(
+        "--per-frame", help="Also fit every frame alone (defocus drift): per_frame.csv in --out.")
+    ] = False,
+    fit_cs: Annotated[bool, typer.Option("--fit-cs", help="Fit Cs too (else microscope.cs).")
+                      ] = False,
+    resolution: Annotated[Optional[str], typer.Option(
+        help="Fitted band HIGH,LOW in Å, e.g. 3,30 (default: 2/3 Nyquist or the aperture, "
+             "to 30 Å).")] = None,
+    defocus_range: Annotated[Optional[str], typer.Option(
+        help="Searched defocus MIN,MAX in Å (default 100 to 3 x microscope.defocus + 2000).")
+    ] = None,
+    tile: Annotated[Optional[int], typer.Option(
+        help="Spectrum tile in px (default: half the frame, 64-512).")] = None,
+    pixel_size: Annotated[Optional[float], typer.Option(
+        help="Å per pixel (default: the file's, else sample.pixel_size).")] = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Measure the lens from the data: effective defocus, two-fold astigmatism, dose.
+
+    Fits the Thon rings of the frames' average power spectrum (CTFFIND-like: coarse
+    search, then a 2D fit) for the effective defocus, C12 and its angle phi12 (degrees
+    from +x toward +y, the least underfocused direction), Cs with --fit-cs, each with a
+    1-sigma error, and the resolution to which the fit holds. The fit reports the
+    dominant scatterer: with material at several heights the strongest rings win, so
+    calibrate on a support film or cell window with --region. The dose comes from the
+    counts of the brightest blocks (away from material).
+
+    Example: stream3d calibrate movie.mrc --frames 0:10 --out out/cal --write lens.toml
+    """
+    import json
+
+    from stream3d.calibrate.command import _jsonable, calibrate as run_calibrate, summary_lines
+
+    with user_errors():
+        cfg = load_config(config, set_)
+        result = run_calibrate(movie, cfg, frames=frames, region=region, fit_cs=fit_cs,
+                               resolution=resolution, defocus_range=defocus_range, tile=tile,
+                               pixel_size=pixel_size, per_frame=per_frame, out=out, write=write)
+    if json_out:
+        payload = dict(result.summary)
+        if per_frame:
+            payload["per_frame"] = result.per_frame
+        typer.echo(json.dumps(_jsonable(payload)))
+        return
+    for line in summary_lines(result):
+        typer.echo(line)
+
+
 def _parse_line(text: str) -> tuple[float, float, float, float]:
     try:
         values = tuple(float(v) for v in text.split(","))

@@ -32,12 +32,18 @@ class Microscope:
     cs: float = 1.0e7  # Å, spherical aberration (1e7 Å = 1 mm)
     aperture: float = 10.0  # mrad, hard objective aperture (0 = none)
     focal_spread: float = 30.0  # Å, 1/e half-width of the defocus spread
+    astigmatism: float = 0.0  # Å, two-fold astigmatism C12 (>= 0)
+    astigmatism_angle: float = 0.0  # degrees, phi12 from +x toward +y: least underfocused direction
 
     def check(self) -> None:
         _require(self.energy > 0, "microscope.energy", "must be > 0 eV")
         _require(self.cs >= 0, "microscope.cs", "must be >= 0 Å")
         _require(self.aperture >= 0, "microscope.aperture", "must be >= 0 mrad (0 = no aperture)")
         _require(self.focal_spread >= 0, "microscope.focal_spread", "must be >= 0 Å")
+        _require(self.astigmatism >= 0, "microscope.astigmatism", "must be >= 0 Å (C12; turn "
+                 "the direction with astigmatism_angle)")
+        _require(math.isfinite(self.astigmatism_angle), "microscope.astigmatism_angle",
+                 "must be a finite angle in degrees")
 
 
 @dataclass(frozen=True)

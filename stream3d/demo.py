@@ -41,7 +41,8 @@ def run_demo(config: Config, out: str | Path, *, shape_yx: tuple[int, int] = (25
     occ = three_discs((s.slices, *shape_yx), radius_px=min(shape_yx) * 0.14)
     potential = torch.from_numpy(occupancy_to_potential(occ, s, rng=rng))
     intensity = forward(potential, sampling=s.sampling, energy=m.energy, defocus=m.defocus,
-                        cs=m.cs, aperture=m.aperture, focal_spread=m.focal_spread)
+                        cs=m.cs, aperture=m.aperture, focal_spread=m.focal_spread,
+                        astigmatism=m.astigmatism, astigmatism_angle=m.astigmatism_angle)
     gen = torch.Generator().manual_seed(seed)
     counts = detect(intensity, dose=config.detector.dose, pixel_size=s.pixel_size, generator=gen)
     frame = counts.numpy().astype(np.float32)

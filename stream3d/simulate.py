@@ -18,7 +18,8 @@ def simulate_intensity(potential: np.ndarray | torch.Tensor, config: Config, *,
     v = torch.as_tensor(potential, device=resolve_device(device))
     with torch.no_grad():
         intensity = forward(v, sampling=s.sampling, energy=m.energy, defocus=m.defocus, cs=m.cs,
-                            aperture=m.aperture, focal_spread=m.focal_spread)
+                            aperture=m.aperture, focal_spread=m.focal_spread,
+                            astigmatism=m.astigmatism, astigmatism_angle=m.astigmatism_angle)
     return intensity.cpu().numpy().astype(np.float32)
 
 

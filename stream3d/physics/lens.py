@@ -22,6 +22,26 @@ def chi(k2: torch.Tensor, *, energy: float, defocus: float, cs: float) -> torch.
     return -math.pi * lam * defocus * k2 + 0.5 * math.pi * cs * lam**3 * k2**2
 
 
+def astigmatic_chi(ky, kx, *, energy: float, defocus: float, cs: float, astigmatism: float = 0.0,
+                   astigmatism_angle: float = 0.0):
+    """Aberration phase chi (rad) at spatial frequency (ky, kx) (Å^-1; numpy or torch, broadcast).
+
+    chi = -pi lambda (defocus - C12 cos 2(phi - phi12)) k^2 + (pi/2) Cs lambda^3 k^4 with phi the
+    direction of k from +x (axis 1) toward +y (axis 0), C12 = ``astigmatism`` Å and phi12 =
+    ``astigmatism_angle`` degrees (the least underfocused direction). Written with
+    k^2 cos 2(phi - phi12) = (kx^2 - ky^2) cos 2phi12 + 2 kx ky sin 2phi12, so no angle is formed
+    and k = 0 is regular.
+    """
+    lam = wavelength(energy)
+    k2 = ky * ky + kx * kx
+    phase = chi(k2, energy=energy, defocus=defocus, cs=cs)
+    if astigmatism == 0:
+        return phase
+    a = math.radians(2.0 * astigmatism_angle)
+    oriented = (kx * kx - ky * ky) * math.cos(a) + 2.0 * kx * ky * math.sin(a)
+    return phase + math.pi * lam * astigmatism * oriented
+
+
 def aperture_mask(k2: torch.Tensor, *, energy: float, aperture: float | None) -> torch.Tensor:
     """Hard objective aperture: 1 where the scattering angle lambda |k| <= ``aperture`` mrad.
 
@@ -55,14 +75,27 @@ def transfer_function(
     focal_spread: float,
     dtype: torch.dtype,
     device: torch.device,
+    astigmatism: float = 0.0,
+    astigmatism_angle: float = 0.0,
 ) -> torch.Tensor:
-    """Coherent transfer function A(k) exp(-i chi(k)) E(k) on the FFT grid (complex ``dtype``)."""
+    """Coherent transfer function A(k) exp(-i chi(k)) E(k) on the FFT grid (complex ``dtype``).
+
+    Cached by every argument (astigmatism Å and its angle in degrees included), so the lens of a
+    movie is built once.
+    """
     real = torch.float64 if dtype == torch.complex128 else torch.float32
     k2 = k_squared(shape, sampling, real, device)
     magnitude = aperture_mask(k2, energy=energy, aperture=aperture) * temporal_envelope(
         k2, energy=energy, focal_spread=focal_spread
     )
-    return torch.polar(magnitude, -chi(k2, energy=energy, defocus=defocus, cs=cs)).to(dtype)
+    if astigmatism == 0:
+        phase = chi(k2, energy=energy, defocus=defocus, cs=cs)
+    else:
+        ky = torch.fft.fftfreq(shape[0], d=sampling[0], dtype=real, device=device)[:, None]
+        kx = torch.fft.fftfreq(shape[1], d=sampling[1], dtype=real, device=device)[None, :]
+        phase = astigmatic_chi(ky, kx, energy=energy, defocus=defocus, cs=cs,
+                               astigmatism=astigmatism, astigmatism_angle=astigmatism_angle)
+    return torch.polar(magnitude, -phase).to(dtype)
 
 
 def image_wave(
@@ -74,6 +107,8 @@ def image_wave(
     cs: float,
     aperture: float | None,
     focal_spread: float = 0.0,
+    astigmatism: float = 0.0,
+    astigmatism_angle: float = 0.0,
 ) -> torch.Tensor:
     """Complex image wave IFFT(FFT(psi_exit) A exp(-i chi) E); arguments as in :func:`image`."""
     checks.tensor("exit_wave", exit_wave, 2)
@@ -84,10 +119,12 @@ def image_wave(
     if aperture is not None and not math.isinf(float(aperture)):
         aperture = checks.positive("aperture", aperture, allow_zero=True)
     focal_spread = checks.positive("focal_spread", focal_spread, allow_zero=True)
+    astigmatism = checks.positive("astigmatism", astigmatism, allow_zero=True)
+    astigmatism_angle = checks.finite("astigmatism_angle", astigmatism_angle)
     cdtype = complex_dtype_for(exit_wave.dtype)
     h = transfer_function(
         tuple(exit_wave.shape), (dy, dx), energy, defocus, cs, aperture, focal_spread, cdtype,
-        exit_wave.device,
+        exit_wave.device, astigmatism, astigmatism_angle,
     )
     return torch.fft.ifft2(torch.fft.fft2(exit_wave.to(cdtype)) * h)
 
@@ -101,15 +138,20 @@ def image(
     cs: float,
     aperture: float | None,
     focal_spread: float = 0.0,
+    astigmatism: float = 0.0,
+    astigmatism_angle: float = 0.0,
 ) -> torch.Tensor:
     """Image intensity [ny, nx] of ``exit_wave`` through the objective lens (vacuum = 1).
 
     ``sampling`` is (dz, dy, dx) or (dy, dx) in Å (only dy, dx are used); ``energy`` eV;
     ``defocus`` Å from the exit plane, > 0 underfocus; ``cs`` Å; ``aperture`` mrad (None/0/inf:
-    none); ``focal_spread`` Å, 1/e half-width. Real dtype matches the wave's precision.
+    none); ``focal_spread`` Å, 1/e half-width; ``astigmatism`` C12 Å (>= 0) at
+    ``astigmatism_angle`` phi12 degrees from +x (axis 1) toward +y (axis 0), the least
+    underfocused direction (see :func:`astigmatic_chi`). Real dtype matches the wave's precision.
     """
     wave = image_wave(exit_wave, sampling=sampling, energy=energy, defocus=defocus, cs=cs,
-                      aperture=aperture, focal_spread=focal_spread)
+                      aperture=aperture, focal_spread=focal_spread, astigmatism=astigmatism,
+                      astigmatism_angle=astigmatism_angle)
     out = wave.real**2 + wave.imag**2
     return out.to(real_dtype_for(exit_wave.dtype))
 

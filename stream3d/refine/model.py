@@ -27,6 +27,8 @@ class ImagingModel:
     potential: float  # V, material minus solvent
     absorption: float  # imaginary / real ratio of the potential
     counts_per_unit: float  # mean counts of unit intensity: dose (e/Å²) x pixel area (Å²)
+    astigmatism: float = 0.0  # Å, C12
+    astigmatism_angle: float = 0.0  # degrees, phi12
 
     @classmethod
     def from_config(cls, config: Config) -> ImagingModel:
@@ -34,7 +36,8 @@ class ImagingModel:
         return cls(sampling=s.sampling, energy=m.energy, defocus=m.defocus, cs=m.cs,
                    aperture=m.aperture, focal_spread=m.focal_spread, potential=s.potential,
                    absorption=s.absorption,
-                   counts_per_unit=config.detector.dose * s.pixel_size**2)
+                   counts_per_unit=config.detector.dose * s.pixel_size**2,
+                   astigmatism=m.astigmatism, astigmatism_angle=m.astigmatism_angle)
 
     @property
     def dz(self) -> float:
@@ -52,4 +55,5 @@ class ImagingModel:
         """Image intensity of a complex potential (nz, ny, nx) in V."""
         return forward(potential, sampling=self.sampling, energy=self.energy,
                        defocus=self.defocus, cs=self.cs, aperture=self.aperture,
-                       focal_spread=self.focal_spread)
+                       focal_spread=self.focal_spread, astigmatism=self.astigmatism,
+                       astigmatism_angle=self.astigmatism_angle)
