@@ -436,6 +436,9 @@ def compare(
     truth: Annotated[Path, typer.Argument(help="truth.zarr written by stream3d simulate.")],
     csv_out: Annotated[Optional[Path], typer.Option(
         "--csv", help="Also write the per-frame table as CSV here.")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Folder for errors.csv and side-by-side pictures (truth, pop-out, "
+                            "refined: x-z and y-z sections, height maps).")] = None,
 ) -> None:
     """Errors of a run against the 3D ground truth of the simulated movie it reconstructed.
 
@@ -445,14 +448,17 @@ def compare(
 
     Example: stream3d compare out/demo/run.zarr out/demo/truth.zarr --csv errors.csv
     """
-    from stream3d.analysis.truth import compare_to_truth, summary_lines, write_csv
+    from stream3d.analysis.truth import compare_to_truth, summary_lines, write_comparison, write_csv
 
     with user_errors():
         rows = compare_to_truth(run, truth)
         if csv_out is not None:
             write_csv(rows, csv_out)
+        written = write_comparison(run, truth, out, rows) if out is not None else {}
     for line in summary_lines(rows):
         typer.echo(line)
+    for path in written.values():
+        typer.echo(f"wrote {path}")
 
 
 def _parse_line(text: str) -> tuple[float, float, float, float]:
