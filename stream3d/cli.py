@@ -301,7 +301,7 @@ def simulate(
 ) -> None:
     """Simulate an HRTEM movie of a specimen whose 3D truth is known.
 
-    Specimens (simulate.specimen): dendrite, discs, tilted_slab, two_layers.
+    Specimens (simulate.specimen): dendrite, discs, tilted_slab, two_layers, growing_discs.
     Grid: sample.slices x simulate.ny x simulate.nx voxels of
     sample.slice_thickness x sample.pixel_size x sample.pixel_size Å.
     Each frame goes through the multislice model and the lens (microscope.*)
@@ -446,14 +446,24 @@ def analyze(
         help="(t, z, y, x) array to analyse, e.g. popout (default: volume, else occupancy, else potential).")] = None,
     min_part: Annotated[float, typer.Option(
         help="Smallest connected part counted (nm³), so noise specks are not parts.")] = 1.0,
+    resolution: Annotated[Optional[float], typer.Option(
+        help="Lateral resolution (Å FWHM) at which surfaces are measured (default: a truth "
+             "store's grid; a run's pop-out resolution).")] = None,
+    mesh: Annotated[bool, typer.Option(
+        "--mesh", help="Also write OUT/meshes/frame_NNNNN.ply, the material surface per frame (nm).")] = False,
+    like: Annotated[Optional[Path], typer.Option(
+        help="Report folder of another analysis: draw on its scales too (e.g. a run and its truth).")] = None,
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
-    """Metrics over time, pictures and an HTML report of a run store.
+    """Metrics over time, tracked objects, growth fronts, pictures and an HTML report of a run store.
 
     Per frame: material volume (nm³), surface area (nm²), heights above the exit plane, centre
     of mass, connected parts, growth rate (nm³/s); material is above half sample.potential.
-    Writes OUT/metrics.csv (empty cells for frames not reconstructed), PNGs and OUT/index.html.
+    Writes OUT/metrics.csv (empty cells for frames not reconstructed), OUT/objects.csv (3D
+    objects per frame: volume, surface, centroid, faces), OUT/tracks.csv (objects linked over
+    time with births, merges, splits, losses and growth rates), OUT/tips.csv (growth fronts
+    and their speed), PNGs and OUT/index.html.
     The run's stored config is used; --config replaces it and --set amends it, e.g.
     --set sample.potential=4 moves the material threshold. A store still being written is
     analysed as far as it is reconstructed.
@@ -463,9 +473,11 @@ def analyze(
     with user_errors():
         line_nm = _parse_line(line) if line is not None else None
         result = analyze_run(run, out, array=array, config_path=config, overrides=tuple(set_ or ()),
-                             frame=frame, line_nm=line_nm, min_part_volume=min_part, progress=True)
+                             frame=frame, line_nm=line_nm, min_part_volume=min_part,
+                             resolution=resolution, mesh=mesh, like=like, progress=True)
     analysed = int(result.table.analysed.sum())
-    typer.echo(f"analysed {analysed} of {len(result.table.frame)} frames; open {result.index}")
+    typer.echo(f"analysed {analysed} of {len(result.table.frame)} frames: {len(result.tracks)} "
+               f"tracks, {len(result.tip_velocities)} moving tips; open {result.index}")
 
 
 @app.command()
@@ -474,6 +486,9 @@ def compare(
     truth: Annotated[Path, typer.Argument(help="truth.zarr written by stream3d simulate.")],
     csv_out: Annotated[Optional[Path], typer.Option(
         "--csv", help="Also write the per-frame table as CSV here.")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Folder for errors.csv and side-by-side pictures (truth, pop-out, "
+                            "refined: x-z and y-z sections, height maps).")] = None,
 ) -> None:
     """Errors of a run against the 3D ground truth of the simulated movie it reconstructed.
 
@@ -483,14 +498,17 @@ def compare(
 
     Example: stream3d compare out/demo/run.zarr out/demo/truth.zarr --csv errors.csv
     """
-    from stream3d.analysis.truth import compare_to_truth, summary_lines, write_csv
+    from stream3d.analysis.truth import compare_to_truth, summary_lines, write_comparison, write_csv
 
     with user_errors():
         rows = compare_to_truth(run, truth)
         if csv_out is not None:
             write_csv(rows, csv_out)
+        written = write_comparison(run, truth, out, rows) if out is not None else {}
     for line in summary_lines(rows):
         typer.echo(line)
+    for path in written.values():
+        typer.echo(f"wrote {path}")
 
 
 @app.command()

@@ -187,7 +187,7 @@ class Stream:
 
 
 # Specimen kinds `stream3d simulate` can build (stream3d.specimen.catalog maps each to a builder).
-SPECIMEN_KINDS = ("dendrite", "discs", "tilted_slab", "two_layers")
+SPECIMEN_KINDS = ("dendrite", "discs", "tilted_slab", "two_layers", "growing_discs")
 
 
 @dataclass(frozen=True)
@@ -196,9 +196,9 @@ class Simulate:
     ny: int = 256  # pixels along y
     nx: int = 256  # pixels along x
     frame_interval: float = 0.1  # s between frames
-    specimen: str = "dendrite"  # "dendrite" | "discs" | "tilted_slab" | "two_layers"
+    specimen: str = "dendrite"  # "dendrite" | "discs" | "tilted_slab" | "two_layers" | "growing_discs"
     branches: int = 8  # dendrite: number of branches (up to 4 arms from the nucleus + side branches)
-    growth: float = 10.0  # Å per frame, dendrite tip advance
+    growth: float = 10.0  # Å per frame, dendrite tip advance (growing_discs: radius growth)
     radius_min: float = 20.0  # Å, thinnest dendrite branch
     radius_max: float = 30.0  # Å, thickest dendrite branch (the arms)
     initial_length: float = 40.0  # Å, dendrite arm length already grown in frame 0

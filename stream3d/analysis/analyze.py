@@ -13,7 +13,16 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from stream3d.analysis import pictures, render, report
+from stream3d.analysis import pictures, render, report, track_pictures
+from stream3d.analysis.mesh_export import material_surface, write_ply
+from stream3d.analysis.objects import FrameObjects, ObjectRow, frame_objects, lateral_sigma_px
+from stream3d.analysis.scales import Scales, limits, read_scales, span_of
+from stream3d.analysis.tips import (
+    TipRow, TipVelocity, growth_line, skeleton_tips, tip_tracks, write_tips_csv,
+)
+from stream3d.analysis.tracking import (
+    Track, TrackRow, link, summary_rows, track_rows, write_objects_csv, write_tracks_csv,
+)
 from stream3d.analysis.maps import MATERIAL, line_samples, profile, thickness, top_bottom
 from stream3d.analysis.metrics import (
     NM, FrameMetrics, MetricsTable, build_table, frame_metrics, occupancy,
@@ -23,17 +32,24 @@ from stream3d.errors import UserError
 
 MONTAGE_FRAMES = 12
 RENDER_FRAMES = 4
+TIP_STEP_FACTOR = 6.0  # a tip links to one at most this many tip voxels away in the next frame
 
 
 @dataclass(frozen=True)
 class Analysis:
-    """What :func:`analyze` wrote: the table and the paths of every file in ``out``."""
+    """What :func:`analyze` wrote: the tables and the paths of every file in ``out``."""
 
     out: Path
     table: MetricsTable
     csv: Path
     pictures: dict[str, Path]
     index: Path
+    objects: list[ObjectRow] = field(default_factory=list)
+    tracks: list[Track] = field(default_factory=list)
+    track_rows: list[TrackRow] = field(default_factory=list)
+    tips: list[TipRow] = field(default_factory=list)
+    tip_velocities: list[TipVelocity] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)  # CSVs, meshes folder, scales.json
 
 
 def spread(indices: np.ndarray, count: int) -> list[int]:
@@ -102,13 +118,17 @@ class _Frames:
     kymo_thick: np.ndarray  # (t, n) Å
     maps: dict[int, np.ndarray] = field(default_factory=dict)  # top-height maps (Å) to show
     meshes: dict[int, np.ndarray] = field(default_factory=dict)  # surfaces to render
+    objects: dict[int, FrameObjects] = field(default_factory=dict)  # labels and rows per frame
+    tips: dict[int, np.ndarray] = field(default_factory=dict)  # (n, 3) tip positions, Å
 
 
 def measure_frames(run: Run, done: np.ndarray, level: float, *, line_yx: tuple[np.ndarray, np.ndarray],
                    montage: Sequence[int], rendered: Sequence[int], min_part_volume: float,
+                   resolution: float = 0.0, mesh_dir: Path | None = None,
                    progress: bool = False) -> _Frames:
-    """Read each done frame once: its metrics, height / thickness along the line, and the
-    height maps and meshes of the frames in ``montage`` / ``rendered``."""
+    """Read each done frame once: its metrics, objects and tips, height / thickness along the
+    line, the height maps and meshes of the frames in ``montage`` / ``rendered``, and (with
+    ``mesh_dir``) its surface as a PLY file."""
     dz, dy, dx = run.sampling
     ly, lx = line_yx
     nt = run.shape[0]
@@ -122,6 +142,15 @@ def measure_frames(run: Run, done: np.ndarray, level: float, *, line_yx: tuple[n
         occ = occupancy(volume, level)
         got.metrics[t] = frame_metrics(volume, sampling=run.sampling, level=level,
                                        min_part_volume=min_part_volume)
+        got.objects[t] = frame_objects(volume, frame=t, t=float(run.time[t]), sampling=run.sampling,
+                                       level=level, min_volume_nm3=min_part_volume,
+                                       resolution=resolution)
+        got.tips[t] = skeleton_tips(occ, run.sampling, min_volume=min_part_volume * NM**3)
+        if mesh_dir is not None:
+            verts, faces = material_surface(occ, run.sampling,
+                                            lateral_sigma_px(resolution, min(dy, dx)))
+            write_ply(mesh_dir / f"frame_{t:05d}.ply", verts, faces,
+                      comment=f"stream3d material surface, frame {t}, t = {run.time[t]:.6g} s, nm")
         top, _ = top_bottom(occ, dz)
         region = ndimage.binary_dilation(occ > MATERIAL, structure=np.ones((3, 3, 3), bool))
         thick = np.where(np.isfinite(top), thickness(occ, dz, region), np.nan)
@@ -134,19 +163,34 @@ def measure_frames(run: Run, done: np.ndarray, level: float, *, line_yx: tuple[n
     return got
 
 
+def default_resolution(run: Run, config) -> float:
+    """Å FWHM at which surfaces are measured: a truth store's occupancy is exact (0: the grid);
+    a reconstruction resolves no finer than the pop-out's lateral low-pass (popout.resolution
+    is its Gaussian sigma), and finer wiggles are noise that would inflate the area."""
+    if run.name == "occupancy":
+        return 0.0
+    from stream3d.analysis.objects import FWHM_PER_SIGMA
+
+    return float(config.popout.resolution) * FWHM_PER_SIGMA
+
+
 def analyze(path: str | Path, out: str | Path, *, array: str | None = None,
             config_path: str | Path | None = None, overrides: Sequence[str] = (),
             frame: int | None = None, line_nm: Sequence[float] | None = None,
-            min_part_volume: float = 1.0, progress: bool = False) -> Analysis:
-    """Analyse the run store at ``path`` into folder ``out``: metrics.csv, PNGs, index.html.
+            min_part_volume: float = 1.0, resolution: float | None = None, mesh: bool = False,
+            like: str | Path | None = None, progress: bool = False) -> Analysis:
+    """Analyse the run store at ``path`` into folder ``out``: metrics.csv, objects.csv,
+    tracks.csv, tips.csv, PNGs, index.html (and with ``mesh`` a PLY surface per frame).
 
     ``array``: the (t, z, y, x) array to analyse (default volume, else occupancy, else potential);
     ``config_path`` / ``overrides``: replace / amend the run's stored config (the material
     level is its sample.potential); ``frame``: the store index shown in orthogonal slices
     (default: the last reconstructed); ``line_nm``: kymograph line (y0, x0, y1, x1) in nm
-    (default: along x through the row crossing most material); ``min_part_volume``: smallest
-    part counted (nm³). Raises UserError for a store that is not a run store or has nothing
-    reconstructed.
+    (default: along the lateral path of the tip that travelled furthest, else along x through
+    the row crossing most material); ``min_part_volume``: smallest object (nm³);
+    ``resolution``: Å FWHM at which surfaces are measured (default
+    :func:`default_resolution`); ``like``: a report folder whose scales the pictures share.
+    Raises UserError for a store that is not a run store or has nothing reconstructed.
     """
     run = read_run(path, array=array)
     cfg = run_config(run, config_path, tuple(overrides))
@@ -157,57 +201,163 @@ def analyze(path: str | Path, out: str | Path, *, array: str | None = None,
                         f"({status_summary(run.status_names) or 'no frames'})")
     if line_nm is not None and len(line_nm) != 4:
         raise UserError("--line must be four numbers y0,x0,y1,x1 in nm")
+    if resolution is not None and not resolution >= 0:
+        raise UserError(f"--resolution must be >= 0 Å, got {resolution}")
+    shared = read_scales(like) if like is not None else None
+    resolution = default_resolution(run, cfg) if resolution is None else float(resolution)
     chosen = _choose_frame(run, frame, done)
     chosen_occ = occupancy(run.frame(chosen), level)
     line = (tuple(v * NM for v in line_nm) if line_nm is not None
             else _default_line(run, chosen_occ))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    mesh_dir = out / "meshes" if mesh else None
+    if mesh_dir is not None:
+        mesh_dir.mkdir(exist_ok=True)
     distance, ly, lx = line_samples(line, min(run.sampling[1:]))
     frames = measure_frames(run, done, level, line_yx=(ly, lx),
                             montage=spread(done, MONTAGE_FRAMES),
                             rendered=spread(done, RENDER_FRAMES),
-                            min_part_volume=min_part_volume, progress=progress)
+                            min_part_volume=min_part_volume, resolution=resolution,
+                            mesh_dir=mesh_dir, progress=progress)
     if not frames.metrics:
         raise UserError(f"{run.path}: every frame marked reconstructed holds no data")
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    growth = _growth(run, frames)
+    if line_nm is None and growth.line is not None:  # follow the growth: a second, cheap pass
+        line = growth.line
+        distance, ly, lx = line_samples(line, min(run.sampling[1:]))
+        frames.kymo_height, frames.kymo_thick = _kymograph(run, sorted(frames.metrics), level,
+                                                           (ly, lx))
     table = build_table(frame_id=run.frame_id, time_s=run.time, status=frames.status,
                         loss=run.loss, per_frame=frames.metrics)
     csv_path = table.write_csv(out / "metrics.csv")
-    files = _draw(run, out, table, frames, chosen=chosen, chosen_occ=chosen_occ, line=line,
-                  distance=distance)
-    index = report.write_index(out, run=run, config=cfg, level=level, table=table,
-                               csv_name=csv_path.name, pictures=files, chosen=chosen,
-                               line_nm=tuple(v / NM for v in line))
-    return Analysis(out=out, table=table, csv=csv_path, pictures=files, index=index)
+    files = {"metrics.csv": csv_path,
+             "objects.csv": write_objects_csv(growth.objects, out / "objects.csv"),
+             "tracks.csv": write_tracks_csv(growth.rows, out / "tracks.csv"),
+             "tips.csv": write_tips_csv(growth.tip_rows, growth.velocities, out / "tips.csv")}
+    if mesh_dir is not None:
+        files["meshes"] = mesh_dir
+    scales = _scales(table, frames, growth)
+    files["scales.json"] = scales.write(out)
+    drawn = scales.union(shared) if shared is not None else scales
+    pics = _draw(run, out, table, frames, growth, drawn, chosen=chosen, chosen_occ=chosen_occ,
+                 line=line, distance=distance)
+    last = int(max(frames.metrics))
+    index = report.write_index(
+        out, run=run, config=cfg, level=level, table=table, csv_name=csv_path.name,
+        pictures=pics, chosen=chosen, line_nm=tuple(v / NM for v in line),
+        tracks=summary_rows(growth.tracks, growth.by_key, last), velocities=growth.velocities,
+        files={k: p for k, p in files.items() if k != "scales.json"}, resolution=resolution,
+        line_source="given" if line_nm is not None else (
+            "along the fastest-travelling tip" if growth.line is not None else "automatic"),
+        like=str(like) if like is not None else None)
+    return Analysis(out=out, table=table, csv=csv_path, pictures=pics, index=index,
+                    objects=growth.objects, tracks=growth.tracks, track_rows=growth.rows,
+                    tips=growth.tip_rows, tip_velocities=growth.velocities, files=files)
 
 
-def _draw(run: Run, out: Path, table: MetricsTable, frames: _Frames, *, chosen: int,
-          chosen_occ: np.ndarray, line: Sequence[float], distance: np.ndarray) -> dict[str, Path]:
-    """Every picture of the report, by key; files in ``out``."""
+@dataclass
+class _Growth:
+    """Objects of every frame, their tracks and the tips' tracks."""
+
+    objects: list[ObjectRow]
+    by_key: dict[tuple[int, int], ObjectRow]
+    tracks: list[Track]
+    rows: list[TrackRow]
+    tip_rows: list[TipRow]
+    velocities: list[TipVelocity]
+    line: tuple[float, float, float, float] | None  # growth direction across the field, Å
+
+
+def _growth(run: Run, frames: _Frames) -> _Growth:
+    order = sorted(frames.objects)
+    objects = [r for t in order for r in frames.objects[t].rows]
+    by_key = {(r.frame, r.object): r for r in objects}
+    tracks = link(order, [frames.objects[t].labels for t in order])
+    rows = track_rows(tracks, by_key, last_frame=order[-1])
+    from stream3d.analysis.tips import tip_voxel
+
+    tip_rows, velocities = tip_tracks(order, [float(run.time[t]) for t in order],
+                                      [frames.tips[t] for t in order],
+                                      max_step=TIP_STEP_FACTOR * tip_voxel(run.sampling))
+    _, _, ny, nx = run.shape
+    _, dy, dx = run.sampling
+    line = growth_line(velocities, tip_rows, (ny * dy, nx * dx))
+    return _Growth(objects, by_key, tracks, rows, tip_rows, velocities, line)
+
+
+def _kymograph(run: Run, frames: Sequence[int], level: float,
+               line_yx: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Height of the top and thickness (Å) along the line at every frame (NaN elsewhere)."""
+    dz, dy, dx = run.sampling
+    ly, lx = line_yx
+    heights = np.full((run.shape[0], ly.size), np.nan)
+    thick = np.full_like(heights, np.nan)
+    for t in frames:
+        occ = occupancy(run.frame(t), level)
+        top, _ = top_bottom(occ, dz)
+        region = ndimage.binary_dilation(occ > MATERIAL, structure=np.ones((3, 3, 3), bool))
+        heights[t] = profile(top, ly, lx, (dy, dx))
+        thick[t] = profile(np.where(np.isfinite(top), thickness(occ, dz, region), np.nan),
+                           ly, lx, (dy, dx))
+    return heights, thick
+
+
+def _scales(table: MetricsTable, frames: _Frames, growth: _Growth) -> Scales:
+    ok = table.analysed
+    maps = [m for m in frames.maps.values()]
+    heights = np.concatenate([np.ravel(m) for m in maps] + [np.ravel(frames.kymo_height)]) / NM
+    return Scales(
+        height_nm=span_of(heights),
+        thickness_nm=(0.0, span_of(frames.kymo_thick / NM)[1]),
+        volume_nm3=(0.0, span_of(table.column("volume_nm3")[ok])[1]),
+        track_volume_nm3=(0.0, span_of([r.volume_nm3 for r in growth.rows])[1]),
+        area_nm2=(0.0, span_of(table.column("area_nm2")[ok])[1]),
+        time_s=span_of(table.time_s),
+    )
+
+
+def _draw(run: Run, out: Path, table: MetricsTable, frames: _Frames, growth: _Growth,
+          scales: Scales, *, chosen: int, chosen_occ: np.ndarray, line: Sequence[float],
+          distance: np.ndarray) -> dict[str, Path]:
+    """Every picture of the report, by key; files in ``out``; ranges from ``scales``."""
     dz, dy, dx = run.sampling
     montage, rendered = sorted(frames.maps), sorted(frames.meshes)
     # Kymograph rows by time when times advance; by frame index when they do not.
     increasing = bool(np.all(np.diff(run.time) > 0))
     rows = run.time if increasing else np.arange(run.shape[0], dtype=float)
-    return {
-        "metrics": pictures.plot_metrics(table, out / "metrics.png"),
+    cell = (run.shape[1] * dz / NM, run.shape[2] * dy / NM, run.shape[3] * dx / NM)
+    pics = {
+        "metrics": pictures.plot_metrics(
+            table, out / "metrics.png",
+            ylimits={"volume_nm3": limits(scales.volume_nm3, 0.05),
+                     "area_nm2": limits(scales.area_nm2, 0.05)}),
+        "track_volumes": track_pictures.plot_track_volumes(
+            growth.rows, growth.tracks, out / "track_volumes.png",
+            volume_max=limits(scales.track_volume_nm3, 0.05)[1],
+            time_label="time (s)"),
+        "tracks3d": track_pictures.plot_tracks_3d(growth.rows, growth.tip_rows, cell,
+                                                  out / "tracks3d.png"),
         "heights": pictures.plot_height_montage(
             [frames.maps[t] for t in montage], [_frame_title(run, t) for t in montage], (dy, dx),
-            out / "height_maps.png"),
+            out / "height_maps.png", limits=limits(scales.height_nm)),
         "slices": pictures.plot_orthoslices(
             run.frame(chosen), chosen_occ, run.sampling, _slice_centre(chosen_occ),
             f"Orthogonal slices of {run.name}, {_frame_title(run, chosen)}", out / "slices.png",
             value_label="occupancy" if run.name == "occupancy" else f"{run.name} potential (V)"),
         "render": render.plot_render(
             [frames.meshes[t] for t in rendered], [_frame_title(run, t) for t in rendered],
-            (run.shape[1] * dz / NM, run.shape[2] * dy / NM, run.shape[3] * dx / NM),
-            out / "render3d.png"),
+            cell, out / "render3d.png"),
         "kymograph": pictures.plot_kymograph(
             distance, rows, frames.kymo_height, frames.kymo_thick, top_bottom(chosen_occ, dz)[0],
             (dy, dx), line, f"Line on the height map, frame {chosen}", out / "kymograph.png",
-            time_label="time (s)" if increasing else "frame"),
+            time_label="time (s)" if increasing else "frame",
+            height_limits=limits(scales.height_nm), thickness_limits=limits(scales.thickness_nm)),
     }
+    if growth.velocities:
+        pics["tips"] = track_pictures.plot_tip_speeds(growth.velocities, out / "tip_speeds.png")
+    return pics
 
 
 def _progress(items: np.ndarray, show: bool, description: str):

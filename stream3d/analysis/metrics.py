@@ -169,7 +169,7 @@ class MetricsTable:
 def _cell(value: float, *, integer: bool = False) -> str:
     if value is None or not np.isfinite(value):
         return ""
-    return str(int(value)) if integer else f"{float(value):.6g}"
+    return str(int(value)) if integer else f"{float(value):.4g}"
 
 
 def growth_rate(volume_nm3: np.ndarray, time_s: np.ndarray, analysed: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from stream3d.analysis.metrics import MetricsTable
 
@@ -39,8 +40,12 @@ def _mark_unanalysed(ax, table: MetricsTable) -> None:
         ax.axvline(table.time_s[t], color=colour, lw=1.2, alpha=0.6, zorder=0)
 
 
-def plot_metrics(table: MetricsTable, path: Path) -> Path:
-    """Six panels over time: volume, area, heights, lateral centre, growth rate, parts."""
+def plot_metrics(table: MetricsTable, path: Path, *,
+                 ylimits: dict[str, tuple[float | None, float | None]] | None = None) -> Path:
+    """Six panels over time: volume, area, heights, lateral centre, growth rate, parts.
+
+    ``ylimits``: y range of a panel by its first series' name (e.g. shared with another
+    report); None ends are automatic."""
     fig = Figure(figsize=(11, 9), layout="constrained")
     axes = fig.subplots(3, 2, sharex=True)
     t, ok = table.time_s, table.analysed
@@ -60,6 +65,9 @@ def plot_metrics(table: MetricsTable, path: Path) -> Path:
         if not any(np.isfinite(table.column(name)[ok]).any() for name, _ in series):
             ax.text(0.5, 0.5, "no numbers yet", transform=ax.transAxes, ha="center", color="0.4")
         ax.set_ylabel(label)
+        lim = (ylimits or {}).get(series[0][0])
+        if lim is not None and lim != (None, None):
+            ax.set_ylim(*lim)
         ax.grid(alpha=0.3)
         _mark_unanalysed(ax, table)
         if any(legend for _, legend in series):
@@ -93,8 +101,9 @@ def _extent_nm(shape: tuple[int, int], pixel: Sequence[float]) -> list[float]:
 
 
 def plot_height_montage(maps: Sequence[np.ndarray], titles: Sequence[str], pixel: Sequence[float],
-                        path: Path) -> Path:
-    """Top-of-material height maps (Å in, nm shown) on a grid with one shared colour bar."""
+                        path: Path, *, limits: tuple[float, float] | None = None) -> Path:
+    """Top-of-material height maps (Å in, nm shown) on a grid with one shared colour bar
+    (``limits`` nm: its range, e.g. shared with another report; default: the maps' range)."""
     n = len(maps)
     cols = min(4, n)
     rows = -(-n // cols)
@@ -103,10 +112,13 @@ def plot_height_montage(maps: Sequence[np.ndarray], titles: Sequence[str], pixel
     stack = np.stack(maps) / 10
     finite = stack[np.isfinite(stack)]
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if limits is not None and None not in limits:
+        lo, hi = limits
     if hi - lo < 1e-6:
         lo, hi = lo - 0.5, hi + 0.5
     image = None
     for ax, m, title in zip(axes, stack, titles):
+        _no_edge_ticks(ax)
         image = ax.imshow(m, cmap=_cmap("viridis"), vmin=lo, vmax=hi,
                           extent=_extent_nm(m.shape, pixel), interpolation="nearest")
         ax.set_title(title, fontsize=9)
@@ -120,6 +132,13 @@ def plot_height_montage(maps: Sequence[np.ndarray], titles: Sequence[str], pixel
                  label="height of material top above exit plane (nm)")
     fig.suptitle("Height maps over time (grey: no material)")
     return _save(fig, path)
+
+
+def _no_edge_ticks(ax) -> None:
+    """Fewer ticks, none at the panel's far edges, so labels of neighbouring panels never run
+    together ("12.5" of one panel and "0.0" of the next read as "12.50.0")."""
+    ax.xaxis.set_major_locator(MaxNLocator(4, prune="upper"))
+    ax.yaxis.set_major_locator(MaxNLocator(4, prune="upper"))
 
 
 def plot_orthoslices(volume: np.ndarray, occupancy: np.ndarray, sampling: Sequence[float],
@@ -180,7 +199,8 @@ def plot_orthoslices(volume: np.ndarray, occupancy: np.ndarray, sampling: Sequen
 def plot_kymograph(distance: np.ndarray, time_s: np.ndarray, heights: np.ndarray,
                    thickness: np.ndarray, reference: np.ndarray, pixel: Sequence[float],
                    line: Sequence[float], reference_title: str, path: Path, *,
-                   time_label: str = "time (s)") -> Path:
+                   time_label: str = "time (s)", height_limits: tuple[float, float] | None = None,
+                   thickness_limits: tuple[float, float] | None = None) -> Path:
     """Height of the material top and material thickness along a line, against time.
 
     ``heights`` and ``thickness`` are (t, n) in Å along ``distance`` (Å), NaN rows for frames
@@ -191,6 +211,8 @@ def plot_kymograph(distance: np.ndarray, time_s: np.ndarray, heights: np.ndarray
     # One height scale for the map and the height kymograph, so colours mean the same.
     both = np.concatenate([reference[np.isfinite(reference)], heights[np.isfinite(heights)]]) / 10
     lo, hi = (float(both.min()), float(both.max())) if both.size else (0.0, 1.0)
+    if height_limits is not None and None not in height_limits:
+        lo, hi = height_limits
     ax = axes[0]
     ax.imshow(reference / 10, cmap=_cmap("viridis"), extent=_extent_nm(reference.shape, pixel),
               interpolation="nearest", vmin=lo, vmax=hi)
@@ -203,7 +225,8 @@ def plot_kymograph(distance: np.ndarray, time_s: np.ndarray, heights: np.ndarray
     s_edges = _edges(distance / 10)
     for ax, data, label, cmap, limits in (
             (axes[1], heights, "height of material top (nm)", "viridis", (lo, hi)),
-            (axes[2], thickness, "material thickness (nm)", "cividis", (None, None))):
+            (axes[2], thickness, "material thickness (nm)", "cividis",
+             thickness_limits or (None, None))):
         mesh = ax.pcolormesh(s_edges, edges, np.ma.masked_invalid(data / 10), cmap=_cmap(cmap),
                              shading="flat", vmin=limits[0], vmax=limits[1],
                              antialiased=False, edgecolors="none")  # no seams between cells

@@ -27,6 +27,13 @@ _CAPTIONS = {
               "coloured by height above the exit plane.",
     "kymograph": "Kymograph: height of the material top and its thickness along the red line, "
                  "one row per frame.",
+    "track_volumes": "Volume of every tracked object over time (tracks.csv). Circles: births, "
+                     "triangles: objects made by a split, squares: by a merge, crosses: losses; "
+                     "dotted lines join parents to children.",
+    "tracks3d": "Tracks in 3D: each object's centroid over time (dot size grows with volume), "
+                "and the paths of the growth fronts (skeleton tips, black).",
+    "tips": "Speed of each growth front (tips.csv): the fitted straight-line speed and the "
+            "median distance moved per frame.",
 }
 
 _STYLE = """
@@ -35,6 +42,7 @@ h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 2em; border-bottom:
 figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { color: #555; font-size: 0.92em; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
+.scroll { max-width: 100%; overflow-x: auto; }
 th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
 th { background: #f0f0f0; } td.text { text-align: left; }
 .grid { display: flex; gap: 2em; flex-wrap: wrap; align-items: flex-start; }
@@ -65,10 +73,39 @@ def _config_tables(config: Mapping[str, Mapping[str, Any]]) -> str:
     return '<div class="grid">' + "\n".join(parts) + "</div>"
 
 
+def _counter(value: Any) -> str:
+    """A counter as text: a number, or per kind "kind: n" joined (malformed input by kind)."""
+    if isinstance(value, Mapping):
+        if not value:
+            return "0"
+        parts = [f"{html.escape(str(k))}: {_counter(v)}" for k, v in sorted(value.items())]
+        total = sum(v for v in value.values() if isinstance(v, (int, float)))
+        return f"{total:g} (" + ", ".join(parts) + ")"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _sig3(cell: str) -> str:
+    """A numeric table cell shown to 3 significant figures (integers as they are)."""
+    try:
+        value = float(cell)
+    except ValueError:
+        return cell
+    if cell.lstrip("-").isdigit():
+        return cell
+    return f"{value:.3g}"
+
+
 def write_index(out: Path, *, run: Run, config: Config, level: float, table: MetricsTable,
                 csv_name: str, pictures: Mapping[str, Path], chosen: int,
-                line_nm: tuple[float, float, float, float]) -> Path:
-    """Write ``out/index.html`` linking ``pictures`` (files in ``out``) and the CSV."""
+                line_nm: tuple[float, float, float, float],
+                tracks: list[list[str]] | None = None, velocities: list[Any] | None = None,
+                files: Mapping[str, Path] | None = None, resolution: float = 0.0,
+                line_source: str = "", like: str | None = None) -> Path:
+    """Write ``out/index.html`` linking ``pictures`` (files in ``out``), the CSVs and tables of
+    tracks (``tracks``: rows of tracking.SUMMARY_COLUMNS) and tip speeds (``velocities``)."""
+    from stream3d.analysis.tracking import SUMMARY_COLUMNS
     nt, nz, ny, nx = run.shape
     dz, dy, dx = run.sampling
     material = (f"occupancy above {level / 2:g}" if run.name == "occupancy" else
@@ -80,17 +117,31 @@ def write_index(out: Path, *, run: Run, config: Config, level: float, table: Met
         ["frames", status_summary(table.status)],
         ["material", material],
         ["slices frame", str(chosen)],
-        ["kymograph line", "y0, x0, y1, x1 = " + ", ".join(f"{v:.2f}" for v in line_nm) + " nm"],
+        ["kymograph line", "y0, x0, y1, x1 = " + ", ".join(f"{v:.2f}" for v in line_nm) + " nm"
+         + (f" ({line_source})" if line_source else "")],
+        ["surfaces measured at", f"{resolution:.3g} Å lateral resolution (FWHM)" if resolution
+         else "the voxel grid (anti-aliased)"],
+        ["scales", f"shared with {like}" if like else "this run's own"],
         ["written by", f"stream3d {run.version or '?'}; analysed by stream3d {__version__} on "
                        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}"],
     ]
-    counters = [[k, str(v)] for k, v in run.counters.items()] or [["(none stored)", ""]]
+    counters = [[k, _counter(v)] for k, v in run.counters.items()] or [["(none stored)", ""]]
     figures = "\n".join(
         f'<figure><img src="{html.escape(p.name)}" alt="{html.escape(key)}">'
         f"<figcaption>{html.escape(_CAPTIONS.get(key, key))}</figcaption></figure>"
         for key, p in pictures.items())
-    rows = table.rows()
+    rows = [[_sig3(c) for c in row] for row in table.rows()]
     shown = rows[:MAX_TABLE_ROWS]
+    downloads = " ".join(f'<a href="{html.escape(p.name)}">{html.escape(p.name)}</a>'
+                         for p in (files or {}).values())
+    track_table = (_table(tracks, list(SUMMARY_COLUMNS), text_cols=0) if tracks
+                   else "<p>No objects above the minimum size.</p>")
+    speed_rows = [[str(v.tip), str(v.first_frame), str(v.last_frame), f"{v.speed_A_per_frame:.3g}",
+                   f"{v.step_A_per_frame:.3g}", f"{v.speed_nm_s:.3g}"] for v in velocities or []]
+    speed_table = (_table(speed_rows, ["tip", "first frame", "last frame",
+                                       "fitted speed (Å/frame)", "median step (Å/frame)",
+                                       "speed (nm/s)"], text_cols=0)
+                   if speed_rows else "<p>No tip seen in two frames.</p>")
     more = (f"<p>First {MAX_TABLE_ROWS} of {len(rows)} rows; all are in the CSV.</p>"
             if len(rows) > MAX_TABLE_ROWS else "")
     page = f"""<!DOCTYPE html>
@@ -102,10 +153,18 @@ def write_index(out: Path, *, run: Run, config: Config, level: float, table: Met
 {_table(facts)}
 <h2>Pictures</h2>
 {figures}
+<h2>Tracked objects</h2>
+<p>Objects are 26-connected parts of material; a track is one unbroken run of an object.
+Began: birth (new), split or merge (of the tracks in "from"); ended: present (in the last
+frame), loss, or the merge / split into the tracks in "into". Per frame in tracks.csv and
+objects.csv. Files: {downloads}</p>
+<div class="scroll">{track_table}</div>
+<h2>Growth fronts</h2>
+{speed_table}
 <h2>Metrics per frame</h2>
 <p>Lengths in nm, heights above the exit plane; empty cells: no number (frame not
-reconstructed, or no material). Download: <a href="{html.escape(csv_name)}">{html.escape(csv_name)}</a></p>
-{_table(shown, list(table.columns), text_cols=0, missing=[not a for a in table.analysed[:len(shown)]])}
+reconstructed, or no material); 3 significant figures here, 4 in the CSV. Download: <a href="{html.escape(csv_name)}">{html.escape(csv_name)}</a></p>
+<div class="scroll">{_table(shown, list(table.columns), text_cols=0, missing=[not a for a in table.analysed[:len(shown)]])}</div>
 {more}
 <h2>Counters</h2>
 {_table(counters)}

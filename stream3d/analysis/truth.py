@@ -110,3 +110,40 @@ def _open_truth(path: Path) -> zarr.Group:
         raise UserError(f"{path} has no occupancy / frame_id arrays: not a truth.zarr from "
                         f"stream3d simulate")
     return group
+
+
+PICTURE_FRAMES = 4  # frames shown side by side
+
+
+def write_comparison(run_path: str | Path, truth_path: str | Path, out: str | Path,
+                     rows: list[FrameErrors], *, frames: int = PICTURE_FRAMES) -> dict[str, Path]:
+    """errors.csv and the side-by-side pictures (truth, pop-out, refined) of up to ``frames``
+    frames spread over the run, in folder ``out``; returns the paths by name."""
+    from stream3d.analysis import compare_pictures as cp
+    from stream3d.analysis.analyze import spread
+    from stream3d.refine.evaluate import occupancy_of
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    run = read_run(run_path)
+    cfg = run_config(run)
+    potential = float(cfg.sample.potential)
+    truth = _open_truth(Path(truth_path))
+    group = zarr.open_group(str(run_path), mode="r")
+    truth_index = {int(i): k for k, i in enumerate(np.asarray(truth["frame_id"][:])) if i >= 0}
+    shown = [rows[k] for k in spread(np.arange(len(rows)), frames)]
+    volumes = []
+    for r in shown:
+        occ = np.asarray(truth["occupancy"][truth_index[r.frame_id]], dtype=np.float64)
+        mine = []
+        for name in ("popout", "volume"):
+            v = np.asarray(group[name][r.t]) if name in group else None
+            mine.append(None if v is None or np.isnan(v).all() else occupancy_of(v, potential))
+        title = f"frame {r.frame_id}, t = {run.time[r.t]:.3g} s"
+        volumes.append(cp.FrameVolumes(r.t, title, (occ, *mine)))
+    return {
+        "errors.csv": write_csv(rows, out / "errors.csv"),
+        "sections_xz.png": cp.plot_sections(volumes, run.sampling, "x", out / "sections_xz.png"),
+        "sections_yz.png": cp.plot_sections(volumes, run.sampling, "y", out / "sections_yz.png"),
+        "height_maps.png": cp.plot_height_maps(volumes, run.sampling, out / "height_maps.png"),
+    }

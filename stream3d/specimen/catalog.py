@@ -15,6 +15,7 @@ import numpy as np
 from stream3d.config import Config
 from stream3d.errors import UserError
 from stream3d.specimen.dendrite import Dendrite, DendriteParams
+from stream3d.specimen.growing import GrowingDiscs, births
 from stream3d.specimen.shapes import three_discs, tilted_slab, two_layers
 
 
@@ -69,6 +70,16 @@ def discs(config: Config) -> Static:
                               thickness=config.simulate.thickness))
 
 
+def growing_discs(config: Config) -> GrowingDiscs:
+    """The three discs, born one after another, radius growing by simulate.growth Å per frame
+    from simulate.initial_length Å."""
+    shape, sampling = grid(config)
+    sim = config.simulate
+    return GrowingDiscs(shape, sampling, heights=tuple(_layer_heights(config, 3)),
+                        thickness=sim.thickness, births=births(sim.frames),
+                        r0=max(sim.initial_length, 2 * max(sampling[1:])), growth=sim.growth)
+
+
 def tilted(config: Config) -> Static:
     """A slab rising across x from the bottom to the top of the depth range."""
     shape, sampling = grid(config)
@@ -88,6 +99,7 @@ def layers(config: Config) -> Static:
 BUILDERS: dict[str, Callable[[Config], Specimen]] = {
     "dendrite": dendrite,
     "discs": discs,
+    "growing_discs": growing_discs,
     "tilted_slab": tilted,
     "two_layers": layers,
 }
