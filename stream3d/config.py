@@ -86,7 +86,7 @@ class Detector:
 
 @dataclass(frozen=True)
 class Refine:
-    iterations: int = 80  # optimiser iterations per frame; 0 = pop-out only
+    iterations: int = 30  # optimiser iterations per frame; 0 = pop-out only
     init: str = "popout"  # "popout" | "uniform"
     device: str = "auto"  # torch device: "auto" (cuda if present, else cpu), "cpu", "cuda:0", ...
     parameterisation: str = "slabs"  # "slabs": per-column slab (height, thickness) | "voxels"
@@ -100,9 +100,8 @@ class Refine:
     support_fraction: float = 0.5  # material where fitted thickness > this x the start's
     settle_step: float = 3.0  # Å: a fit has settled when 95 % of material moved less than this
     thickness_smoothing: float = 2.0  # px, smoothing of the fitted thickness (0 = region median)
-    polish_step: float = 0.25  # polish step size as a fraction of the learning rate
     noise_factor: float = 1.0  # stop once data loss <= this x the expected loss at the truth
-    noise_samples: int = 2  # Monte-Carlo frames that estimate the expected loss
+    noise_samples: int = 1  # Monte-Carlo frames that estimate the expected loss
     plateau_window: int = 5  # iterations over which the plateau rule looks back
     plateau_tolerance: float = 1e-3  # relative improvement over the window that counts as none
     divergence: float = 10.0  # objective above this x the best so far: the step diverged
@@ -145,7 +144,6 @@ class Refine:
         _require(self.noise_factor >= 0, "refine.noise_factor",
                  "must be >= 0 (0 = never stop at the noise level)")
         _require(self.thickness_smoothing >= 0, "refine.thickness_smoothing", "must be >= 0 px")
-        _require(self.polish_step > 0, "refine.polish_step", "must be > 0")
         _require(self.noise_samples >= 1, "refine.noise_samples", "must be >= 1")
         _require(self.plateau_window >= 1, "refine.plateau_window", "must be >= 1")
         _require(self.divergence > 1, "refine.divergence", "must be > 1")

@@ -1,4 +1,4 @@
-"""One frame's refinement: support, depth search, joint fit, material prior, polish.
+"""One frame's refinement: support, depth search, joint fit, material prior, evidence.
 
 1. Support fit (AD): each column's thickness is fitted by projected Adam with the heights held,
    which sharpens the lateral shape from the frame's absorption and phase contrast. Then each
@@ -12,8 +12,10 @@
    information that a texture-free model misses; a region's gradient sums over all its columns
    and does not vanish. Ends when the support and heights settle.
 4. Material prior again: homogeneous material on the fitted support.
-5. Polish (AD): every parameter with L1 TV, stopped by the discrepancy principle at the data
-   loss the true volume would leave (texture and shot noise, estimated by Monte Carlo).
+5. Evidence: an object keeps its refined shape only where the data loss in its window dropped
+   significantly; elsewhere the start (pop-out, or the previous frame) stays. Near the start
+   the texture-free model's loss is already at the noise level, and an insignificant drop is
+   no reason to move material (measured: it moved heights the wrong way as often as not).
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from stream3d.config import Config, Refine
 from stream3d.device import resolve_device
 from stream3d.refine.depth_search import (
+    significance,
     SPECKLE_PIXELS, SearchOutcome, SearchSettings, search_depths,
 )
 from stream3d.refine.losses import loss_map
@@ -41,7 +45,7 @@ from stream3d.refine.regularisers import total_variation
 from stream3d.refine.result import RefineResult
 from stream3d.refine.support import FitWatch, grow, material_thickness
 
-#: callback(stage, iteration, param) with stage "start", "support", "search", "fit" or "polish".
+#: callback(stage, iteration, param) with stage "start", "support", "search" or "fit".
 Callback = Callable[[str, int, Parameterisation], None]
 
 
@@ -177,16 +181,6 @@ class _Run:
             self.callback("search", self.iterations, self.param)
         return outcome
 
-    def polish(self, noise_level: float) -> LoopReport:
-        # Thickness only: free per-column heights would fit texture with height noise, which
-        # piles up from frame to frame when each frame starts from the last one's heights.
-        groups = [{"params": self.param.lateral_parameters(),
-                   "lr": self.rate * self.settings.polish_step}]
-        return self._record(optimise(self.param, groups, self.problem.objective,
-                                     decay=self.settings.lr_decay,
-                                     rules=self._rules(self.budget, noise_level),
-                                     callback=self._stage_callback("polish")))
-
 
 def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, config: Config, *,
                   device: str | torch.device | None = None, support: np.ndarray | None = None,
@@ -263,25 +257,59 @@ def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, con
                               seed=settings.seed)
         run.evaluations += 2
         shift_prior = temporal_weight(level, measured.numel(), settings.temporal_depth)
-    run.fit("fit", settings.iterations, watch="both", shift_prior=shift_prior)
+    fit = run.fit("fit", settings.iterations, watch="both", shift_prior=shift_prior)
     param.commit_regions()
     # 4. Material prior on the fitted support.
     regions = run.apply_material_prior(start)
-    # 5. Polish to the noise level.
+    # The loss the true volume would leave (texture and shot noise): for the message and the
+    # next frame's scene-change test.
     noise = expected_loss(model, param.volume().detach(), loss_map(settings.loss),
                           texture=config.sample.texture,
                           texture_length=config.sample.texture_length,
                           samples=settings.noise_samples, seed=settings.seed)
     run.evaluations += 2 * settings.noise_samples
-    polish = run.polish(noise)
-    status = run.troubles[0] if run.troubles else polish.status
+    status = run.troubles[0] if run.troubles else fit.status
+    # 5. Keep the start where the data do not say clearly that the refinement is better.
+    refined, kept = keep_significant(problem.residual, volume, param.volume().detach(),
+                                     pad=settings.window, z=settings.search_significance)
+    with torch.no_grad():
+        loss = float(problem.residual(refined).mean())
     return RefineResult(
-        volume=_numpy(param.volume()), loss=polish.best_loss, loss_history=run.history,
+        volume=_numpy(refined), loss=loss, loss_history=run.history,
         iterations=run.iterations, seconds=time.perf_counter() - clock, status=status,
         warm=warm, noise_level=noise, evaluations=run.evaluations, regions=regions.count,
         shifts=outcome.shifts, scales=outcome.stretches, thickness_scales=outcome.thickness,
-        message=(f"{run.iterations} iterations, {regions.count} regions, stopped: {status} "
-                 f"(loss {polish.best_loss:.4g}, expected at the truth {noise:.4g})"))
+        message=(f"{run.iterations} iterations, {regions.count} regions ({kept} kept from the "
+                 f"start), stopped: {status} (loss {loss:.4g}, expected at the truth "
+                 f"{noise:.4g})"))
+
+
+@torch.no_grad()
+def keep_significant(residual: Callable[[torch.Tensor], torch.Tensor], start: torch.Tensor,
+                     refined: torch.Tensor, *, pad: int, z: float) -> tuple[torch.Tensor, int]:
+    """``refined`` with every object (connected material of either volume) put back to
+    ``start`` unless its data loss, in the object's window (grown by ``pad`` px), dropped by a
+    significant z-score >= ``z``; and how many were put back.
+
+    Near the start the texture-free model's loss is at the noise level and nearly flat, so a
+    refinement that wanders without lowering it significantly is not evidence; the start
+    (pop-out, or the previous frame) stays.
+    """
+    material = ((start.real != 0).any(dim=0) | (refined.real != 0).any(dim=0)).cpu().numpy()
+    labels, count = ndimage.label(material)
+    if count == 0:
+        return refined, 0
+    before, after = residual(start), residual(refined)
+    out = refined.clone()
+    kept = 0
+    for label in range(1, count + 1):
+        own = labels == label
+        window = torch.as_tensor(ndimage.binary_dilation(own, iterations=pad), device=out.device)
+        if significance(before[window], after[window]) < z:
+            columns = torch.as_tensor(own, device=out.device)
+            out[:, columns] = start[:, columns]
+            kept += 1
+    return out, kept
 
 
 def temporal_weight(noise_level: float, pixels: int, depth: float) -> float:

@@ -10,6 +10,7 @@ import numpy as np
 STATUSES = {
     "noise-level": "the data loss reached the expected loss at the truth (discrepancy principle)",
     "plateau": "the objective stopped improving",
+    "settled": "the material (thickness and heights) stopped moving",
     "max-iterations": "the iteration budget ran out",
     "diverged": "a step raised the objective far above the best so far; the best volume is kept",
     "nan": "NaN or infinity appeared in the loss or gradient; the best volume is kept",
