@@ -22,6 +22,7 @@ from stream3d.physics import wavelength
 from stream3d.popout import maps
 from stream3d.popout.ctf_fit import FitDesign, PatchFits, fit_design, fit_profiles
 from stream3d.popout.heights import object_heights
+from stream3d.popout.layers import stacked_columns
 from stream3d.popout.ctf_model import Optics, ring_count, ring_phase, search_defoci, thon_model
 from stream3d.popout.normalise import Normalised, check_frame, normalise
 from stream3d.popout.patches import PatchGrid, hann_window, patch_grid, windowed_patches
@@ -29,7 +30,7 @@ from stream3d.popout.segment import material_mask
 from stream3d.popout.spectrum import radial_bins, radial_profiles
 from stream3d.popout.texture_mask import texture_mask
 from stream3d.popout.thickness import layered_thickness, solvent_background
-from stream3d.popout.volume import build_volume
+from stream3d.popout.volume import layered_volume
 
 #: Weight of an unconfident patch (its filled-in height) next to a confident one (<= 1).
 _FLOOR_WEIGHT = 1e-3
@@ -211,20 +212,27 @@ def _assemble(fitted: tuple[PatchFits, FitDesign], norm: Normalised, setup: _Set
 
     mask, thickness, objects = _material(norm, height_px, setup, config)
     conf_px, _ = maps.spread(confidence_p.reshape(rows, cols), np.ones((rows, cols)), grid)
+    layers = None
     if mask.any():
         # Second pass: every object's own heights, then its thickness at those heights.
         labels, _ = ndimage.label(objects)
         objects = object_heights(norm.intensity - 1.0, labels, height_px, design, setup, config)
         height_px, conf_px = objects.height, objects.confidence
         mask, thickness, _ = _material(norm, height_px, setup, config)
+        if objects.layers is not None:
+            layers = stacked_columns(objects.layers, labels, thickness)
+            if layers is not None:
+                share = layers.top_share
+                height_px = np.where(layers.where, share * layers.top + (1 - share) *
+                                     layers.bottom, height_px)
     conf_px = np.where(mask & norm.valid, np.nan_to_num(conf_px), 0.0)
     note = _solvent_note(norm, mask)
     if note:
         messages.append(note)
 
     messages.extend(_depth_warnings(config, setup, confidence_p, good, mask, conf_px))
-    volume = build_volume(height_px, thickness, slices=s.slices, slice_thickness=s.slice_thickness,
-                          potential=s.potential)
+    volume = layered_volume(height_px, thickness, layers, slices=s.slices,
+                            slice_thickness=s.slice_thickness, potential=s.potential)
     return PopoutResult(volume, height_px.astype(np.float32), thickness.astype(np.float32),
                         np.clip(conf_px, 0.0, 1.0).astype(np.float32), "; ".join(messages))
 

@@ -10,6 +10,7 @@ from stream3d.config import Config
 from stream3d.popout import maps
 from stream3d.popout.ctf_fit import FitDesign, fit_profiles
 from stream3d.popout.ctf_model import ring_count
+from stream3d.popout.layers import PRESENT, Layers, extreme_pair, pair_amplitudes
 from stream3d.popout.objects import object_profiles
 from stream3d.popout.spectrum import radial_bins
 
@@ -21,6 +22,7 @@ _FLOOR = 1e-3
 class ObjectHeights:
     height: np.ndarray  # (y, x) Å, centre of mass of each column's material
     confidence: np.ndarray  # (y, x) in [0, 1]
+    layers: Layers | None  # columns where both layers of a two-layer object are seen
 
 
 def object_heights(contrast: np.ndarray, labels: np.ndarray, fallback: np.ndarray,
@@ -35,13 +37,15 @@ def object_heights(contrast: np.ndarray, labels: np.ndarray, fallback: np.ndarra
     height = fallback.astype(np.float64).copy()
     confidence = np.zeros(contrast.shape)
     if len(profiles) == 0:
-        return ObjectHeights(height, confidence)
+        return ObjectHeights(height, confidence, None)
     fits = fit_profiles(profiles, design)
     rings = ring_count(fits.defocus, optics, setup.k_low, setup.k_high)
     conf = maps.patch_confidence(fits, rings, tolerance=p.tolerance, min_rings=p.min_rings)
     depth = s.slices * s.slice_thickness
     # The model images a slice's material at its top face, dz/2 above its centre.
     fitted = np.clip(m.defocus - fits.defocus - s.slice_thickness / 2, 0.0, depth)
+    to_height = lambda d: float(np.clip(m.defocus - d - s.slice_thickness / 2, 0.0, depth))  # noqa: E731
+    layer_maps = np.zeros((4, *contrast.shape))  # candidate, top, bottom (Å), top share
     rows, cols = grid.grid_shape
     for label in np.unique(index.label):
         sel = index.label == label
@@ -55,4 +59,27 @@ def object_heights(contrast: np.ndarray, labels: np.ndarray, fallback: np.ndarra
             overall = float((weight * grid_values).sum() / weight.sum())
             covered = total > 1e-6 * weight.max()
             target[pixels] = np.where(covered, np.nan_to_num(mean, nan=overall), overall)[pixels]
-    return ObjectHeights(height, np.clip(confidence, 0.0, 1.0))
+        sure = sel & (conf >= p.min_confidence)
+        pair = extreme_pair(fits.defocus[sure], index.share[sure], design)
+        if pair is None:
+            continue
+        amplitude = pair_amplitudes(profiles[sel], design, pair)
+        spread = []
+        for k in range(2):
+            grid_values = np.zeros((rows, cols))
+            grid_values[index.row[sel], index.col[sel]] = amplitude[:, k]
+            mean, _ = maps.spread(grid_values, weight, grid)
+            spread.append(np.nan_to_num(mean)[pixels])
+        top, bottom = spread
+        typical = [np.percentile(a, 90) for a in spread]
+        if min(typical) <= 0:
+            continue
+        both = (top >= PRESENT * typical[0]) & (bottom >= PRESENT * typical[1])
+        layer_maps[0][pixels] = both
+        layer_maps[1][pixels] = to_height(pair.top)
+        layer_maps[2][pixels] = to_height(pair.bottom)
+        layer_maps[3][pixels] = top / np.maximum(top + bottom, 1e-30)
+    layers = None
+    if layer_maps[0].any():
+        layers = Layers(layer_maps[0] > 0, layer_maps[1], layer_maps[2], layer_maps[3])
+    return ObjectHeights(height, np.clip(confidence, 0.0, 1.0), layers)

@@ -32,3 +32,19 @@ def build_volume(height: np.ndarray, thickness: np.ndarray, *, slices: int, slic
         covered *= np.float32(potential / slice_thickness)
     return volume
 
+
+
+def layered_volume(height: np.ndarray, thickness: np.ndarray, layers, *, slices: int,
+                   slice_thickness: float, potential: float) -> np.ndarray:
+    """:func:`build_volume`, except that the columns in ``layers.where`` (a
+    :class:`stream3d.popout.layers.Layers`, or None for none) hold two slabs, at ``layers.top``
+    and ``layers.bottom`` Å, sharing the column's thickness by ``layers.top_share``."""
+    grid = dict(slices=slices, slice_thickness=slice_thickness, potential=potential)
+    if layers is None:
+        return build_volume(height, thickness, **grid)
+    stacked = layers.where
+    share = np.clip(layers.top_share, 0.0, 1.0)
+    volume = build_volume(height, np.where(stacked, 0.0, thickness), **grid)
+    volume += build_volume(layers.top, np.where(stacked, share * thickness, 0.0), **grid)
+    volume += build_volume(layers.bottom, np.where(stacked, (1 - share) * thickness, 0.0), **grid)
+    return np.minimum(volume, np.float32(potential))

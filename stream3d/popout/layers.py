@@ -1,0 +1,102 @@
+"""Two layers in the same columns: an object's spectrum unmixed as a sum of two Thon-ring
+patterns (the pop-out paper's separation of overlapping layers).
+
+An object whose patches fit heights far apart (:func:`extreme_pair`) may hold two layers.
+Where they are stacked, rather than side by side (a tilted plate or a branched dendrite also
+spans several heights), is told per patch by the amplitudes of the two fixed ring patterns
+(both present, :func:`pair_amplitudes`) and by the thickness map (stacked columns hold more
+material than the object's single-layer columns, :func:`stacked_columns`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from stream3d.popout.ctf_fit import FitDesign
+
+#: Å, the least height difference between two layers that the fit separates.
+MIN_SEPARATION = 160.0
+
+#: A column is stacked when each layer's ring amplitude there is at least this share of the
+#: layer's typical amplitude ...
+PRESENT = 0.5
+
+#: ... and it holds this many times the material of the object's single-layer columns.
+THICKER = 1.4
+
+
+@dataclass(frozen=True)
+class LayerPair:
+    """Two layers of one object: effective defoci (Å, top first) and their indices on the
+    fit design's defocus grid."""
+
+    top: float
+    bottom: float
+    index: tuple[int, int]
+
+
+def extreme_pair(defocus: np.ndarray, weights: np.ndarray, design: FitDesign) -> LayerPair | None:
+    """The candidate layers of one object: the 10th and 90th weighted percentiles of its
+    patches' fitted effective defoci (Å), when they are :data:`MIN_SEPARATION` apart.
+
+    The pooled spectrum alone does not pick the pair reliably (the ring model explains only
+    part of a real spectrum, and a pair at the edge of the range soaks up the rest), but an
+    object that overlaps another usually also shows each layer alone somewhere: its single-layer
+    fits span both heights.
+    """
+    if len(defocus) < 2 or weights.sum() <= 0:
+        return None
+    order = np.argsort(defocus)
+    cumulative = np.cumsum(weights[order]) / weights.sum()
+    top = float(defocus[order][np.searchsorted(cumulative, 0.1)])
+    bottom = float(defocus[order][min(np.searchsorted(cumulative, 0.9), len(order) - 1)])
+    if bottom - top < MIN_SEPARATION:
+        return None
+    grid = design.defoci
+    index = (int(np.argmin(np.abs(grid - top))), int(np.argmin(np.abs(grid - bottom))))
+    return LayerPair(top, bottom, index)
+
+
+def pair_amplitudes(profiles: np.ndarray, design: FitDesign, pair: LayerPair) -> np.ndarray:
+    """Non-negative amplitudes (n, 2) of the pair's two fixed ring patterns in each profile
+    (top first), by least squares (a negative one is set to 0 and the other refitted)."""
+    rings = design.rings[list(pair.index)]  # (2, bins)
+    r = (profiles * design.weights) @ design.projector
+    c = r @ rings.T  # (n, 2)
+    gram = rings @ rings.T
+    both = np.linalg.solve(gram, c.T).T
+    alone = np.maximum(c, 0.0) / np.diag(gram)
+    fit_top = np.stack([alone[:, 0], np.zeros(len(c))], axis=1)
+    fit_bottom = np.stack([np.zeros(len(c)), alone[:, 1]], axis=1)
+    out = np.where((both >= 0).all(axis=1)[:, None], both,
+                   np.where((alone[:, 0] * c[:, 0] >= alone[:, 1] * c[:, 1])[:, None],
+                            fit_top, fit_bottom))
+    return out
+
+
+@dataclass(frozen=True)
+class Layers:
+    """Stacked columns (bool (y, x)), the two layers' heights (Å above the exit plane, (y, x))
+    and the top layer's share of each stacked column's thickness."""
+
+    where: np.ndarray
+    top: np.ndarray
+    bottom: np.ndarray
+    top_share: np.ndarray
+
+
+def stacked_columns(candidates: Layers, labels: np.ndarray, thickness: np.ndarray) -> Layers | None:
+    """``candidates`` (both layers' patterns present) narrowed to the columns that also hold
+    :data:`THICKER` times the material of their object's other columns; None if none do."""
+    where = np.zeros_like(candidates.where)
+    for label in np.unique(labels[candidates.where]):
+        own = labels == label
+        single = own & ~candidates.where & (thickness > 0)
+        if not single.any():
+            continue
+        where |= own & candidates.where & (thickness > THICKER * np.median(thickness[single]))
+    if not where.any():
+        return None
+    return Layers(where, candidates.top, candidates.bottom, candidates.top_share)
