@@ -50,6 +50,9 @@ _THICKNESS_STEP = 40.0
 #: Share of the neighbourhood's thickness at which an object's edge is put.
 _EDGE_LEVEL = 0.35
 
+#: Texture-marked material must also be this share of the noise threshold thick.
+_CORE_LEVEL = 0.3
+
 #: Material must be thicker than this many standard deviations of the solvent's thickness.
 _NOISE_SIGMAS = 3.0
 
@@ -262,29 +265,28 @@ def _material(norm: Normalised, height: np.ndarray, setup: _Setup,
                         pixel_size=optics.pixel_size, counts_per_unit=norm.counts_per_unit,
                         sigma_px=2.0 * p.resolution / optics.pixel_size)
     level = _solvent_level(norm, mask)
-    first = mask
-    # At low dose the map's noise would hide thin material: coarsen its resolution until the
-    # noise threshold is within reach of thin material (1.5 x popout.min_thickness).
-    for resolution in p.resolution * np.array([1.0, 2.0, 4.0]):
-        raw = layered_thickness(norm.intensity / level - 1.0, effective, step=_THICKNESS_STEP,
-                                optics=optics, potential=s.potential, resolution=float(resolution),
-                                counts_per_unit=norm.counts_per_unit * level)
-        mask, t, threshold = _segment(raw, first, norm, p.min_thickness, min_area_px,
-                                      _BACKGROUND / optics.pixel_size)
-        if threshold <= 1.5 * p.min_thickness:
-            break
-    else:
-        # Too noisy to segment by thickness (low dose): the texture says where material is,
-        # the coarsest map how thick (at least popout.min_thickness).
-        mask = material_mask(first.astype(np.float32), threshold=0.5, min_area_px=min_area_px)
-        t = np.where(mask, np.maximum(t, p.min_thickness), 0.0)
-        threshold = 0.5 * p.min_thickness
+    raw = layered_thickness(norm.intensity / level - 1.0, effective, step=_THICKNESS_STEP,
+                            optics=optics, potential=s.potential, resolution=p.resolution,
+                            counts_per_unit=norm.counts_per_unit * level)
+    texture = mask
+    mask, t, threshold = _segment(raw, texture, norm, p.min_thickness, min_area_px,
+                                  _BACKGROUND / optics.pixel_size)
     # A step of thickness T blurred by the map's resolution crosses T/2 at the edge: keep the
     # pixels above a share of their neighbourhood's thickness, not everything above the noise
     # (a little below half, for round objects whose edges thin out).
-    reach = 2 * int(math.ceil(3.0 * resolution / optics.pixel_size)) + 1
+    reach = 2 * int(math.ceil(3.0 * p.resolution / optics.pixel_size)) + 1
     local = ndimage.maximum_filter(np.where(mask, t, 0.0), size=reach)
-    edged = material_mask(np.where(mask & (t >= _EDGE_LEVEL * local), t, 0.0), threshold=threshold,
+    edged = mask & (t >= _EDGE_LEVEL * local)
+    # Phase contrast barely transfers the largest scales, so the middle of a wide object (or
+    # any object at low dose) can fall below the noise of the thickness map while its texture
+    # is plain to see. The texture mask, shrunk by the lens delocalisation (lambda x defocus x
+    # k_high: its fringes reach that far out), is material too where the map is not ~0, at
+    # least threshold thick.
+    spread = wavelength(optics.energy) * float(np.max(effective)) * setup.k_high
+    core = ndimage.binary_erosion(texture, iterations=max(int(round(spread / optics.pixel_size)), 1))
+    core &= t > _CORE_LEVEL * threshold  # not the halo a strong edge leaves beyond erosion
+    t = np.where(core & ~edged, np.maximum(t, threshold), t)
+    edged = material_mask(np.where(edged | core, t, 0.0), threshold=0.5 * threshold,
                           min_area_px=min_area_px) & norm.valid
     return edged, np.where(edged, np.clip(t, 0.0, depth), 0.0), mask & norm.valid
 
