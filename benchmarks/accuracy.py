@@ -488,6 +488,47 @@ def parse_cases(text: str | None, quick: bool) -> tuple[list[Case], bool, bool]:
     return [names[w] for w in wanted if w in names], "movie" in wanted, "uniform" in wanted
 
 
+# ---- the JSON report: written after every case, so a killed run keeps what it measured ---
+def row_from_dict(d: dict) -> Row:
+    m = d["metrics"]
+    metrics = None if m is None else Accuracy(**{**m, "layer_recall": tuple(m["layer_recall"])})
+    return Row(metrics, d["status"], d["seconds"], d["cost"],
+               d.get("forward_seconds", float("nan")))
+
+
+def case_from_dict(d: dict) -> CaseResult:
+    uni = d.get("uniform")
+    return CaseResult(d["case"], d["label"], row_from_dict(d["popout"]),
+                      row_from_dict(d["refined"]), None if uni is None else row_from_dict(uni))
+
+
+def write_report(path: Path, header: dict, results: Sequence[CaseResult],
+                 movie_rows: dict[str, list[Row]] | None) -> None:
+    """Every figure so far, as JSON (NaN for undefined values), replaced atomically."""
+    movie = None if movie_rows is None else movie_means(movie_rows)
+    report = {**header, "cases": [r.as_dict() for r in results],
+              "movie": None if movie_rows is None else {
+                  "frames": {k: [r.as_dict() for r in v] for k, v in movie_rows.items()},
+                  "means": movie},
+              "checks": [c.__dict__ for c in checks(results, movie)]}
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(report, indent=1, allow_nan=True))
+    tmp.replace(path)
+
+
+def read_report(path: Path, header: dict) -> tuple[dict[str, CaseResult], dict | None]:
+    """(cases by name, movie rows or None) of an earlier run with the same seed, simulator and
+    overrides; ValueError naming the difference otherwise."""
+    old = json.loads(path.read_text())
+    for key in ("seed", "simulator", "sets"):
+        if old.get(key) != header[key]:
+            raise ValueError(f"{path} was run with {key} {old.get(key)!r}, not {header[key]!r}")
+    movie = old.get("movie")
+    rows = None if movie is None else {k: [row_from_dict(r) for r in v]
+                                       for k, v in movie["frames"].items()}
+    return {d["case"]: case_from_dict(d) for d in old["cases"]}, rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default=None, help="comma-separated case names (see --list)")
@@ -496,7 +537,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     parser.add_argument("--seed", type=int, default=0, help="specimen, texture and noise seed")
     parser.add_argument("--simulator", choices=tuple(SIMULATORS), default="ours")
-    parser.add_argument("--json", default=None, help="write every figure to this JSON file")
+    parser.add_argument("--json", default=None,
+                        help="write every figure to this JSON file (after every case)")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the cases already in --json FILE (same seed, simulator, --set)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--set", action="append", default=[], dest="sets",
@@ -509,6 +553,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{'uniform':<11}refine.init=uniform rows on {', '.join(UNIFORM)}")
         return 0
     cases, with_movie, with_uniform = parse_cases(args.cases, args.quick)
+    if args.resume and not args.json:
+        print("accuracy: --resume needs --json FILE (the run to resume)", file=sys.stderr)
+        return 2
     if args.simulator == "abtem":
         try:
             import abtem  # noqa: F401
@@ -517,14 +564,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
     torch.set_num_threads(max(args.threads, 1))
-    device = pick_device(args.device)
-    base_sets = [*BASE, f"refine.device={device}", f"popout.threads={max(args.threads, 1)}"]
     try:
+        device = pick_device(args.device)
+        base_sets = [*BASE, f"refine.device={device}", f"popout.threads={max(args.threads, 1)}"]
         base = load(None, [*base_sets, *args.sets])
-    except UserError as exc:
+    except (UserError, RuntimeError) as exc:
         print(f"accuracy: {exc}", file=sys.stderr)
         return 2
+    header = {"seed": args.seed, "simulator": args.simulator, "sets": list(args.sets),
+              "device": str(device), "threads": torch.get_num_threads()}
+    done: dict[str, CaseResult] = {}
+    movie_rows: dict[str, list[Row]] | None = None
+    json_path = Path(args.json) if args.json else None
+    if args.resume and json_path.exists():
+        try:
+            done, movie_rows = read_report(json_path, header)
+        except (ValueError, KeyError, TypeError) as exc:
+            print(f"accuracy: cannot resume: {exc}", file=sys.stderr)
+            return 2
+    movie_rows = movie_rows if with_movie else None
     t_forward = forward_seconds(base, device)
+    header["forward_seconds"] = t_forward
     s = base.sample
     print(f"accuracy suite: {base.simulate.ny}x{base.simulate.nx}x{s.slices} at "
           f"{s.pixel_size}x{s.pixel_size}x{s.slice_thickness} Å, simulator {args.simulator}, "
@@ -534,34 +594,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[CaseResult] = []
     t_start = time.perf_counter()
     for case in cases:
-        index = next(i for i, c in enumerate(CASES) if c.name == case.name)
-        r = run_case(case, case_config(case, base_sets, args.sets), seed=args.seed, index=index, simulator=args.simulator,
-                     device=device,
-                     uniform=with_uniform and case.name in UNIFORM)
+        uniform = with_uniform and case.name in UNIFORM
+        r = done.get(case.name)
+        if r is None or (uniform and r.uniform is None):
+            index = next(i for i, c in enumerate(CASES) if c.name == case.name)
+            r = run_case(case, case_config(case, base_sets, args.sets), seed=args.seed,
+                         index=index, simulator=args.simulator, device=device, uniform=uniform)
+        elif not uniform:
+            r.uniform = None
         results.append(r)
         for line in case_lines(r):
             print(line, flush=True)
-    movie_rows = movie = None
-    if with_movie:
+        if json_path:
+            write_report(json_path, header, results, None)
+    if with_movie and movie_rows is None:
         print(f"growing dendrite movie, {MOVIE_FRAMES} frames", flush=True)
         movie_rows = run_movie(base, seed=args.seed, simulator=args.simulator, device=device,
                                progress=lambda line: print(line, flush=True))
-        movie = movie_means(movie_rows)
+    if json_path:
+        write_report(json_path, header, results, movie_rows)
     print()
+    movie = None if movie_rows is None else movie_means(movie_rows)
     for line in summary_lines(results, movie):
         print(line)
     print(f"(suite wall time {time.perf_counter() - t_start:.0f} s)")
-    if args.json:
-        report = {
-            "seed": args.seed, "simulator": args.simulator, "device": str(device),
-            "threads": torch.get_num_threads(), "forward_seconds": t_forward,
-            "cases": [r.as_dict() for r in results],
-            "movie": None if movie_rows is None else {
-                "frames": {k: [r.as_dict() for r in v] for k, v in movie_rows.items()},
-                "means": movie},
-            "checks": [c.__dict__ for c in checks(results, movie)],
-        }
-        Path(args.json).write_text(json.dumps(report, indent=1, allow_nan=True))
     return 0
 
 

@@ -185,3 +185,32 @@ def test_abtem_simulator_agrees_with_ours_below_the_band_edge():
     # a 20 Å defocus error (e.g. one slice of propagation missing) would show: > 1 %
     shifted = bench.abtem_intensity(potential, config.replace("microscope", defocus=2020.0))
     assert np.linalg.norm(lowpass(shifted) - lowpass(ours)) / np.linalg.norm(lowpass(ours)) > 0.01
+
+
+def test_the_report_round_trips_and_resume_refuses_another_seed(tmp_path):
+    pop = _row(30.0, 0.4)
+    results = [_result("layers", pop, _row(10.0, 0.6, recall=(0.7, 0.5)), uniform=_row(50.0, 0.2)),
+               _result("discs", pop, bench.Row(None, "failed: IndexError: x", 2.0))]
+    movie = {"popout": [pop], "cold": [_row(12.0, 0.5)], "warm": [_row(11.0, 0.55)]}
+    header = {"seed": 3, "simulator": "ours", "sets": ["refine.iterations=5"]}
+    path = tmp_path / "suite.json"
+    bench.write_report(path, header, results, movie)
+    cases, rows = bench.read_report(path, header)
+    assert cases["layers"].refined.metrics == results[0].refined.metrics
+    assert cases["layers"].uniform.metrics.iou == 0.2
+    assert cases["discs"].refined.metrics is None
+    assert cases["discs"].refined.status == "failed: IndexError: x"
+    assert rows["warm"][0].metrics.height_error == 11.0
+    with pytest.raises(ValueError, match="seed 3"):
+        bench.read_report(path, {**header, "seed": 4})
+    assert not (tmp_path / "suite.json.part").exists()
+
+
+def test_resume_with_another_seed_or_without_json_exits_2(tmp_path, capsys):
+    path = tmp_path / "suite.json"
+    bench.write_report(path, {"seed": 0, "simulator": "ours", "sets": []}, [], None)
+    assert bench.main(["--cases", "discs", "--json", str(path), "--resume", "--seed", "1",
+                       "--device", "cpu"]) == 2
+    assert "cannot resume" in capsys.readouterr().err
+    assert bench.main(["--cases", "discs", "--resume"]) == 2
+    assert "--resume needs --json" in capsys.readouterr().err
