@@ -166,8 +166,9 @@ def test_bad_case_name_and_bad_override_exit_2(capsys):
     assert "nonsense" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # importing abTEM (numba) alone takes ~30 s on a busy 2-core machine
 def test_abtem_simulator_agrees_with_ours_below_the_band_edge():
-    pytest.importorskip("abtem")
+    pytest.importorskip("abtem")  # the `bench` extra
     _, config = tiny()
     s = config.sample
     truth = bench.SPECIMENS["discs"]((8, 64, 64), s.sampling, np.random.default_rng(0))
