@@ -3,6 +3,7 @@
 import importlib.util
 import math
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,29 @@ def test_a_crashing_refinement_is_a_failed_row_not_the_end_of_the_suite():
     row = bench.refine_row(_Crash(), np.ones((64, 64)), None, truth, config, lambda: 0.1)
     assert row.metrics is None and row.status == "failed: IndexError: index 3 is out of bounds"
     assert row.as_dict()["metrics"] is None
+
+
+class _Exact:
+    """A refiner that returns the truth itself."""
+
+    def __init__(self, volume):
+        self.volume = volume
+
+    def refine(self, frame, pop):
+        return type("Result", (), {"volume": self.volume, "status": "plateau"})()
+
+
+def test_cost_is_refinement_time_over_one_forward_pass_on_the_same_clock():
+    _, config = tiny()
+    s = config.sample
+    truth = bench.SPECIMENS["discs"]((8, 64, 64), s.sampling, np.random.default_rng(0))
+    ticks = iter([10.0, 25.0])  # the refinement took 15 s on the work clock
+    row = bench.refine_row(_Exact(truth.occupancy * s.potential), np.ones((64, 64)), None,
+                           truth, config, lambda: 0.5, lambda: next(ticks))
+    assert row.cost == 30.0 and row.forward_seconds == 0.5 and row.status == "plateau"
+    assert row.metrics.iou == 1.0
+    # CPU: process time, immune to other users' load; it is a clock that only moves forward
+    assert bench.work_clock(CPU) is time.process_time
 
 
 def _row(height, iou, cost=100.0, recall=()):
