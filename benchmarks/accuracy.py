@@ -11,9 +11,10 @@ tilts, texture, noise), so the suite cannot be tuned on one layout. Per case it 
 pop-out and for the refined volume: mean column height error over the true footprint (Å; a
 true column with no reconstructed material counts as the full cell depth), 3D IoU at V/2,
 footprint IoU, mean thickness error (Å), the layers' recall in shared columns, the 300 Å
-particle's relative thickness error, the refinement status, and the cost: refinement wall
-time / one forward pass (multislice + image of the same volume shape, best of 3, timed right
-after each refinement so both see the same machine load). Then a growing dendrite movie
+particle's relative thickness error, the refinement status, and the cost: refinement time /
+one forward pass (multislice + image of the same volume shape, best of 3, timed right after
+each refinement). On a CPU both are this process's CPU time, so a machine shared with other
+work does not skew the ratio; on a GPU both are wall times. Then a growing dendrite movie
 (pop-out alone, cold, warm), a uniform-start row on three cases, and PASS / FAIL for every
 "Must show" criterion of issue 10 (SKIP where its cases were not run).
 
@@ -42,7 +43,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _timing import best_time, pick_device  # noqa: E402
+from _timing import pick_device, sync  # noqa: E402
 
 from stream3d.analysis.accuracy import Accuracy, accuracy  # noqa: E402
 from stream3d.config import Config, load  # noqa: E402
@@ -170,8 +171,23 @@ def make_frame(occupancy: np.ndarray, config: Config, *, seed: int, simulator: s
     return counts.numpy().astype(np.float32)
 
 
+def work_clock(device: torch.device) -> Callable[[], float]:
+    """The clock costs are measured with. On a CPU device: this process's CPU time, which other
+    users of a shared machine do not inflate (with one torch thread it equals the wall time on
+    an idle machine). On an accelerator: wall time, synchronised."""
+    if device.type == "cpu":
+        return time.process_time
+
+    def wall() -> float:
+        sync(device)
+        return time.perf_counter()
+
+    return wall
+
+
 def forward_seconds(config: Config, device: torch.device, repeat: int = 5) -> float:
-    """Best wall time (s) of one forward pass (multislice + image) of the suite's volume."""
+    """Best time (s, on :func:`work_clock`) of one forward pass (multislice + image) of the
+    suite's volume shape, after one warm-up pass."""
     s, m = config.sample, config.microscope
     gen = torch.Generator().manual_seed(0)
     volume = (torch.rand(s.slices, config.simulate.ny, config.simulate.nx, generator=gen)
@@ -183,7 +199,14 @@ def forward_seconds(config: Config, device: torch.device, repeat: int = 5) -> fl
                          sampling=s.sampling, energy=m.energy, defocus=m.defocus, cs=m.cs,
                          aperture=m.aperture, focal_spread=m.focal_spread)
 
-    return best_time(once, device=device, repeat=repeat)
+    clock = work_clock(device)
+    once()
+    best = math.inf
+    for _ in range(repeat):
+        t0 = clock()
+        once()
+        best = min(best, clock() - t0)
+    return best
 
 
 # ---- one case ------------------------------------------------------------------------------
@@ -194,7 +217,7 @@ class Row:
     metrics: Accuracy | None
     status: str
     seconds: float = 0.0  # wall time of the refinement (pop-out rows: of pop-out)
-    cost: float = float("nan")  # refinement wall time / one forward pass
+    cost: float = float("nan")  # refinement time / one forward pass, both on work_clock
     forward_seconds: float = float("nan")  # that forward pass, timed right after
 
     def as_dict(self) -> dict:
@@ -230,20 +253,21 @@ def score(volume: np.ndarray, truth: Truth, config: Config) -> Accuracy:
 
 
 def refine_row(refiner: Refiner, frame: np.ndarray, pop, truth: Truth, config: Config,
-               forward: Callable[[], float]) -> Row:
+               forward: Callable[[], float],
+               clock: Callable[[], float] = time.perf_counter) -> Row:
     """Refine one frame; a crash is a failed row (its one-line reason kept), never the end of
-    the suite. ``forward()`` times one forward pass; it runs right after the refinement, so
-    on a shared machine both see the same load and their ratio (the cost) holds."""
-    t0 = time.perf_counter()
+    the suite. The cost is the refinement's time on ``clock`` over ``forward()``, one forward
+    pass on the same clock, timed right after the refinement."""
+    t0, w0 = time.perf_counter(), clock()
     try:
         result = refiner.refine(frame, pop)
     except Exception as exc:  # noqa: BLE001 - the suite reports every failure and goes on
         line = traceback.format_exception_only(type(exc), exc)[-1].strip()
         return Row(None, f"failed: {line}", time.perf_counter() - t0)
-    seconds = time.perf_counter() - t0
+    seconds, work = time.perf_counter() - t0, clock() - w0
     t_forward = forward()
     return Row(score(result.volume, truth, config), str(result.status), seconds,
-               seconds / t_forward, t_forward)
+               work / t_forward, t_forward)
 
 
 def popout_row(frame: np.ndarray, truth: Truth, config: Config):
@@ -272,11 +296,12 @@ def run_case(case: Case, config: Config, *, seed: int, index: int, simulator: st
     def forward() -> float:
         return forward_seconds(config, device, repeat=3)
 
-    refined = refine_row(Refiner(config, device), frame, pop, truth, config, forward)
+    clock = work_clock(device)
+    refined = refine_row(Refiner(config, device), frame, pop, truth, config, forward, clock)
     uni = None
     if uniform:
         cold = config.replace("refine", init="uniform")
-        uni = refine_row(Refiner(cold, device), frame, pop, truth, cold, forward)
+        uni = refine_row(Refiner(cold, device), frame, pop, truth, cold, forward, clock)
     return CaseResult(case.name, case.label, pop_row, refined, uni)
 
 
@@ -292,6 +317,7 @@ def run_movie(base: Config, *, seed: int, simulator: str, device: torch.device,
     tree = branched_dendrite(shape, s.sampling, rng, growth=15.0, initial_length=60.0)
     texture = amorphous_texture(shape, s.sampling, length=s.texture_length, rng=rng)
     warm = Refiner(base, device)
+    clock = work_clock(device)
 
     def forward() -> float:
         return forward_seconds(base, device, repeat=3)
@@ -303,8 +329,9 @@ def run_movie(base: Config, *, seed: int, simulator: str, device: torch.device,
                            simulator=simulator, device=device, texture=texture)
         pop, pop_row = popout_row(frame, truth, base)
         rows["popout"].append(pop_row)
-        rows["cold"].append(refine_row(Refiner(base, device), frame, pop, truth, base, forward))
-        rows["warm"].append(refine_row(warm, frame, pop, truth, base, forward))
+        rows["cold"].append(refine_row(Refiner(base, device), frame, pop, truth, base, forward,
+                                       clock))
+        rows["warm"].append(refine_row(warm, frame, pop, truth, base, forward, clock))
         progress(f"  movie frame {t}: " + "  ".join(
             f"{k} {_fmt(r[-1].metrics, 'height_error', '.1f')} Å / IoU "
             f"{_fmt(r[-1].metrics, 'iou', '.2f')}" for k, r in rows.items()))
@@ -488,6 +515,47 @@ def parse_cases(text: str | None, quick: bool) -> tuple[list[Case], bool, bool]:
     return [names[w] for w in wanted if w in names], "movie" in wanted, "uniform" in wanted
 
 
+# ---- the JSON report: written after every case, so a killed run keeps what it measured ---
+def row_from_dict(d: dict) -> Row:
+    m = d["metrics"]
+    metrics = None if m is None else Accuracy(**{**m, "layer_recall": tuple(m["layer_recall"])})
+    return Row(metrics, d["status"], d["seconds"], d["cost"],
+               d.get("forward_seconds", float("nan")))
+
+
+def case_from_dict(d: dict) -> CaseResult:
+    uni = d.get("uniform")
+    return CaseResult(d["case"], d["label"], row_from_dict(d["popout"]),
+                      row_from_dict(d["refined"]), None if uni is None else row_from_dict(uni))
+
+
+def write_report(path: Path, header: dict, results: Sequence[CaseResult],
+                 movie_rows: dict[str, list[Row]] | None) -> None:
+    """Every figure so far, as JSON (NaN for undefined values), replaced atomically."""
+    movie = None if movie_rows is None else movie_means(movie_rows)
+    report = {**header, "cases": [r.as_dict() for r in results],
+              "movie": None if movie_rows is None else {
+                  "frames": {k: [r.as_dict() for r in v] for k, v in movie_rows.items()},
+                  "means": movie},
+              "checks": [c.__dict__ for c in checks(results, movie)]}
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(report, indent=1, allow_nan=True))
+    tmp.replace(path)
+
+
+def read_report(path: Path, header: dict) -> tuple[dict[str, CaseResult], dict | None]:
+    """(cases by name, movie rows or None) of an earlier run with the same seed, simulator and
+    overrides; ValueError naming the difference otherwise."""
+    old = json.loads(path.read_text())
+    for key in ("seed", "simulator", "sets"):
+        if old.get(key) != header[key]:
+            raise ValueError(f"{path} was run with {key} {old.get(key)!r}, not {header[key]!r}")
+    movie = old.get("movie")
+    rows = None if movie is None else {k: [row_from_dict(r) for r in v]
+                                       for k, v in movie["frames"].items()}
+    return {d["case"]: case_from_dict(d) for d in old["cases"]}, rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default=None, help="comma-separated case names (see --list)")
@@ -496,7 +564,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     parser.add_argument("--seed", type=int, default=0, help="specimen, texture and noise seed")
     parser.add_argument("--simulator", choices=tuple(SIMULATORS), default="ours")
-    parser.add_argument("--json", default=None, help="write every figure to this JSON file")
+    parser.add_argument("--json", default=None,
+                        help="write every figure to this JSON file (after every case)")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the cases already in --json FILE (same seed, simulator, --set)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--set", action="append", default=[], dest="sets",
@@ -509,6 +580,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{'uniform':<11}refine.init=uniform rows on {', '.join(UNIFORM)}")
         return 0
     cases, with_movie, with_uniform = parse_cases(args.cases, args.quick)
+    if args.resume and not args.json:
+        print("accuracy: --resume needs --json FILE (the run to resume)", file=sys.stderr)
+        return 2
     if args.simulator == "abtem":
         try:
             import abtem  # noqa: F401
@@ -517,14 +591,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
     torch.set_num_threads(max(args.threads, 1))
-    device = pick_device(args.device)
-    base_sets = [*BASE, f"refine.device={device}", f"popout.threads={max(args.threads, 1)}"]
     try:
+        device = pick_device(args.device)
+        base_sets = [*BASE, f"refine.device={device}", f"popout.threads={max(args.threads, 1)}"]
         base = load(None, [*base_sets, *args.sets])
-    except UserError as exc:
+    except (UserError, RuntimeError) as exc:
         print(f"accuracy: {exc}", file=sys.stderr)
         return 2
+    header = {"seed": args.seed, "simulator": args.simulator, "sets": list(args.sets),
+              "device": str(device), "threads": torch.get_num_threads()}
+    done: dict[str, CaseResult] = {}
+    movie_rows: dict[str, list[Row]] | None = None
+    json_path = Path(args.json) if args.json else None
+    if args.resume and json_path.exists():
+        try:
+            done, movie_rows = read_report(json_path, header)
+        except (ValueError, KeyError, TypeError) as exc:
+            print(f"accuracy: cannot resume: {exc}", file=sys.stderr)
+            return 2
+    movie_rows = movie_rows if with_movie else None
     t_forward = forward_seconds(base, device)
+    header["forward_seconds"] = t_forward
     s = base.sample
     print(f"accuracy suite: {base.simulate.ny}x{base.simulate.nx}x{s.slices} at "
           f"{s.pixel_size}x{s.pixel_size}x{s.slice_thickness} Å, simulator {args.simulator}, "
@@ -534,34 +621,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[CaseResult] = []
     t_start = time.perf_counter()
     for case in cases:
-        index = next(i for i, c in enumerate(CASES) if c.name == case.name)
-        r = run_case(case, case_config(case, base_sets, args.sets), seed=args.seed, index=index, simulator=args.simulator,
-                     device=device,
-                     uniform=with_uniform and case.name in UNIFORM)
+        uniform = with_uniform and case.name in UNIFORM
+        r = done.get(case.name)
+        if r is None or (uniform and r.uniform is None):
+            index = next(i for i, c in enumerate(CASES) if c.name == case.name)
+            r = run_case(case, case_config(case, base_sets, args.sets), seed=args.seed,
+                         index=index, simulator=args.simulator, device=device, uniform=uniform)
+        elif not uniform:
+            r.uniform = None
         results.append(r)
         for line in case_lines(r):
             print(line, flush=True)
-    movie_rows = movie = None
-    if with_movie:
+        if json_path:
+            write_report(json_path, header, results, None)
+    if with_movie and movie_rows is None:
         print(f"growing dendrite movie, {MOVIE_FRAMES} frames", flush=True)
         movie_rows = run_movie(base, seed=args.seed, simulator=args.simulator, device=device,
                                progress=lambda line: print(line, flush=True))
-        movie = movie_means(movie_rows)
+    if json_path:
+        write_report(json_path, header, results, movie_rows)
     print()
+    movie = None if movie_rows is None else movie_means(movie_rows)
     for line in summary_lines(results, movie):
         print(line)
     print(f"(suite wall time {time.perf_counter() - t_start:.0f} s)")
-    if args.json:
-        report = {
-            "seed": args.seed, "simulator": args.simulator, "device": str(device),
-            "threads": torch.get_num_threads(), "forward_seconds": t_forward,
-            "cases": [r.as_dict() for r in results],
-            "movie": None if movie_rows is None else {
-                "frames": {k: [r.as_dict() for r in v] for k, v in movie_rows.items()},
-                "means": movie},
-            "checks": [c.__dict__ for c in checks(results, movie)],
-        }
-        Path(args.json).write_text(json.dumps(report, indent=1, allow_nan=True))
     return 0
 
 

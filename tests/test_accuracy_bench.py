@@ -3,6 +3,7 @@
 import importlib.util
 import math
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,29 @@ def test_a_crashing_refinement_is_a_failed_row_not_the_end_of_the_suite():
     assert row.as_dict()["metrics"] is None
 
 
+class _Exact:
+    """A refiner that returns the truth itself."""
+
+    def __init__(self, volume):
+        self.volume = volume
+
+    def refine(self, frame, pop):
+        return type("Result", (), {"volume": self.volume, "status": "plateau"})()
+
+
+def test_cost_is_refinement_time_over_one_forward_pass_on_the_same_clock():
+    _, config = tiny()
+    s = config.sample
+    truth = bench.SPECIMENS["discs"]((8, 64, 64), s.sampling, np.random.default_rng(0))
+    ticks = iter([10.0, 25.0])  # the refinement took 15 s on the work clock
+    row = bench.refine_row(_Exact(truth.occupancy * s.potential), np.ones((64, 64)), None,
+                           truth, config, lambda: 0.5, lambda: next(ticks))
+    assert row.cost == 30.0 and row.forward_seconds == 0.5 and row.status == "plateau"
+    assert row.metrics.iou == 1.0
+    # CPU: process time, immune to other users' load; it is a clock that only moves forward
+    assert bench.work_clock(CPU) is time.process_time
+
+
 def _row(height, iou, cost=100.0, recall=()):
     return bench.Row(Accuracy(height, iou, iou, 10.0, 0.0, recall), "plateau", 1.0, cost)
 
@@ -166,8 +190,9 @@ def test_bad_case_name_and_bad_override_exit_2(capsys):
     assert "nonsense" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # importing abTEM (numba) alone takes ~30 s on a busy 2-core machine
 def test_abtem_simulator_agrees_with_ours_below_the_band_edge():
-    pytest.importorskip("abtem")
+    pytest.importorskip("abtem")  # the `bench` extra
     _, config = tiny()
     s = config.sample
     truth = bench.SPECIMENS["discs"]((8, 64, 64), s.sampling, np.random.default_rng(0))
@@ -185,3 +210,32 @@ def test_abtem_simulator_agrees_with_ours_below_the_band_edge():
     # a 20 Å defocus error (e.g. one slice of propagation missing) would show: > 1 %
     shifted = bench.abtem_intensity(potential, config.replace("microscope", defocus=2020.0))
     assert np.linalg.norm(lowpass(shifted) - lowpass(ours)) / np.linalg.norm(lowpass(ours)) > 0.01
+
+
+def test_the_report_round_trips_and_resume_refuses_another_seed(tmp_path):
+    pop = _row(30.0, 0.4)
+    results = [_result("layers", pop, _row(10.0, 0.6, recall=(0.7, 0.5)), uniform=_row(50.0, 0.2)),
+               _result("discs", pop, bench.Row(None, "failed: IndexError: x", 2.0))]
+    movie = {"popout": [pop], "cold": [_row(12.0, 0.5)], "warm": [_row(11.0, 0.55)]}
+    header = {"seed": 3, "simulator": "ours", "sets": ["refine.iterations=5"]}
+    path = tmp_path / "suite.json"
+    bench.write_report(path, header, results, movie)
+    cases, rows = bench.read_report(path, header)
+    assert cases["layers"].refined.metrics == results[0].refined.metrics
+    assert cases["layers"].uniform.metrics.iou == 0.2
+    assert cases["discs"].refined.metrics is None
+    assert cases["discs"].refined.status == "failed: IndexError: x"
+    assert rows["warm"][0].metrics.height_error == 11.0
+    with pytest.raises(ValueError, match="seed 3"):
+        bench.read_report(path, {**header, "seed": 4})
+    assert not (tmp_path / "suite.json.part").exists()
+
+
+def test_resume_with_another_seed_or_without_json_exits_2(tmp_path, capsys):
+    path = tmp_path / "suite.json"
+    bench.write_report(path, {"seed": 0, "simulator": "ours", "sets": []}, [], None)
+    assert bench.main(["--cases", "discs", "--json", str(path), "--resume", "--seed", "1",
+                       "--device", "cpu"]) == 2
+    assert "cannot resume" in capsys.readouterr().err
+    assert bench.main(["--cases", "discs", "--resume"]) == 2
+    assert "--resume needs --json" in capsys.readouterr().err

@@ -95,8 +95,8 @@ def overlapping_layers(shape: Sequence[int], sampling: Sequence[float],
 
     heights: fractions of the depth (~140 and ~460 Å in a 640 Å cell), moved by up to
     ``jitter``; thickness: fraction of the depth; radius: fraction of the field's smaller side;
-    overlap: (min, max) distance between the centres as a fraction of the diameter's
-    complement, i.e. centre distance = 2 r (1 - overlap).
+    overlap: (min, max) of 1 - d / (2 r), d the distance between the centres (0: the discs
+    touch, 1: concentric).
     """
     depth, fy, fx = _field(shape, sampling)
     side = min(fy, fx)
