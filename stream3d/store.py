@@ -110,14 +110,16 @@ class _ChunkFiles:
     """
 
     def __init__(self, root: Path, array: zarr.Array) -> None:
-        self.dir = root / array.path
+        # Plain strings, not pathlib: pathlib interns every name it parses, and a name per
+        # chunk (c.t.0.0) would grow the interpreter's interned-string table for ever.
+        self.dir = os.path.join(os.fspath(root), array.path)
         self.dtype = np.dtype(array.dtype).newbyteorder("<")
         self.sep = array.metadata.chunk_key_encoding.to_dict().get("configuration", {}).get(
             "separator", "/")
         self.zeros = f"{self.sep}0" * (array.ndim - 1)
         blosc = [c for c in array.metadata.codecs if c.to_dict()["name"] == "blosc"]
         self.blosc = _numcodecs_blosc(blosc[0].to_dict()["configuration"]) if blosc else None
-        self._made: set[Path] = set()
+        self._made = False
 
     @staticmethod
     def supports(array: zarr.Array) -> bool:
@@ -137,26 +139,28 @@ class _ChunkFiles:
     def write(self, t: int, chunk: np.ndarray) -> None:
         data = np.ascontiguousarray(chunk, dtype=self.dtype)
         payload = self.blosc.encode(data) if self.blosc is not None else data.tobytes()
-        path = self.dir / f"c{self.sep}{t}{self.zeros}"
-        if path.parent not in self._made:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._made.add(path.parent)
-        _atomic_write(path, payload)
+        if not self._made:
+            os.makedirs(self.dir, exist_ok=True)
+            self._made = True
+        _atomic_write(self._path(t), payload)
+
+    def _path(self, t: int) -> str:
+        return f"{self.dir}{os.sep}c{self.sep}{t}{self.zeros}"
 
     def read(self, t: int) -> np.ndarray | None:
         """Chunk t as written by :meth:`write` (None when it was never written: fill value)."""
-        path = self.dir / f"c{self.sep}{t}{self.zeros}"
         try:
-            payload = path.read_bytes()
+            with open(self._path(t), "rb") as f:
+                payload = f.read()
         except FileNotFoundError:
             return None
         raw = self.blosc.decode(payload) if self.blosc is not None else payload
         return np.frombuffer(raw, dtype=self.dtype)
 
 
-def _atomic_write(path: Path, payload: bytes) -> None:
+def _atomic_write(path: str | Path, payload: bytes) -> None:
     """Replace ``path`` by ``payload`` atomically (a kill leaves the old file or the new one)."""
-    tmp = path.with_name(path.name + ".partial")
+    tmp = f"{os.fspath(path)}.partial"
     with open(tmp, "wb") as f:
         f.write(payload)
     os.replace(tmp, path)
@@ -589,7 +593,7 @@ class RunStore:
         if self._arrays:  # OME-Zarr's multiscales may only name a `volume` that exists
             attrs["ome"] = multiscales("volume", frame_interval=interval,
                                        slice_thickness=s.slice_thickness, pixel_size=s.pixel_size)
-        self._group.attrs.update({
+        self._group.update_attributes({  # one metadata write (attrs.update makes one per key)
             **attrs,
             "stream3d": {
                 "version": __version__,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -28,6 +28,8 @@ from stream3d.stream.backlog import Backlog
 from stream3d.stream.writer import Writer
 
 log = logging.getLogger("stream3d.stream")
+
+SECONDS_KEPT = 4096  # per-frame times kept for the summary (the latest ones)
 
 
 class RefinerLike(Protocol):
@@ -76,7 +78,9 @@ class Reconstructor:
         self._refiner: RefinerLike = stages.refiner(config, None)
         self.refined = 0  # this session
         self.current: int | None = None  # store index being refined
-        self.seconds: list[float] = []  # wall time per refined frame (pop-out wait + refine)
+        # Wall time of the latest refined frames (pop-out wait + refine), s; bounded so that
+        # a day-long run does not grow with it.
+        self.seconds: deque[float] = deque(maxlen=SECONDS_KEPT)
         self._checked = False  # frame size checked against popout.patch
 
     @property

@@ -84,7 +84,7 @@ class Summary:
     elapsed_s: float
     reason: str
     interrupted: bool
-    seconds_per_frame: list[float] = field(default_factory=list)
+    seconds_per_frame: list[float] = field(default_factory=list)  # s, the latest 4096 frames
     stalls: int = 0
     spilled: int = 0
     ingest_seconds: float = 0.0  # first frame received -> last frame persisted (this session)
@@ -212,7 +212,7 @@ class Pipeline:
         rc = recon.counters if recon else {"skipped": 0, "failed": 0}
         elapsed = time.monotonic() - self._started
         refined = recon.refined if recon else 0
-        recent = recon.seconds[-10:] if recon else []
+        recent = list(recon.seconds)[-10:] if recon else []
         return Snapshot(
             received=c.get("received", 0), malformed=c.get("malformed", 0),
             gaps=c.get("gaps", 0), duplicates=c.get("duplicates", 0),
