@@ -250,3 +250,28 @@ def test_damaged_messages_are_counted_never_raised(tmp_path):
             outcomes[kind] += 1
     assert outcomes["malformed"] > 50
     assert sum(outcomes.values()) >= 150
+
+
+def test_a_recorded_dectris_run_keeps_its_mask_for_a_later_reconstruction(tmp_path):
+    from stream3d.stream.commands import reconstruct
+    from stream3d.stream.pixel_mask import unpack_mask
+
+    frames = movie(3)
+    mask = np.zeros(frames.shape[1:], np.uint32)
+    mask[:, 3] = 8  # a hot column
+    frames[1, 9, 9] = 65535
+    out = tmp_path / "run.zarr"
+    run_live(out, [(frames, StreamFormat(pixel_mask=mask), Faults())], record_only=True)
+    g = open_run(out)
+    meta = g.attrs["stream3d"]["series"][0]["meta"]["dectris"]
+    np.testing.assert_array_equal(unpack_mask(meta["pixel_mask_packed"]), mask != 0)
+    np.testing.assert_array_equal(g["masked"][:], [40, 41, 40])
+    summary = reconstruct(out, out, CFG, show_status=False,
+                          stages=Stages(popout=popout_double, refiner=RefinerDouble))
+    assert summary.statuses["refined"] == 3
+    g = open_run(out)
+    rule = PixelRule.for_dtype(np.uint16, mask=mask, saturation=65534)
+    for t in range(3):
+        np.testing.assert_allclose(g["popout"][t, 0] * 1000.0,
+                                   fill_invalid(frames[t], rule.invalid(frames[t])), rtol=1e-6)
+    np.testing.assert_array_equal(g["frames"][:], frames)

@@ -11,6 +11,7 @@ from pathlib import Path
 from stream3d.config import Config
 from stream3d.errors import UserError
 from stream3d.io.replay import prepare_replay
+from stream3d.stream.pixel_mask import stages_for_store
 from stream3d.movie_io import open_movie
 from stream3d.store import Status, native_dtype, open_run
 from stream3d.stream.camera import Camera, CameraReport, Faults, play
@@ -51,6 +52,8 @@ def reconstruct(movie: str | Path, out: str | Path, config: Config, *,
     movie, out = Path(movie), Path(out)
     in_place = out.exists() and movie.resolve() == out.resolve()
     if in_place:
+        # A DECTRIS run's masked pixels stay excluded; dose "auto" is taken from the frames.
+        stages = stages_for_store(out, stages, auto_dose=config.detector.dose == "auto")
         source, total = NoSource(), None
         options = RunOptions(scheduler=scheduler,
                              redo=(Status.PENDING, Status.SKIPPED, Status.FAILED))

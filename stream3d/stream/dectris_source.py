@@ -37,7 +37,7 @@ from stream3d.store import RawFrame, RunStore, native_dtype, open_run
 from stream3d.stream.dectris import (
     DectrisKind, EndInfo, ImageInfo, StartInfo, _bad, parse,
 )
-from stream3d.stream.pixel_mask import PixelRule, RuleHolder
+from stream3d.stream.pixel_mask import PixelRule, RuleHolder, pack_mask
 from stream3d.stream.protocol import End, FrameMessage, Malformed, Message, Start
 from stream3d.stream.sources import MAX_MESSAGE_BYTES, endpoint
 from stream3d.stream.tracker import Tracker
@@ -236,6 +236,10 @@ class DectrisSource:
         if rule is not None:
             dectris["masked_by_detector"] = int(rule.mask.sum()) if rule.mask is not None else 0
             dectris["excluded_above"] = rule.limit
+            if rule.mask is not None:  # kept so that a later reconstruction excludes it too
+                packed = pack_mask(rule.mask)
+                if packed is not None:
+                    dectris["pixel_mask_packed"] = packed
         return {"dectris": dectris}
 
     # ------------------------------------------------------------------------ side stores
