@@ -275,3 +275,18 @@ def test_a_recorded_dectris_run_keeps_its_mask_for_a_later_reconstruction(tmp_pa
         np.testing.assert_allclose(g["popout"][t, 0] * 1000.0,
                                    fill_invalid(frames[t], rule.invalid(frames[t])), rtol=1e-6)
     np.testing.assert_array_equal(g["frames"][:], frames)
+
+
+def test_a_restarted_series_is_a_new_series_in_the_same_store(tmp_path):
+    frames = movie(8)
+    faults = Faults(restart_after=5, drop=frozenset({6}))
+    result, (report,) = run_live(tmp_path / "run.zarr", [(frames, StreamFormat(2, "lz4"), faults)])
+    assert report.series == [10, 11]
+    g = open_run(tmp_path / "run.zarr")
+    np.testing.assert_array_equal(g["frames"][:], frames[[0, 1, 2, 3, 4, 5, 7]])
+    np.testing.assert_array_equal(g["frame_id"][:], [0, 1, 2, 3, 4, 0, 2])
+    series = g.attrs["stream3d"]["series"]
+    assert [s["first"] for s in series] == [0, 5]
+    assert [s["meta"]["dectris"]["series_id"] for s in series] == [10, 11]
+    assert g.attrs["stream3d"]["counters"]["gaps"] == 1
+    assert g.attrs["stream3d"]["counters"]["received"] == 7

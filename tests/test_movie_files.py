@@ -184,6 +184,22 @@ def test_imagej_tiff_stack(tmp_path):
                                   tifffile.imread(path))
 
 
+def test_ome_tiff_calibration(tmp_path):
+    import tifffile
+
+    frames = stack(3)
+    path = tmp_path / "movie.ome.tif"
+    tifffile.imwrite(path, frames, ome=True, photometric="minisblack",
+                     metadata={"axes": "TYX", "PhysicalSizeX": 0.05, "PhysicalSizeXUnit": "nm",
+                               "TimeIncrement": 20, "TimeIncrementUnit": "ms"})
+    facts = info_json(path)
+    assert facts["pixel_size"] == pytest.approx(0.5) and facts["frame_interval"] == pytest.approx(0.02)
+    assert facts["from_metadata"]["pixel_size"] and facts["from_metadata"]["frame_interval"]
+    record(path, tmp_path / "run.zarr")
+    np.testing.assert_array_equal(open_run(tmp_path / "run.zarr")["frames"][:],
+                                  tifffile.imread(path))
+
+
 def test_plain_tiff_and_compressed_tiff_read_page_by_page(tmp_path):
     import tifffile
 
