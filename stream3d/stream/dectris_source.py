@@ -62,6 +62,7 @@ class _Series:
     route: str = ""  # "" until the first image: "main" or "side"
     rule: PixelRule | None = None
     announced: bool = False  # its Start went to the pipeline
+    spec: tuple | None = None  # (shape, dtype) of its first image
 
 
 @dataclass
@@ -175,11 +176,15 @@ class DectrisSource:
                                    state.start.channels else next(iter(info.data)))
         data = info.channel(channel)
         start = state.start
-        if start is not None and start.shape is not None and data.shape != start.shape:
-            raise _bad(DectrisKind.SHAPE_CHANGED, f"image {info.image_id} is {data.shape}, its "
-                                                  f"start says {start.shape}")
         if not state.route:
+            if start is not None and start.shape is not None and data.shape != start.shape:
+                # The images are what is stored: follow them, and say so once.
+                log.warning("series %r: images are %s, its start says %s; storing the images "
+                            "as they are", info.series, data.shape, start.shape)
             self._route(state, info.series, data, channel)
+        elif state.spec is not None and tuple(data.shape) != state.spec[0]:
+            raise _bad(DectrisKind.SHAPE_CHANGED, f"image {info.image_id} is {data.shape}, the "
+                                                  f"series' images are {state.spec[0]}")
         rule = state.rule or PixelRule.for_dtype(data.dtype)
         masked = rule.count(data)
         stamp = info.timestamp
@@ -193,7 +198,7 @@ class DectrisSource:
             self._pending.append(message)
 
     def _route(self, state: _Series, series: Any, data: np.ndarray, channel: str) -> None:
-        spec = (tuple(data.shape), native_dtype(data.dtype))
+        spec = state.spec = (tuple(data.shape), native_dtype(data.dtype))
         start = state.start
         mask = start.masks.get(channel) if start is not None else None
         state.rule = PixelRule.for_dtype(data.dtype, mask=mask,
