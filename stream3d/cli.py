@@ -130,8 +130,9 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No live status
 @app.command()
 def reconstruct(
     movie: Annotated[Path, typer.Argument(help="Recorded movie: MRC stack (.mrc/.mrcs), "
-                                          "multi-page TIFF, a single frame, or a run store "
-                                          "(.zarr) whose frames to reconstruct again.")],
+                                          "TIFF stack, Gatan DM3/DM4, Velox or NCEM EMD, TIA "
+                                          "SER/EMI, a single frame, or a run store (.zarr) "
+                                          "whose frames to reconstruct again.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run store to write (RUN.zarr). If "
                                       "it exists the run resumes where it ends.")],
     config: ConfigOption = None,
@@ -230,7 +231,8 @@ def _auto_dose_stages(cfg: config_mod.Config):
 
 @app.command()
 def camera(
-    movie: Annotated[Path, typer.Argument(help="Movie to play (MRC stack or multi-page TIFF).")],
+    movie: Annotated[Path, typer.Argument(help="Movie to play (any format `stream3d info` "
+                                          "reads).")],
     endpoint: Annotated[str, typer.Option(help="Where to serve frames (bound; a bare port "
                                           "means 127.0.0.1).")] = "tcp://127.0.0.1:5555",
     pattern: Annotated[str, typer.Option(help="pub (receivers SUBscribe) or push (a receiver "

@@ -290,3 +290,14 @@ def test_a_restarted_series_is_a_new_series_in_the_same_store(tmp_path):
     assert [s["meta"]["dectris"]["series_id"] for s in series] == [10, 11]
     assert g.attrs["stream3d"]["counters"]["gaps"] == 1
     assert g.attrs["stream3d"]["counters"]["received"] == 7
+
+
+def test_a_series_whose_own_store_cannot_be_made_is_counted_and_the_run_goes_on(tmp_path):
+    first, second = movie(3, np.uint16, seed=1), movie(2, np.uint32, seed=2)
+    (tmp_path / "run.series-20.zarr").write_text("in the way")
+    result, _ = run_live(tmp_path / "run.zarr", [(first, StreamFormat(), Faults()),
+                                                 (second, StreamFormat(), Faults())])
+    g = open_run(tmp_path / "run.zarr")
+    np.testing.assert_array_equal(g["frames"][:], first)
+    assert g.attrs["stream3d"]["counters"]["malformed"] == 2
+    assert result.summary.malformed_kinds == {"shape_changed": 2}

@@ -41,7 +41,7 @@ from stream3d.stream.pixel_mask import PixelRule, RuleHolder, pack_mask
 from stream3d.stream.protocol import End, FrameMessage, Malformed, Message, Start
 from stream3d.stream.sources import MAX_MESSAGE_BYTES, endpoint
 from stream3d.stream.tracker import Tracker
-from stream3d.stream.writer import Writer
+from stream3d.stream.writer import Writer, WriterError
 
 log = logging.getLogger("stream3d.stream")
 
@@ -250,12 +250,19 @@ class DectrisSource:
     # ------------------------------------------------------------------------ side stores
     def _to_side(self, series: Any, state: _Series, message: FrameMessage) -> None:
         side = self._sides.get(series)
-        if side is None:
-            side = self._open_side(series, state)
-        out = side.tracker.accept(message)
-        if isinstance(out, RawFrame):
-            side.writer.append(out, side.tracker.counters)
-            side.stored += 1
+        try:
+            if side is None:
+                side = self._open_side(series, state)
+            out = side.tracker.accept(message)
+            if isinstance(out, RawFrame):
+                side.writer.append(out, side.tracker.counters)
+                side.stored += 1
+        except (UserError, WriterError, OSError) as exc:
+            # The main run goes on; the image is counted there, with the reason logged once.
+            raise _bad(DectrisKind.SHAPE_CHANGED, f"image {message.frame} of series {series!r} "
+                                                  f"({message.data.dtype} "
+                                                  f"{message.data.shape}) cannot be stored "
+                                                  f"in its own run store: {exc}") from None
 
     def _open_side(self, series: Any, state: _Series) -> _Side:
         path = side_store_path(self.out, state.start, series)
@@ -274,8 +281,12 @@ class DectrisSource:
         return side
 
     def _close_side(self, side: _Side) -> None:
-        side.writer.set_counters(side.tracker.counters)
-        side.writer.close()
+        """Final counters, then close; never raises (the main run must end cleanly)."""
+        try:
+            side.writer.set_counters(side.tracker.counters)
+            side.writer.close()
+        except (WriterError, OSError) as exc:
+            log.error("run store %s of another series could not be finished: %s", side.path, exc)
 
 
 def config_channel(config: Config) -> str:
