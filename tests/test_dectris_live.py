@@ -170,7 +170,8 @@ def test_local_median_fills_gaps_from_their_edges():
 
 
 def test_side_stores_are_named_after_the_series(tmp_path):
-    assert side_store_path(tmp_path / "run.zarr", None, "a/b c") == tmp_path / "run.series-a_b_c.zarr"
+    path = side_store_path(tmp_path / "run.zarr", None, "a/b c")
+    assert path == tmp_path / "run.series-a_b_c.zarr"
 
 
 def test_camera_and_live_processes_speak_dectris(tmp_path):
@@ -211,7 +212,8 @@ def test_bad_dectris_options_are_one_line_and_exit_code_2(tmp_path, args, messag
     assert len(done.stderr.strip().splitlines()) == 1
 
 
-CAPTURE = ROOT.parent / "shared" / "data" / "dectris-stream2" / "r500k_bm_bslz4_8bit" / "000001.cbor"
+CAPTURE = ROOT.parent / "shared" / "data" / "dectris-stream2" / "r500k_bm_bslz4_8bit" \
+    / "000001.cbor"
 
 
 def test_damaged_messages_are_counted_never_raised(tmp_path):

@@ -91,7 +91,8 @@ def write_ncem(path: Path, stack: np.ndarray, *, pixel_nm: float, interval_s: fl
     file_writer(str(path), {"data": stack, "axes": [
         {"name": "t", "size": t, "scale": interval_s, "offset": 0, "units": "s", "navigate": True},
         {"name": "y", "size": ny, "scale": pixel_nm, "offset": 0, "units": "nm", "navigate": False},
-        {"name": "x", "size": nx, "scale": pixel_nm, "offset": 0, "units": "nm", "navigate": False}],
+        {"name": "x", "size": nx, "scale": pixel_nm, "offset": 0, "units": "nm",
+         "navigate": False}],
         "metadata": {"General": {"title": "stack"}, "Signal": {}}, "original_metadata": {}})
 
 
@@ -193,7 +194,8 @@ def test_ome_tiff_calibration(tmp_path):
                      metadata={"axes": "TYX", "PhysicalSizeX": 0.05, "PhysicalSizeXUnit": "nm",
                                "TimeIncrement": 20, "TimeIncrementUnit": "ms"})
     facts = info_json(path)
-    assert facts["pixel_size"] == pytest.approx(0.5) and facts["frame_interval"] == pytest.approx(0.02)
+    assert facts["pixel_size"] == pytest.approx(0.5)
+    assert facts["frame_interval"] == pytest.approx(0.02)
     assert facts["from_metadata"]["pixel_size"] and facts["from_metadata"]["frame_interval"]
     record(path, tmp_path / "run.zarr")
     np.testing.assert_array_equal(open_run(tmp_path / "run.zarr")["frames"][:],

@@ -67,7 +67,8 @@ def render(info: dict[str, Any]) -> str:
         f"frame interval  {info['frame_interval']:.5g} s ({where('frame_interval')})",
         f"instrument      {info['instrument'] or 'not recorded'}",
         f"detector        {info['detector'] or 'not recorded'}",
-        "dose            " + (f"{dose:.4g} e/Å² per frame ({'file metadata' if src['dose'] else 'counted from frame 0'})"
+        "dose            " + (f"{dose:.4g} e/Å² per frame "
+                              f"({'file metadata' if src['dose'] else 'counted from frame 0'})"
                               if dose is not None else "unknown"),
     ]
     lines += [f"note            {n}" for n in info["notes"]]

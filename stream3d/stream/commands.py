@@ -11,12 +11,12 @@ from pathlib import Path
 from stream3d.config import Config
 from stream3d.errors import UserError
 from stream3d.io.replay import prepare_replay
-from stream3d.stream.pixel_mask import stages_for_store
 from stream3d.movie_io import open_movie
 from stream3d.store import Status, native_dtype, open_run
 from stream3d.stream.camera import Camera, CameraReport, Faults, play
 from stream3d.stream.compute import Stages
 from stream3d.stream.pipeline import RunOptions, Summary, run_pipeline
+from stream3d.stream.pixel_mask import stages_for_store
 from stream3d.stream.sources import FileSource, NoSource, ZmqSource
 from stream3d.stream.status import live_status
 
