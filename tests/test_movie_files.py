@@ -133,6 +133,17 @@ def test_real_tia_series_is_not_given_its_reciprocal_calibration_as_a_pixel_size
     assert g.attrs["stream3d"]["config"]["sample"]["pixel_size"] == 1.3
 
 
+@needs_data
+def test_a_ser_without_its_emi_does_not_trust_its_calibration(tmp_path):
+    import shutil
+
+    alone = tmp_path / "series_1.ser"
+    shutil.copy(SER, alone)  # the calibration's unit (1/m here) lives in the missing .emi
+    facts = info_json(alone, "sample.pixel_size=1.3")
+    assert facts["frames"] == 5 and facts["pixel_size"] == 1.3
+    assert any("without its EMI" in n for n in facts["notes"])
+
+
 # ---------------------------------------------------------------------------- made files
 def test_velox_emd_frames_are_the_last_axis_of_data(tmp_path):
     import h5py
