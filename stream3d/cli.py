@@ -192,7 +192,8 @@ def live(
              "runs across series until --idle-timeout, --max-frames or Ctrl-C). "
              "Default: stream.protocol.")] = None,
 ) -> None:
-    """Reconstruct a live detector stream (native ZeroMQ protocol) into a 4D Zarr run store.
+    """Reconstruct a live detector stream (native ZeroMQ protocol, or a DECTRIS detector's
+    SIMPLON stream v2 with --protocol dectris) into a 4D Zarr run store.
 
     Every frame received is stored raw at once, whatever compute does. stream.policy = "all"
     reconstructs every frame (lag may grow); "latest" stays live and marks the frames it
