@@ -255,14 +255,15 @@ def camera(
                                         "longer series.")] = 1,
     config: ConfigOption = None,
     set_: SetOption = None,
-    protocol: Annotated[str, typer.Option(help="native, or dectris (SIMPLON stream v2: PUSH "
-                                          "bound like a DCU, e.g. on tcp://127.0.0.1:31001).")
-                        ] = "native",
+    protocol: Annotated[Optional[str], typer.Option(
+        help="native, or dectris (SIMPLON stream v2: PUSH bound like a DCU, e.g. on "
+             "tcp://127.0.0.1:31001). Default: stream.protocol.")] = None,
     channels: Annotated[int, typer.Option(help="dectris: channels per image (1-3: threshold_1, "
                                           "threshold_2, difference).")] = 1,
     compression: Annotated[str, typer.Option(help="dectris: bslz4, lz4 or none.")] = "bslz4",
 ) -> None:
-    """Emulate a detector: play a movie in the native protocol over ZeroMQ.
+    """Emulate a detector: play a movie in the native protocol over ZeroMQ (or as a DECTRIS
+    detector's SIMPLON stream v2 with --protocol dectris: --channels, --compression).
 
     The start message carries the config's optics. Faults for tests and demos: --drop,
     --duplicate, --corrupt, --restart-after. Try it with `stream3d live --connect ENDPOINT`.
@@ -270,17 +271,19 @@ def camera(
     from stream3d.stream import commands
     from stream3d.stream.camera import Faults, parse_frames, parse_kinds
 
+    with user_errors():
+        cfg = load_config(config, set_)
+    protocol = protocol or cfg.stream.protocol
     if protocol != "native":
         from stream3d.stream.dectris_cli import run_camera
 
         with user_errors():
-            return run_camera(movie, load_config(config, set_), protocol, endpoint=endpoint,
+            return run_camera(movie, cfg, protocol, endpoint=endpoint,
                               fps=fps, connect=connect, series=series, drop=drop,
                               duplicate=duplicate, corrupt=corrupt, restart_after=restart_after,
                               wait=wait, repeat=repeat, channels=channels,
                               compression=compression)
     with user_errors():
-        cfg = load_config(config, set_)
         faults = Faults(drop=parse_frames(drop), duplicate=parse_frames(duplicate),
                         corrupt=parse_kinds(corrupt), restart_after=restart_after)
         report = commands.camera(movie, cfg, address=endpoint, pattern=pattern,
