@@ -240,6 +240,9 @@ def test_mrc_and_run_store_info(tmp_path):
     facts = info_json(path, "sample.pixel_size=0.8", "detector.dose=125")
     assert facts["pixel_size"] == pytest.approx(0.8) and facts["from_metadata"]["pixel_size"]
     assert facts["dose"] == pytest.approx(frames[0].mean() / 0.8**2)
+    assert facts["notes"] == []  # 125 e/Å² is what the counts say (80 / 0.64)
+    far = info_json(path, "sample.pixel_size=0.8", "detector.dose=2000")
+    assert any("the frames' counts say 125" in n for n in far["notes"])
     record(path, tmp_path / "run.zarr", "sample.pixel_size=0.8", "detector.dose=125")
     with mrcfile.open(path) as mrc:
         np.testing.assert_array_equal(open_run(tmp_path / "run.zarr")["frames"][:], mrc.data)
