@@ -130,8 +130,9 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No live status
 @app.command()
 def reconstruct(
     movie: Annotated[Path, typer.Argument(help="Recorded movie: MRC stack (.mrc/.mrcs), "
-                                          "multi-page TIFF, a single frame, or a run store "
-                                          "(.zarr) whose frames to reconstruct again.")],
+                                          "TIFF stack, Gatan DM3/DM4, Velox or NCEM EMD, TIA "
+                                          "SER/EMI, a single frame, or a run store (.zarr) "
+                                          "whose frames to reconstruct again.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run store to write (RUN.zarr). If "
                                       "it exists the run resumes where it ends.")],
     config: ConfigOption = None,
@@ -191,7 +192,8 @@ def live(
              "runs across series until --idle-timeout, --max-frames or Ctrl-C). "
              "Default: stream.protocol.")] = None,
 ) -> None:
-    """Reconstruct a live detector stream (native ZeroMQ protocol) into a 4D Zarr run store.
+    """Reconstruct a live detector stream (native ZeroMQ protocol, or a DECTRIS detector's
+    SIMPLON stream v2 with --protocol dectris) into a 4D Zarr run store.
 
     Every frame received is stored raw at once, whatever compute does. stream.policy = "all"
     reconstructs every frame (lag may grow); "latest" stays live and marks the frames it
@@ -232,7 +234,8 @@ def _auto_dose_stages(cfg: config_mod.Config):
 
 @app.command()
 def camera(
-    movie: Annotated[Path, typer.Argument(help="Movie to play (MRC stack or multi-page TIFF).")],
+    movie: Annotated[Path, typer.Argument(help="Movie to play (any format `stream3d info` "
+                                          "reads).")],
     endpoint: Annotated[str, typer.Option(help="Where to serve frames (bound; a bare port "
                                           "means 127.0.0.1).")] = "tcp://127.0.0.1:5555",
     pattern: Annotated[str, typer.Option(help="pub (receivers SUBscribe) or push (a receiver "
@@ -254,14 +257,15 @@ def camera(
                                         "longer series.")] = 1,
     config: ConfigOption = None,
     set_: SetOption = None,
-    protocol: Annotated[str, typer.Option(help="native, or dectris (SIMPLON stream v2: PUSH "
-                                          "bound like a DCU, e.g. on tcp://127.0.0.1:31001).")
-                        ] = "native",
+    protocol: Annotated[Optional[str], typer.Option(
+        help="native, or dectris (SIMPLON stream v2: PUSH bound like a DCU, e.g. on "
+             "tcp://127.0.0.1:31001). Default: stream.protocol.")] = None,
     channels: Annotated[int, typer.Option(help="dectris: channels per image (1-3: threshold_1, "
                                           "threshold_2, difference).")] = 1,
     compression: Annotated[str, typer.Option(help="dectris: bslz4, lz4 or none.")] = "bslz4",
 ) -> None:
-    """Emulate a detector: play a movie in the native protocol over ZeroMQ.
+    """Emulate a detector: play a movie in the native protocol over ZeroMQ (or as a DECTRIS
+    detector's SIMPLON stream v2 with --protocol dectris: --channels, --compression).
 
     The start message carries the config's optics. Faults for tests and demos: --drop,
     --duplicate, --corrupt, --restart-after. Try it with `stream3d live --connect ENDPOINT`.
@@ -270,17 +274,19 @@ def camera(
     from stream3d.stream.camera import Faults, parse_frames, parse_kinds
 
     _logging()
+    with user_errors():
+        cfg = load_config(config, set_)
+    protocol = protocol or cfg.stream.protocol
     if protocol != "native":
         from stream3d.stream.dectris_cli import run_camera
 
         with user_errors():
-            return run_camera(movie, load_config(config, set_), protocol, endpoint=endpoint,
+            return run_camera(movie, cfg, protocol, endpoint=endpoint,
                               fps=fps, connect=connect, series=series, drop=drop,
                               duplicate=duplicate, corrupt=corrupt, restart_after=restart_after,
                               wait=wait, repeat=repeat, channels=channels,
                               compression=compression)
     with user_errors():
-        cfg = load_config(config, set_)
         faults = Faults(drop=parse_frames(drop), duplicate=parse_frames(duplicate),
                         corrupt=parse_kinds(corrupt), restart_after=restart_after)
         report = commands.camera(movie, cfg, address=endpoint, pattern=pattern,

@@ -179,6 +179,10 @@ def test_start_message_fields_are_read_and_bounded():
     assert s["pixel_mask"] == "<threshold_1, threshold_2>" and s["flatfield"] == "<threshold_1>"
     assert len(s["user_data"]["note"]) == 256  # text is cut
     assert isinstance(s["arm_date"], str)
+    wrong = encode_start(7, "abc", channels=("t",), shape=(5, 6), number_of_images=1,
+                         frame_time=0.1, saturation=10, pixel_mask=mask)
+    info = parse(wrong)  # a mask of another shape is left out, the series is kept
+    assert info.masks == {} and "has shape (4, 6)" in info.scalars["pixel_mask_unused"]
 
 
 @pytest.mark.parametrize("message, kind", [

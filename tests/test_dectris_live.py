@@ -170,7 +170,8 @@ def test_local_median_fills_gaps_from_their_edges():
 
 
 def test_side_stores_are_named_after_the_series(tmp_path):
-    assert side_store_path(tmp_path / "run.zarr", None, "a/b c") == tmp_path / "run.series-a_b_c.zarr"
+    path = side_store_path(tmp_path / "run.zarr", None, "a/b c")
+    assert path == tmp_path / "run.series-a_b_c.zarr"
 
 
 def test_camera_and_live_processes_speak_dectris(tmp_path):
@@ -211,7 +212,8 @@ def test_bad_dectris_options_are_one_line_and_exit_code_2(tmp_path, args, messag
     assert len(done.stderr.strip().splitlines()) == 1
 
 
-CAPTURE = ROOT.parent / "shared" / "data" / "dectris-stream2" / "r500k_bm_bslz4_8bit" / "000001.cbor"
+CAPTURE = ROOT.parent / "shared" / "data" / "dectris-stream2" / "r500k_bm_bslz4_8bit" \
+    / "000001.cbor"
 
 
 def test_damaged_messages_are_counted_never_raised(tmp_path):
@@ -250,3 +252,54 @@ def test_damaged_messages_are_counted_never_raised(tmp_path):
             outcomes[kind] += 1
     assert outcomes["malformed"] > 50
     assert sum(outcomes.values()) >= 150
+
+
+def test_a_recorded_dectris_run_keeps_its_mask_for_a_later_reconstruction(tmp_path):
+    from stream3d.stream.commands import reconstruct
+    from stream3d.stream.pixel_mask import unpack_mask
+
+    frames = movie(3)
+    mask = np.zeros(frames.shape[1:], np.uint32)
+    mask[:, 3] = 8  # a hot column
+    frames[1, 9, 9] = 65535
+    out = tmp_path / "run.zarr"
+    run_live(out, [(frames, StreamFormat(pixel_mask=mask), Faults())], record_only=True)
+    g = open_run(out)
+    meta = g.attrs["stream3d"]["series"][0]["meta"]["dectris"]
+    np.testing.assert_array_equal(unpack_mask(meta["pixel_mask_packed"]), mask != 0)
+    np.testing.assert_array_equal(g["masked"][:], [40, 41, 40])
+    summary = reconstruct(out, out, CFG, show_status=False,
+                          stages=Stages(popout=popout_double, refiner=RefinerDouble))
+    assert summary.statuses["refined"] == 3
+    g = open_run(out)
+    rule = PixelRule.for_dtype(np.uint16, mask=mask, saturation=65534)
+    for t in range(3):
+        np.testing.assert_allclose(g["popout"][t, 0] * 1000.0,
+                                   fill_invalid(frames[t], rule.invalid(frames[t])), rtol=1e-6)
+    np.testing.assert_array_equal(g["frames"][:], frames)
+
+
+def test_a_restarted_series_is_a_new_series_in_the_same_store(tmp_path):
+    frames = movie(8)
+    faults = Faults(restart_after=5, drop=frozenset({6}))
+    result, (report,) = run_live(tmp_path / "run.zarr", [(frames, StreamFormat(2, "lz4"), faults)])
+    assert report.series == [10, 11]
+    g = open_run(tmp_path / "run.zarr")
+    np.testing.assert_array_equal(g["frames"][:], frames[[0, 1, 2, 3, 4, 5, 7]])
+    np.testing.assert_array_equal(g["frame_id"][:], [0, 1, 2, 3, 4, 0, 2])
+    series = g.attrs["stream3d"]["series"]
+    assert [s["first"] for s in series] == [0, 5]
+    assert [s["meta"]["dectris"]["series_id"] for s in series] == [10, 11]
+    assert g.attrs["stream3d"]["counters"]["gaps"] == 1
+    assert g.attrs["stream3d"]["counters"]["received"] == 7
+
+
+def test_a_series_whose_own_store_cannot_be_made_is_counted_and_the_run_goes_on(tmp_path):
+    first, second = movie(3, np.uint16, seed=1), movie(2, np.uint32, seed=2)
+    (tmp_path / "run.series-20.zarr").write_text("in the way")
+    result, _ = run_live(tmp_path / "run.zarr", [(first, StreamFormat(), Faults()),
+                                                 (second, StreamFormat(), Faults())])
+    g = open_run(tmp_path / "run.zarr")
+    np.testing.assert_array_equal(g["frames"][:], first)
+    assert g.attrs["stream3d"]["counters"]["malformed"] == 2
+    assert result.summary.malformed_kinds == {"shape_changed": 2}

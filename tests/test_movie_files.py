@@ -91,7 +91,8 @@ def write_ncem(path: Path, stack: np.ndarray, *, pixel_nm: float, interval_s: fl
     file_writer(str(path), {"data": stack, "axes": [
         {"name": "t", "size": t, "scale": interval_s, "offset": 0, "units": "s", "navigate": True},
         {"name": "y", "size": ny, "scale": pixel_nm, "offset": 0, "units": "nm", "navigate": False},
-        {"name": "x", "size": nx, "scale": pixel_nm, "offset": 0, "units": "nm", "navigate": False}],
+        {"name": "x", "size": nx, "scale": pixel_nm, "offset": 0, "units": "nm",
+         "navigate": False}],
         "metadata": {"General": {"title": "stack"}, "Signal": {}}, "original_metadata": {}})
 
 
@@ -130,6 +131,17 @@ def test_real_tia_series_is_not_given_its_reciprocal_calibration_as_a_pixel_size
     g = open_run(tmp_path / "run.zarr")
     np.testing.assert_array_equal(g["frames"][:], rsciio_frames(file_reader, EMI))
     assert g.attrs["stream3d"]["config"]["sample"]["pixel_size"] == 1.3
+
+
+@needs_data
+def test_a_ser_without_its_emi_does_not_trust_its_calibration(tmp_path):
+    import shutil
+
+    alone = tmp_path / "series_1.ser"
+    shutil.copy(SER, alone)  # the calibration's unit (1/m here) lives in the missing .emi
+    facts = info_json(alone, "sample.pixel_size=1.3")
+    assert facts["frames"] == 5 and facts["pixel_size"] == 1.3
+    assert any("without its EMI" in n for n in facts["notes"])
 
 
 # ---------------------------------------------------------------------------- made files
@@ -184,6 +196,23 @@ def test_imagej_tiff_stack(tmp_path):
                                   tifffile.imread(path))
 
 
+def test_ome_tiff_calibration(tmp_path):
+    import tifffile
+
+    frames = stack(3)
+    path = tmp_path / "movie.ome.tif"
+    tifffile.imwrite(path, frames, ome=True, photometric="minisblack",
+                     metadata={"axes": "TYX", "PhysicalSizeX": 0.05, "PhysicalSizeXUnit": "nm",
+                               "TimeIncrement": 20, "TimeIncrementUnit": "ms"})
+    facts = info_json(path)
+    assert facts["pixel_size"] == pytest.approx(0.5)
+    assert facts["frame_interval"] == pytest.approx(0.02)
+    assert facts["from_metadata"]["pixel_size"] and facts["from_metadata"]["frame_interval"]
+    record(path, tmp_path / "run.zarr")
+    np.testing.assert_array_equal(open_run(tmp_path / "run.zarr")["frames"][:],
+                                  tifffile.imread(path))
+
+
 def test_plain_tiff_and_compressed_tiff_read_page_by_page(tmp_path):
     import tifffile
 
@@ -211,6 +240,9 @@ def test_mrc_and_run_store_info(tmp_path):
     facts = info_json(path, "sample.pixel_size=0.8", "detector.dose=125")
     assert facts["pixel_size"] == pytest.approx(0.8) and facts["from_metadata"]["pixel_size"]
     assert facts["dose"] == pytest.approx(frames[0].mean() / 0.8**2)
+    assert facts["notes"] == []  # 125 e/Å² is what the counts say (80 / 0.64)
+    far = info_json(path, "sample.pixel_size=0.8", "detector.dose=2000")
+    assert any("the frames' counts say 125" in n for n in far["notes"])
     record(path, tmp_path / "run.zarr", "sample.pixel_size=0.8", "detector.dose=125")
     with mrcfile.open(path) as mrc:
         np.testing.assert_array_equal(open_run(tmp_path / "run.zarr")["frames"][:], mrc.data)

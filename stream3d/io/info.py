@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from stream3d.config import Config
-from stream3d.io.calibration import calibrate, counted_dose
+from stream3d.io.calibration import calibrate, counted_dose, dose_messages
 
 
 def movie_info(path: str | Path, config: Config) -> dict[str, Any]:
@@ -31,6 +31,9 @@ def movie_info(path: str | Path, config: Config) -> dict[str, Any]:
         counted = counted_dose(first, cal.pixel_size)
         if math.isfinite(counted):
             dose, dose_from = counted, "counts"
+    notes = list(cal.messages)
+    if first is not None and config.detector.dose != "auto":
+        notes += dose_messages(float(config.detector.dose), first, cal.pixel_size)
     shape = list(first.shape) if first is not None else []
     return {
         "file": str(path),
@@ -47,7 +50,7 @@ def movie_info(path: str | Path, config: Config) -> dict[str, Any]:
                           "frame_interval": cal.frame_interval_from == "metadata",
                           "dose": dose_from == "metadata"},
         "dose_from": dose_from,
-        "notes": list(cal.messages),
+        "notes": notes,
         **({"metadata": meta.extra} if meta.extra else {}),
     }
 
@@ -67,7 +70,8 @@ def render(info: dict[str, Any]) -> str:
         f"frame interval  {info['frame_interval']:.5g} s ({where('frame_interval')})",
         f"instrument      {info['instrument'] or 'not recorded'}",
         f"detector        {info['detector'] or 'not recorded'}",
-        "dose            " + (f"{dose:.4g} e/Å² per frame ({'file metadata' if src['dose'] else 'counted from frame 0'})"
+        "dose            " + (f"{dose:.4g} e/Å² per frame "
+                              f"({'file metadata' if src['dose'] else 'counted from frame 0'})"
                               if dose is not None else "unknown"),
     ]
     lines += [f"note            {n}" for n in info["notes"]]

@@ -143,6 +143,8 @@ def read_tiff(path: Path) -> tuple[Any, MovieMeta, Any]:
         per = {2: "inch", 3: "cm"}.get(int(res_unit.value) if res_unit else 0)
         if per == "cm" and xres.value[0] > 0:
             meta.pixel_size = xres.value[1] / xres.value[0] * 1e8
+    if tif.ome_metadata:
+        _ome_calibration(tif.ome_metadata, meta)
     interval = ij.get("finterval")
     if interval:
         meta.frame_interval = time_in_seconds(interval, ij.get("tunit", "s") or "s")
@@ -160,6 +162,27 @@ def read_tiff(path: Path) -> tuple[Any, MovieMeta, Any]:
     if software is not None:
         meta.detector = str(software.value)[:120] or None
     return pages, meta, pages
+
+
+def _ome_calibration(xml: str, meta: MovieMeta) -> None:
+    """PhysicalSizeX and TimeIncrement of an OME-TIFF's first image (OME's default units:
+    µm and s)."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        meta.notes.append("the OME-XML of this TIFF cannot be parsed: ignored")
+        return
+    pixels = next((e for e in root.iter() if e.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+    if pixels is None:
+        return
+    size = pixels.get("PhysicalSizeX")
+    if size is not None:
+        meta.pixel_size = length_in_angstrom(size, pixels.get("PhysicalSizeXUnit", "µm"))
+    step = pixels.get("TimeIncrement")
+    if step is not None:
+        meta.frame_interval = time_in_seconds(step, pixels.get("TimeIncrementUnit", "s"))
 
 
 def _imagej_unit(unit: str) -> str:

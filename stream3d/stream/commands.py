@@ -19,6 +19,7 @@ from stream3d.stream.camera import Camera, CameraReport, Faults, play
 from stream3d.stream.compute import Stages, check_frames_fit
 from stream3d.stream.curve import client_from_config, server_from_config
 from stream3d.stream.pipeline import RunOptions, Summary, run_pipeline
+from stream3d.stream.pixel_mask import stages_for_store
 from stream3d.stream.sources import FileSource, NoSource, ZmqSource
 from stream3d.stream.status import live_status
 
@@ -92,6 +93,8 @@ def reconstruct(movie: str | Path, out: str | Path, config: Config, *,
         stored = open_run(out)
         if "frames" in stored.array_keys():
             check_frames_fit(stored["frames"].shape[1:], config)
+        # A DECTRIS run's masked pixels stay excluded; dose "auto" is taken from the frames.
+        stages = stages_for_store(out, stages, auto_dose=config.detector.dose == "auto")
         source, total = NoSource(), None
         options = RunOptions(scheduler=scheduler,
                              redo=(Status.PENDING, Status.SKIPPED, Status.FAILED))

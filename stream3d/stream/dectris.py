@@ -50,7 +50,7 @@ class DectrisKind(str, enum.Enum):
     BEFORE_START = "before_start"  # an image or end of a series never started (the tracker)
     BAD_ARRAY = "bad_array"  # a typed / multi-dimensional array or compression that is invalid
     NO_CHANNEL = "no_channel"  # the image lacks the chosen channel
-    SHAPE_CHANGED = "shape_changed"  # an image whose size differs from its start's
+    SHAPE_CHANGED = "shape_changed"  # an image whose size differs from its series' first
 
 
 def _bad(kind: DectrisKind, detail: str) -> Malformed:
@@ -157,18 +157,25 @@ def _start(head: Mapping[str, Any]) -> StartInfo:
     shape = (sy, sx) if _is_int(sy) and _is_int(sx) and sy > 0 and sx > 0 else None
     count = head.get("number_of_images")
     frame_time = head.get("frame_time")
+    # A mask that cannot be used is noted and left out: the series itself is never refused.
     masks: dict[str, np.ndarray] = {}
+    problems = []
     raw_masks = head.get("pixel_mask")
     if isinstance(raw_masks, Mapping):
         for name, item in raw_masks.items():
             try:
                 mask = multidim_array(item)
             except CodecError as exc:
-                raise _bad(DectrisKind.BAD_ARRAY, f"start.pixel_mask[{name}]: {exc}") from None
+                problems.append(f"pixel_mask[{name}]: {exc}")
+                continue
             if mask.ndim != 2 or (shape is not None and mask.shape != shape):
-                raise _bad(DectrisKind.BAD_ARRAY, f"start.pixel_mask[{name}] has shape "
-                                                  f"{mask.shape}, the images {shape}")
+                problems.append(f"pixel_mask[{name}] has shape {mask.shape}, the images "
+                                f"{shape}")
+                continue
             masks[str(name)] = mask
+    scalars = start_scalars(head)
+    if problems:
+        scalars["pixel_mask_unused"] = "; ".join(problems)[:MAX_TEXT]
     sat = head.get("saturation_value")
     return StartInfo(
         series=series,
@@ -177,7 +184,7 @@ def _start(head: Mapping[str, Any]) -> StartInfo:
         number_of_images=count if _is_int(count) and count >= 0 else None,
         frame_time=float(frame_time) if _is_number(frame_time) and frame_time > 0 else None,
         saturation=float(sat) if _is_number(sat) else None,
-        masks=masks, scalars=start_scalars(head))
+        masks=masks, scalars=scalars)
 
 
 def start_scalars(head: Mapping[str, Any]) -> dict[str, Any]:

@@ -37,11 +37,11 @@ from stream3d.store import RawFrame, RunStore, native_dtype, open_run
 from stream3d.stream.dectris import (
     DectrisKind, EndInfo, ImageInfo, StartInfo, _bad, parse,
 )
-from stream3d.stream.pixel_mask import PixelRule, RuleHolder
+from stream3d.stream.pixel_mask import PixelRule, RuleHolder, pack_mask
 from stream3d.stream.protocol import End, FrameMessage, Malformed, Message, Start
 from stream3d.stream.sources import MAX_MESSAGE_BYTES, endpoint
 from stream3d.stream.tracker import Tracker
-from stream3d.stream.writer import Writer
+from stream3d.stream.writer import Writer, WriterError
 
 log = logging.getLogger("stream3d.stream")
 
@@ -62,6 +62,7 @@ class _Series:
     route: str = ""  # "" until the first image: "main" or "side"
     rule: PixelRule | None = None
     announced: bool = False  # its Start went to the pipeline
+    spec: tuple | None = None  # (shape, dtype) of its first image
 
 
 @dataclass
@@ -175,11 +176,15 @@ class DectrisSource:
                                    state.start.channels else next(iter(info.data)))
         data = info.channel(channel)
         start = state.start
-        if start is not None and start.shape is not None and data.shape != start.shape:
-            raise _bad(DectrisKind.SHAPE_CHANGED, f"image {info.image_id} is {data.shape}, its "
-                                                  f"start says {start.shape}")
         if not state.route:
+            if start is not None and start.shape is not None and data.shape != start.shape:
+                # The images are what is stored: follow them, and say so once.
+                log.warning("series %r: images are %s, its start says %s; storing the images "
+                            "as they are", info.series, data.shape, start.shape)
             self._route(state, info.series, data, channel)
+        elif state.spec is not None and tuple(data.shape) != state.spec[0]:
+            raise _bad(DectrisKind.SHAPE_CHANGED, f"image {info.image_id} is {data.shape}, the "
+                                                  f"series' images are {state.spec[0]}")
         rule = state.rule or PixelRule.for_dtype(data.dtype)
         masked = rule.count(data)
         stamp = info.timestamp
@@ -193,7 +198,7 @@ class DectrisSource:
             self._pending.append(message)
 
     def _route(self, state: _Series, series: Any, data: np.ndarray, channel: str) -> None:
-        spec = (tuple(data.shape), native_dtype(data.dtype))
+        spec = state.spec = (tuple(data.shape), native_dtype(data.dtype))
         start = state.start
         mask = start.masks.get(channel) if start is not None else None
         state.rule = PixelRule.for_dtype(data.dtype, mask=mask,
@@ -236,17 +241,28 @@ class DectrisSource:
         if rule is not None:
             dectris["masked_by_detector"] = int(rule.mask.sum()) if rule.mask is not None else 0
             dectris["excluded_above"] = rule.limit
+            if rule.mask is not None:  # kept so that a later reconstruction excludes it too
+                packed = pack_mask(rule.mask)
+                if packed is not None:
+                    dectris["pixel_mask_packed"] = packed
         return {"dectris": dectris}
 
     # ------------------------------------------------------------------------ side stores
     def _to_side(self, series: Any, state: _Series, message: FrameMessage) -> None:
         side = self._sides.get(series)
-        if side is None:
-            side = self._open_side(series, state)
-        out = side.tracker.accept(message)
-        if isinstance(out, RawFrame):
-            side.writer.append(out, side.tracker.counters)
-            side.stored += 1
+        try:
+            if side is None:
+                side = self._open_side(series, state)
+            out = side.tracker.accept(message)
+            if isinstance(out, RawFrame):
+                side.writer.append(out, side.tracker.counters)
+                side.stored += 1
+        except (UserError, WriterError, OSError) as exc:
+            # The main run goes on; the image is counted there, with the reason logged once.
+            raise _bad(DectrisKind.SHAPE_CHANGED, f"image {message.frame} of series {series!r} "
+                                                  f"({message.data.dtype} "
+                                                  f"{message.data.shape}) cannot be stored "
+                                                  f"in its own run store: {exc}") from None
 
     def _open_side(self, series: Any, state: _Series) -> _Side:
         path = side_store_path(self.out, state.start, series)
@@ -265,8 +281,12 @@ class DectrisSource:
         return side
 
     def _close_side(self, side: _Side) -> None:
-        side.writer.set_counters(side.tracker.counters)
-        side.writer.close()
+        """Final counters, then close; never raises (the main run must end cleanly)."""
+        try:
+            side.writer.set_counters(side.tracker.counters)
+            side.writer.close()
+        except (WriterError, OSError) as exc:
+            log.error("run store %s of another series could not be finished: %s", side.path, exc)
 
 
 def config_channel(config: Config) -> str:

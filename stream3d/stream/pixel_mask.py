@@ -162,3 +162,60 @@ def saturation_of(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return value
+
+
+# ----------------------------------------------------------------------------- kept in the store
+MAX_PACKED = 1 << 16  # bytes of a packed mask kept in the run's attributes (64 KiB)
+
+
+def pack_mask(mask: np.ndarray) -> dict[str, Any] | None:
+    """A boolean (y, x) mask as JSON: bit-packed, zlib, base64 (None when larger than 64 KiB;
+    detector masks are mostly zeros and pack to a few KiB)."""
+    import base64
+    import zlib
+
+    packed = zlib.compress(np.packbits(np.asarray(mask, bool)).tobytes(), 9)
+    if len(packed) > MAX_PACKED:
+        return None
+    return {"shape": [int(n) for n in mask.shape], "zlib_base64": base64.b64encode(packed).decode()}
+
+
+def unpack_mask(packed: Any) -> np.ndarray | None:
+    """The boolean mask :func:`pack_mask` stored (None when ``packed`` is not one)."""
+    import base64
+    import binascii
+    import zlib
+
+    try:
+        shape = tuple(int(n) for n in packed["shape"])
+        bits = np.frombuffer(zlib.decompress(base64.b64decode(packed["zlib_base64"])), np.uint8)
+        return np.unpackbits(bits)[: shape[0] * shape[1]].reshape(shape).astype(bool)
+    except (KeyError, TypeError, ValueError, zlib.error, binascii.Error):
+        return None
+
+
+def stages_for_store(path: Any, stages: Stages | None, *, auto_dose: bool = False
+                     ) -> Stages | None:
+    """``stages`` that exclude the pixels a DECTRIS run's store records (its latest series'
+    mask and saturation value), for reconstructing the store in place, and that resolve
+    ``detector.dose = "auto"`` (``auto_dose``); unchanged otherwise."""
+    from stream3d.store import open_run
+
+    group = open_run(path)
+    meta = None
+    if "frames" in group.array_keys():
+        for segment in group.attrs["stream3d"].get("series", []):
+            meta = (segment.get("meta") or {}).get("dectris") or meta
+    if meta is None and not auto_dose:
+        return stages
+    rule = None
+    if meta is not None:
+        packed = meta.get("pixel_mask_packed")
+        rule = PixelRule.for_dtype(group["frames"].dtype,
+                                   mask=unpack_mask(packed) if packed else None,
+                                   saturation=saturation_of(meta.get("saturation_value")))
+    if stages is None:
+        from stream3d.stream.compute import default_stages
+
+        stages = default_stages()
+    return masked_stages(stages, RuleHolder(rule))
