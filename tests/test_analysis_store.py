@@ -57,6 +57,11 @@ def test_open_run_as_xarray_when_installed(tmp_path):
     assert ds["volume"].dims == ("t", "z", "y", "x") and ds["volume"].chunks is not None
     assert float(ds["x"][1] - ds["x"][0]) == SAMPLING[2]
     assert ds["height"].dims == ("z",) and ds.attrs["counters"]["skipped"] == 1
+    assert ds["volume"].attrs["units"] == "V" and ds["frames"].attrs["units"] == "counts"
+    assert ds["t"].attrs["units"] == "s" and ds["timestamp"].attrs["units"] == "s"
+    meanings = dict(zip(ds["status"].attrs["flag_values"],
+                        ds["status"].attrs["flag_meanings"].split()))
+    assert [meanings[int(v)] for v in ds["status"].values] == ["refined", "skipped"]
 
 
 def test_growing_discs_rows_rates_and_empty_rows(tmp_path):

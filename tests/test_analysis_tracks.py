@@ -228,3 +228,26 @@ def test_like_shares_scales_and_a_bad_like_is_one_line(spheres, tmp_path):
                                    "--like", str(tmp_path / "nowhere")])
     assert bad.exit_code == 2 and "no scales.json" in bad.output
     assert "Traceback" not in bad.output and len(bad.output.strip().splitlines()) == 1
+
+
+def test_an_object_whose_height_jumps_keeps_its_track_and_layers_stay_apart():
+    # A reconstruction may put the same disc 40 Å higher in the next frame: no 3D overlap, but
+    # the same columns. Two discs stacked in the same columns keep their own tracks.
+    shape, sampling = (10, 48, 48), (10.0, 2.0, 2.0)
+
+    def disc(h0, h1):
+        return lambda h, y, x: ((y - 48) ** 2 + (x - 48) ** 2 <= 400) & (h >= h0) & (h <= h1)
+
+    jump = [occupancy(disc(10, 30), shape, sampling), occupancy(disc(60, 80), shape, sampling),
+            occupancy(disc(20, 40), shape, sampling)]
+    objs = [frame_objects(o, frame=t, t=t * DT, sampling=sampling, level=1.0,
+                          min_volume_nm3=0.1) for t, o in enumerate(jump)]
+    tracks = link(range(3), [o.labels for o in objs])
+    assert [(tr.frames, tr.start) for tr in tracks] == [([0, 1, 2], "birth")]
+    stacked = occupancy(lambda h, y, x: disc(10, 30)(h, y, x) | disc(60, 80)(h, y, x), shape,
+                        sampling)
+    objs = [frame_objects(stacked, frame=t, t=t * DT, sampling=sampling, level=1.0,
+                          min_volume_nm3=0.1) for t in range(3)]
+    tracks = link(range(3), [o.labels for o in objs])
+    assert [tr.frames for tr in tracks] == [[0, 1, 2], [0, 1, 2]]
+    assert all(len(set(tr.objects)) == 1 for tr in tracks)  # each stays with its own disc

@@ -30,7 +30,7 @@ from stream3d.analysis.metrics import (
 from stream3d.analysis.run import Run, material_level, read_run, run_config, status_summary
 from stream3d.errors import UserError
 
-MONTAGE_FRAMES = 12
+MONTAGE_FRAMES = 8
 RENDER_FRAMES = 4
 TIP_STEP_FACTOR = 6.0  # a tip links to one at most this many tip voxels away in the next frame
 
@@ -178,7 +178,8 @@ def analyze(path: str | Path, out: str | Path, *, array: str | None = None,
             config_path: str | Path | None = None, overrides: Sequence[str] = (),
             frame: int | None = None, line_nm: Sequence[float] | None = None,
             min_part_volume: float = 1.0, resolution: float | None = None, mesh: bool = False,
-            like: str | Path | None = None, progress: bool = False) -> Analysis:
+            like: str | Path | None = None, truth: str | Path | None = None,
+            progress: bool = False) -> Analysis:
     """Analyse the run store at ``path`` into folder ``out``: metrics.csv, objects.csv,
     tracks.csv, tips.csv, PNGs, index.html (and with ``mesh`` a PLY surface per frame).
 
@@ -189,7 +190,9 @@ def analyze(path: str | Path, out: str | Path, *, array: str | None = None,
     (default: along the lateral path of the tip that travelled furthest, else along x through
     the row crossing most material); ``min_part_volume``: smallest object (nm³);
     ``resolution``: Å FWHM at which surfaces are measured (default
-    :func:`default_resolution`); ``like``: a report folder whose scales the pictures share.
+    :func:`default_resolution`); ``like``: a report folder whose scales the pictures share;
+    ``truth``: the truth.zarr of a simulated movie: errors.csv and truth / pop-out / refined
+    pictures side by side join the report.
     Raises UserError for a store that is not a run store or has nothing reconstructed.
     """
     run = read_run(path, array=array)
@@ -243,6 +246,14 @@ def analyze(path: str | Path, out: str | Path, *, array: str | None = None,
     drawn = scales.union(shared) if shared is not None else scales
     pics = _draw(run, out, table, frames, growth, drawn, chosen=chosen, chosen_occ=chosen_occ,
                  line=line, distance=distance)
+    errors = None
+    if truth is not None:
+        from stream3d.analysis.truth import compare_to_truth, write_comparison
+
+        errors = compare_to_truth(path, truth)
+        written = write_comparison(path, truth, out, errors)
+        files["errors.csv"] = written.pop("errors.csv")
+        pics.update(written)
     last = int(max(frames.metrics))
     index = report.write_index(
         out, run=run, config=cfg, level=level, table=table, csv_name=csv_path.name,
@@ -251,7 +262,7 @@ def analyze(path: str | Path, out: str | Path, *, array: str | None = None,
         files={k: p for k, p in files.items() if k != "scales.json"}, resolution=resolution,
         line_source="given" if line_nm is not None else (
             "along the fastest-travelling tip" if growth.line is not None else "automatic"),
-        like=str(like) if like is not None else None)
+        like=str(like) if like is not None else None, errors=errors)
     return Analysis(out=out, table=table, csv=csv_path, pictures=pics, index=index,
                     objects=growth.objects, tracks=growth.tracks, track_rows=growth.rows,
                     tips=growth.tip_rows, tip_velocities=growth.velocities, files=files)
