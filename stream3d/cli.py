@@ -431,7 +431,7 @@ def analyze(
                              progress=True)
     analysed = int(result.table.analysed.sum())
     typer.echo(f"analysed {analysed} of {len(result.table.frame)} frames: {len(result.tracks)} "
-               f"tracks, {len(result.tip_velocities)} moving tips; open {result.index}")
+               f"tracks, {len(result.tip_velocities)} growth fronts (tips); open {result.index}")
 
 
 @app.command()

@@ -177,7 +177,7 @@ def default_resolution(run: Run, config) -> float:
 def analyze(path: str | Path, out: str | Path, *, array: str | None = None,
             config_path: str | Path | None = None, overrides: Sequence[str] = (),
             frame: int | None = None, line_nm: Sequence[float] | None = None,
-            min_part_volume: float = 1.0, resolution: float | None = None, mesh: bool = False,
+            min_part_volume: float = 5.0, resolution: float | None = None, mesh: bool = False,
             like: str | Path | None = None, truth: str | Path | None = None,
             progress: bool = False) -> Analysis:
     """Analyse the run store at ``path`` into folder ``out``: metrics.csv, objects.csv,
@@ -348,8 +348,9 @@ def _draw(run: Run, out: Path, table: MetricsTable, frames: _Frames, growth: _Gr
             growth.rows, growth.tracks, out / "track_volumes.png",
             volume_max=limits(scales.track_volume_nm3, 0.05)[1],
             time_label="time (s)"),
-        "tracks3d": track_pictures.plot_tracks_3d(growth.rows, growth.tip_rows, cell,
-                                                  out / "tracks3d.png"),
+        "tracks3d": track_pictures.plot_tracks_3d(
+            growth.rows, growth.tip_rows, cell, out / "tracks3d.png",
+            shown_tips={v.tip for v in growth.velocities}),
         "heights": pictures.plot_height_montage(
             [frames.maps[t] for t in montage], [_frame_title(run, t) for t in montage], (dy, dx),
             out / "height_maps.png", limits=limits(scales.height_nm)),

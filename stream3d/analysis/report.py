@@ -31,7 +31,8 @@ _CAPTIONS = {
                      "triangles: objects made by a split, squares: by a merge, crosses: losses; "
                      "dotted lines join parents to children.",
     "tracks3d": "Tracks in 3D: each object's centroid over time (dot size grows with volume), "
-                "and the paths of the growth fronts (skeleton tips, black).",
+                "and the paths of the growth fronts (skeleton tips seen in three or more "
+                "frames, black).",
     "compare_xz": "Truth, pop-out and refined side by side: x-z sections through the objects "
                   "at a few frames, one colour scale and one height exaggeration; the truth's "
                   "boundary is outlined in cyan on every panel.",
@@ -162,7 +163,8 @@ def write_index(out: Path, *, run: Run, config: Config, level: float, table: Met
     speed_table = (_table(speed_rows, ["tip", "first frame", "last frame",
                                        "fitted speed (Å/frame)", "median step (Å/frame)",
                                        "speed (nm/s)"], text_cols=0)
-                   if speed_rows else "<p>No tip seen in two frames.</p>")
+                   if speed_rows else "<p>No growth front (skeleton tip) seen in three or more "
+                                      "frames.</p>")
     more = (f"<p>First {MAX_TABLE_ROWS} of {len(rows)} rows; all are in the CSV.</p>"
             if len(rows) > MAX_TABLE_ROWS else "")
     page = f"""<!DOCTYPE html>
