@@ -251,3 +251,37 @@ def test_an_object_whose_height_jumps_keeps_its_track_and_layers_stay_apart():
     tracks = link(range(3), [o.labels for o in objs])
     assert [tr.frames for tr in tracks] == [[0, 1, 2], [0, 1, 2]]
     assert all(len(set(tr.objects)) == 1 for tr in tracks)  # each stays with its own disc
+
+
+def test_surfaces_at_the_data_resolution_ignore_a_ragged_rim():
+    # A disc whose rim pixels (within 3 px of the edge) are randomly in or out, as a noisy
+    # reconstruction's mask: at the pixel grid its area is inflated, at the pop-out resolution
+    # (default for runs: 2.355 x popout.resolution) it matches the clean disc's.
+    shape, sampling, r = (8, 64, 64), (10.0, 1.0, 1.0), 20.0
+    clean = occupancy(lambda h, y, x: ((y - 32) ** 2 + (x - 32) ** 2 <= r * r) & (h >= 20) & (h <= 60),
+                      shape, sampling)
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:64, :64] + 0.5
+    rim = (np.abs(np.hypot(yy - 32, xx - 32) - r) < 3) & (rng.random((64, 64)) < 0.35)
+    ragged = clean.copy()
+    for j, i in zip(*np.nonzero(rim)):
+        ragged[:, j, i] = clean[:, 32, 32] if rng.random() < 0.5 else 0.0
+    from stream3d.analysis.analyze import default_resolution
+
+    res = 2.5 * 2.3548  # popout.resolution = 2.5 Å (default config), as a FWHM
+
+    def area(occ, resolution):
+        rows = frame_objects(occ * 5.0, frame=0, t=0.0, sampling=sampling, level=5.0,
+                             resolution=resolution).rows
+        assert len(rows) == 1
+        return rows[0].surface_nm2
+
+    assert area(ragged, 0.0) > 1.12 * area(clean, 0.0)
+    assert area(ragged, res) == pytest.approx(area(clean, res), rel=0.03)
+
+    class _Run:  # what default_resolution reads: the array's name
+        name = "volume"
+
+    assert default_resolution(_Run(), CFG) == pytest.approx(res, rel=1e-3)
+    _Run.name = "occupancy"
+    assert default_resolution(_Run(), CFG) == 0.0
