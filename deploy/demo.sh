@@ -11,10 +11,8 @@ out="${1:-out/demo}"
 stream3d simulate --config configs/demo.toml --out "$out"
 stream3d reconstruct "$out/movie.mrc" --config "$out/config.toml" --out "$out/run.zarr"
 echo
-echo "errors against the ground truth (the demo trades accuracy for speed: 128 px, 10 iterations):"
-stream3d compare "$out/run.zarr" "$out/truth.zarr" --csv "$out/errors.csv"
-echo
-echo "analysis: objects tracked over time, growth fronts, pictures, report:"
+echo "errors against the ground truth (the demo trades accuracy for speed: 128 px, 10 iterations),"
+echo "objects tracked over time, growth fronts, pictures and the report:"
 stream3d analyze "$out/run.zarr" --truth "$out/truth.zarr" --out "$out/report"
 echo
 echo "report: $out/report/index.html   (open it in a browser: tracks, growth fronts, truth side by side)"

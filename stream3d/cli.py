@@ -429,6 +429,11 @@ def analyze(
                              frame=frame, line_nm=line_nm, min_part_volume=min_part,
                              resolution=resolution, mesh=mesh, like=like, truth=truth,
                              progress=True)
+    if result.errors:
+        from stream3d.analysis.truth import summary_lines
+
+        for text in summary_lines(result.errors):
+            typer.echo(text)
     analysed = int(result.table.analysed.sum())
     typer.echo(f"analysed {analysed} of {len(result.table.frame)} frames: {len(result.tracks)} "
                f"tracks, {len(result.tip_velocities)} growth fronts (tips); open {result.index}")

@@ -50,6 +50,7 @@ class Analysis:
     tips: list[TipRow] = field(default_factory=list)
     tip_velocities: list[TipVelocity] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)  # CSVs, meshes folder, scales.json
+    errors: list = field(default_factory=list)  # truth.FrameErrors per frame, with --truth
 
 
 def spread(indices: np.ndarray, count: int) -> list[int]:
@@ -141,7 +142,7 @@ def measure_frames(run: Run, done: np.ndarray, level: float, *, line_yx: tuple[n
             continue
         occ = occupancy(volume, level)
         got.metrics[t] = frame_metrics(volume, sampling=run.sampling, level=level,
-                                       min_part_volume=min_part_volume)
+                                       min_part_volume=min_part_volume, resolution=resolution)
         got.objects[t] = frame_objects(volume, frame=t, t=float(run.time[t]), sampling=run.sampling,
                                        level=level, min_volume_nm3=min_part_volume,
                                        resolution=resolution)
@@ -169,7 +170,7 @@ def default_resolution(run: Run, config) -> float:
     is its Gaussian sigma), and finer wiggles are noise that would inflate the area."""
     if run.name == "occupancy":
         return 0.0
-    from stream3d.analysis.objects import FWHM_PER_SIGMA
+    from stream3d.analysis.metrics import FWHM_PER_SIGMA
 
     return float(config.popout.resolution) * FWHM_PER_SIGMA
 
@@ -265,7 +266,8 @@ def analyze(path: str | Path, out: str | Path, *, array: str | None = None,
         like=str(like) if like is not None else None, errors=errors)
     return Analysis(out=out, table=table, csv=csv_path, pictures=pics, index=index,
                     objects=growth.objects, tracks=growth.tracks, track_rows=growth.rows,
-                    tips=growth.tip_rows, tip_velocities=growth.velocities, files=files)
+                    tips=growth.tip_rows, tip_velocities=growth.velocities, files=files,
+                    errors=errors or [])
 
 
 @dataclass

@@ -188,15 +188,10 @@ def link(frames: Sequence[int], labels: Sequence[np.ndarray]) -> list[Track]:
 
 
 def growth_rates(t: np.ndarray, volume: np.ndarray) -> np.ndarray:
-    """d volume / d t (per s) along one track: central differences inside, one-sided at the
-    ends (numpy.gradient on the track's own times); NaN for a one-frame track."""
-    t, volume = np.asarray(t, float), np.asarray(volume, float)
-    if t.size < 2:
-        return np.full(t.size, np.nan)
-    rate = np.gradient(volume, t)
-    # Equal volumes differ by rounding only: call that 0, not 1e-12.
-    tiny = 1e-9 * np.nanmax(np.abs(volume)) / max(float(np.min(np.diff(t))), 1e-300)
-    return np.where(np.abs(rate) < tiny, 0.0, rate)
+    """d volume / d t (per s) along one track: metrics.local_slope over the track's frames."""
+    from stream3d.analysis.metrics import local_slope
+
+    return local_slope(t, volume)
 
 
 @dataclass(frozen=True)
