@@ -245,8 +245,13 @@ def analyze(path: str | Path, out: str | Path, *, array: str | None = None,
     scales = _scales(table, frames, growth)
     files["scales.json"] = scales.write(out)
     drawn = scales.union(shared) if shared is not None else scales
+    # A simulated dendrite (its truth store, or a run compared with its truth) grows its tips
+    # at simulate.growth Å per frame: the speed the tips should show.
+    simulated = run.name == "occupancy" or truth is not None
+    expected = (float(cfg.simulate.growth)
+                if simulated and cfg.simulate.specimen == "dendrite" else None)
     pics = _draw(run, out, table, frames, growth, drawn, chosen=chosen, chosen_occ=chosen_occ,
-                 line=line, distance=distance)
+                 line=line, distance=distance, expected_tip_speed=expected)
     errors = None
     if truth is not None:
         from stream3d.analysis.truth import compare_to_truth, write_comparison
@@ -333,7 +338,7 @@ def _scales(table: MetricsTable, frames: _Frames, growth: _Growth) -> Scales:
 
 def _draw(run: Run, out: Path, table: MetricsTable, frames: _Frames, growth: _Growth,
           scales: Scales, *, chosen: int, chosen_occ: np.ndarray, line: Sequence[float],
-          distance: np.ndarray) -> dict[str, Path]:
+          distance: np.ndarray, expected_tip_speed: float | None = None) -> dict[str, Path]:
     """Every picture of the report, by key; files in ``out``; ranges from ``scales``."""
     dz, dy, dx = run.sampling
     montage, rendered = sorted(frames.maps), sorted(frames.meshes)
@@ -370,7 +375,8 @@ def _draw(run: Run, out: Path, table: MetricsTable, frames: _Frames, growth: _Gr
             height_limits=limits(scales.height_nm), thickness_limits=limits(scales.thickness_nm)),
     }
     if growth.velocities:
-        pics["tips"] = track_pictures.plot_tip_speeds(growth.velocities, out / "tip_speeds.png")
+        pics["tips"] = track_pictures.plot_tip_speeds(growth.velocities, out / "tip_speeds.png",
+                                                      expected=expected_tip_speed)
     return pics
 
 

@@ -120,7 +120,8 @@ def plot_tip_speeds(velocities: Sequence[TipVelocity], path: Path, *,
     ax.bar(ids - 0.2, [v.speed_A_per_frame for v in velocities], 0.4, label="fitted speed")
     ax.bar(ids + 0.2, [v.step_A_per_frame for v in velocities], 0.4, label="median step")
     if expected is not None:
-        ax.axhline(expected, color="k", ls="--", lw=1, label=f"expected {expected:g} Å/frame")
+        ax.axhline(expected, color="k", ls="--", lw=1,
+                   label=f"simulated growth {expected:g} Å/frame")
     ax.set_xticks(ids, [f"{v.tip}\n{v.first_frame}-{v.last_frame}" for v in velocities],
                   fontsize=8)
     ax.set(xlabel="tip (frames seen)", ylabel="Å per frame", title="Growth-front (tip) speed")
