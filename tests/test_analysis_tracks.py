@@ -287,3 +287,12 @@ def test_surfaces_at_the_data_resolution_ignore_a_ragged_rim():
     assert default_resolution(_Run(), CFG) == pytest.approx(res, rel=1e-3)
     _Run.name = "occupancy"
     assert default_resolution(_Run(), CFG) == 0.0
+
+
+def test_a_negative_resolution_is_one_line_exit_2(spheres, tmp_path):
+    _, out = spheres
+    store = out.parent / "truth.zarr"
+    result = CliRunner().invoke(app, ["analyze", str(store), "--out", str(tmp_path / "x"),
+                                      "--resolution", "-1"])
+    assert result.exit_code == 2 and "--resolution must be >= 0" in result.output
+    assert len(result.output.strip().splitlines()) == 1

@@ -5,7 +5,8 @@ potential, 1 for an occupancy): the threshold the refinement uses for its IoU. I
 the integral of V / level over the material and a one-voxel rim (partial-volume voxels at the
 boundary count by their fraction, zero-mean texture and noise average out instead of being
 clipped away); its surface is the 0.5 level set of the occupancy clip(V / level, 0, 1) by
-marching tetrahedra; face heights interpolate that occupancy between slice centres.
+marching cubes, after a lateral blur to the data's resolution; face heights interpolate that
+occupancy between slice centres.
 """
 
 from __future__ import annotations

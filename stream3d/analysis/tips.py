@@ -147,7 +147,8 @@ def tip_tracks(frames: Sequence[int], times: Sequence[float], tips: Sequence[np.
         f = np.array([flat[m][0] for m in members], dtype=float)
         t = np.array([flat[m][1] for m in members], dtype=float)
         p = np.array([flat[m][2] for m in members])
-        rows += [TipRow(tid, int(fi), float(ti), *(pi / NM)) for fi, ti, pi in zip(f, t, p)]
+        rows += [TipRow(tid, int(fi), float(ti), *(float(c) / NM for c in pi))
+                 for fi, ti, pi in zip(f, t, p)]
         if len(members) < MIN_TIP_FRAMES:
             continue
         slope = np.polyfit(f, p, 1)[0]  # (3,) Å per frame
