@@ -451,7 +451,8 @@ def analyze(
     array: Annotated[Optional[str], typer.Option(
         help="(t, z, y, x) array to analyse, e.g. popout (default: volume, else occupancy, else potential).")] = None,
     min_part: Annotated[float, typer.Option(
-        help="Smallest connected part counted (nm³), so noise specks are not parts.")] = 1.0,
+        help="Smallest connected part / object counted (nm³), so noise specks are neither "
+             "parts nor tracked objects.")] = 5.0,
     resolution: Annotated[Optional[float], typer.Option(
         help="Lateral resolution (Å FWHM) at which surfaces are measured (default: a truth "
              "store's grid; a run's pop-out resolution).")] = None,
@@ -459,6 +460,8 @@ def analyze(
         "--mesh", help="Also write OUT/meshes/frame_NNNNN.ply, the material surface per frame (nm).")] = False,
     like: Annotated[Optional[Path], typer.Option(
         help="Report folder of another analysis: draw on its scales too (e.g. a run and its truth).")] = None,
+    truth: Annotated[Optional[Path], typer.Option(
+        help="truth.zarr of the simulated movie: add errors and truth / pop-out / refined pictures.")] = None,
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
@@ -480,10 +483,16 @@ def analyze(
         line_nm = _parse_line(line) if line is not None else None
         result = analyze_run(run, out, array=array, config_path=config, overrides=tuple(set_ or ()),
                              frame=frame, line_nm=line_nm, min_part_volume=min_part,
-                             resolution=resolution, mesh=mesh, like=like, progress=True)
+                             resolution=resolution, mesh=mesh, like=like, truth=truth,
+                             progress=True)
+    if result.errors:
+        from stream3d.analysis.truth import summary_lines
+
+        for text in summary_lines(result.errors):
+            typer.echo(text)
     analysed = int(result.table.analysed.sum())
     typer.echo(f"analysed {analysed} of {len(result.table.frame)} frames: {len(result.tracks)} "
-               f"tracks, {len(result.tip_velocities)} moving tips; open {result.index}")
+               f"tracks, {len(result.tip_velocities)} growth fronts (tips); open {result.index}")
 
 
 @app.command()

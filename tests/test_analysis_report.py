@@ -68,3 +68,26 @@ def test_index_shows_config_counters_and_every_frame(report):
                    "y0, x0, y1, x1 = 3.00, 0.00, 3.00, 10.00 nm"):
         assert needle in text, needle
     assert text.count('<tr class="missing">') == 3
+
+
+def test_counters_per_kind_and_three_significant_figures(tmp_path):
+    import csv
+
+    import zarr
+
+    write_run(tmp_path / "run.zarr", [R, R])
+    group = zarr.open_group(tmp_path / "run.zarr", mode="r+")
+    meta = dict(group.attrs["stream3d"])
+    meta["counters"] = {**meta["counters"], "malformed": {"not_json": 2, "byte_count": 1}}
+    group.attrs["stream3d"] = meta
+    result = CliRunner().invoke(app, ["analyze", str(tmp_path / "run.zarr"), "--out",
+                                      str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+    assert "<td>3 (byte_count: 1, not_json: 2)</td>" in page
+    with open(tmp_path / "out" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    volume = float(rows[1]["volume_nm3"])
+    assert rows[1]["volume_nm3"] == f"{volume:.4g}"  # 4 significant figures in the CSV
+    assert f"<td>{volume:.3g}</td>" in page and f"<td>{volume:.4g}</td>" not in page
+    assert '<div class="scroll"><table>' in page  # wide tables scroll inside the page

@@ -57,3 +57,38 @@ def test_a_store_that_is_not_a_truth_store_is_exit_code_2(tmp_path):
     _run(tmp_path / "run.zarr", [(occ[0], occ[0])], [Status.REFINED])
     out = CliRunner().invoke(app, ["compare", str(tmp_path / "run.zarr"), str(tmp_path / "run.zarr")])
     assert out.exit_code == 2 and "not a truth.zarr" in out.output
+
+
+def test_compare_out_writes_side_by_side_pictures_and_analyze_truth_adds_them(tmp_path):
+    from PIL import Image
+
+    from stream3d.analysis.compare_pictures import _section_lines, exaggeration
+
+    occ = [discs(SHAPE, SAMPLING, growing_discs(t)) for t in range(3)]
+    truth = write_truth(tmp_path / "truth.zarr", occ)
+    pot = CFG.sample.potential
+    _run(tmp_path / "run.zarr", [(occ[0] * pot, occ[0] * pot), (occ[1] * pot, occ[1] * pot), None],
+         [Status.REFINED, Status.REFINED, Status.SKIPPED])
+    out = CliRunner().invoke(app, ["compare", str(tmp_path / "run.zarr"), str(truth), "--out",
+                                   str(tmp_path / "cmp")])
+    assert out.exit_code == 0, out.output
+    names = {"errors.csv", "compare_xz.png", "compare_yz.png", "compare_heights.png"}
+    assert {p.name for p in (tmp_path / "cmp").iterdir()} == names
+    for name in names - {"errors.csv"}:
+        with Image.open(tmp_path / "cmp" / name) as img:
+            assert img.format == "PNG" and min(img.size) > 400, name
+    rows = (tmp_path / "cmp" / "errors.csv").read_text().splitlines()
+    assert len(rows) == 4 and rows[1].startswith("0,0,refined,0,1,0,1")
+    # Sections go through the objects: the row / column crossing the most truth material.
+    iy, ix = _section_lines(occ[2])
+    assert (occ[2][:, iy, :] > 0.5).sum() == max((occ[2][:, j, :] > 0.5).sum() for j in range(SHAPE[1]))
+    assert (occ[2][:, :, ix] > 0.5).sum() == max((occ[2][:, :, i] > 0.5).sum() for i in range(SHAPE[2]))
+    assert exaggeration(64.0, 10.0) == pytest.approx(0.6 * 10.0 / 64.0)
+    # analyze --truth: the same pictures and the errors table join the report.
+    out = CliRunner().invoke(app, ["analyze", str(tmp_path / "run.zarr"), "--truth", str(truth),
+                                   "--out", str(tmp_path / "rep")])
+    assert out.exit_code == 0, out.output
+    page = (tmp_path / "rep" / "index.html").read_text(encoding="utf-8")
+    assert "Errors against the ground truth" in page
+    for name in names:
+        assert f'"{name}"' in page and (tmp_path / "rep" / name).is_file(), name

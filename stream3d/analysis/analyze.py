@@ -30,7 +30,7 @@ from stream3d.analysis.metrics import (
 from stream3d.analysis.run import Run, material_level, read_run, run_config, status_summary
 from stream3d.errors import UserError
 
-MONTAGE_FRAMES = 12
+MONTAGE_FRAMES = 8
 RENDER_FRAMES = 4
 TIP_STEP_FACTOR = 6.0  # a tip links to one at most this many tip voxels away in the next frame
 
@@ -50,6 +50,7 @@ class Analysis:
     tips: list[TipRow] = field(default_factory=list)
     tip_velocities: list[TipVelocity] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)  # CSVs, meshes folder, scales.json
+    errors: list = field(default_factory=list)  # truth.FrameErrors per frame, with --truth
 
 
 def spread(indices: np.ndarray, count: int) -> list[int]:
@@ -141,7 +142,7 @@ def measure_frames(run: Run, done: np.ndarray, level: float, *, line_yx: tuple[n
             continue
         occ = occupancy(volume, level)
         got.metrics[t] = frame_metrics(volume, sampling=run.sampling, level=level,
-                                       min_part_volume=min_part_volume)
+                                       min_part_volume=min_part_volume, resolution=resolution)
         got.objects[t] = frame_objects(volume, frame=t, t=float(run.time[t]), sampling=run.sampling,
                                        level=level, min_volume_nm3=min_part_volume,
                                        resolution=resolution)
@@ -169,7 +170,7 @@ def default_resolution(run: Run, config) -> float:
     is its Gaussian sigma), and finer wiggles are noise that would inflate the area."""
     if run.name == "occupancy":
         return 0.0
-    from stream3d.analysis.objects import FWHM_PER_SIGMA
+    from stream3d.analysis.metrics import FWHM_PER_SIGMA
 
     return float(config.popout.resolution) * FWHM_PER_SIGMA
 
@@ -177,8 +178,9 @@ def default_resolution(run: Run, config) -> float:
 def analyze(path: str | Path, out: str | Path, *, array: str | None = None,
             config_path: str | Path | None = None, overrides: Sequence[str] = (),
             frame: int | None = None, line_nm: Sequence[float] | None = None,
-            min_part_volume: float = 1.0, resolution: float | None = None, mesh: bool = False,
-            like: str | Path | None = None, progress: bool = False) -> Analysis:
+            min_part_volume: float = 5.0, resolution: float | None = None, mesh: bool = False,
+            like: str | Path | None = None, truth: str | Path | None = None,
+            progress: bool = False) -> Analysis:
     """Analyse the run store at ``path`` into folder ``out``: metrics.csv, objects.csv,
     tracks.csv, tips.csv, PNGs, index.html (and with ``mesh`` a PLY surface per frame).
 
@@ -189,7 +191,9 @@ def analyze(path: str | Path, out: str | Path, *, array: str | None = None,
     (default: along the lateral path of the tip that travelled furthest, else along x through
     the row crossing most material); ``min_part_volume``: smallest object (nm³);
     ``resolution``: Å FWHM at which surfaces are measured (default
-    :func:`default_resolution`); ``like``: a report folder whose scales the pictures share.
+    :func:`default_resolution`); ``like``: a report folder whose scales the pictures share;
+    ``truth``: the truth.zarr of a simulated movie: errors.csv and truth / pop-out / refined
+    pictures side by side join the report.
     Raises UserError for a store that is not a run store or has nothing reconstructed.
     """
     run = read_run(path, array=array)
@@ -241,8 +245,21 @@ def analyze(path: str | Path, out: str | Path, *, array: str | None = None,
     scales = _scales(table, frames, growth)
     files["scales.json"] = scales.write(out)
     drawn = scales.union(shared) if shared is not None else scales
+    # A simulated dendrite (its truth store, or a run compared with its truth) grows its tips
+    # at simulate.growth Å per frame: the speed the tips should show.
+    simulated = run.name == "occupancy" or truth is not None
+    expected = (float(cfg.simulate.growth)
+                if simulated and cfg.simulate.specimen == "dendrite" else None)
     pics = _draw(run, out, table, frames, growth, drawn, chosen=chosen, chosen_occ=chosen_occ,
-                 line=line, distance=distance)
+                 line=line, distance=distance, expected_tip_speed=expected)
+    errors = None
+    if truth is not None:
+        from stream3d.analysis.truth import compare_to_truth, write_comparison
+
+        errors = compare_to_truth(path, truth)
+        written = write_comparison(path, truth, out, errors)
+        files["errors.csv"] = written.pop("errors.csv")
+        pics.update(written)
     last = int(max(frames.metrics))
     index = report.write_index(
         out, run=run, config=cfg, level=level, table=table, csv_name=csv_path.name,
@@ -251,10 +268,11 @@ def analyze(path: str | Path, out: str | Path, *, array: str | None = None,
         files={k: p for k, p in files.items() if k != "scales.json"}, resolution=resolution,
         line_source="given" if line_nm is not None else (
             "along the fastest-travelling tip" if growth.line is not None else "automatic"),
-        like=str(like) if like is not None else None)
+        like=str(like) if like is not None else None, errors=errors)
     return Analysis(out=out, table=table, csv=csv_path, pictures=pics, index=index,
                     objects=growth.objects, tracks=growth.tracks, track_rows=growth.rows,
-                    tips=growth.tip_rows, tip_velocities=growth.velocities, files=files)
+                    tips=growth.tip_rows, tip_velocities=growth.velocities, files=files,
+                    errors=errors or [])
 
 
 @dataclass
@@ -320,7 +338,7 @@ def _scales(table: MetricsTable, frames: _Frames, growth: _Growth) -> Scales:
 
 def _draw(run: Run, out: Path, table: MetricsTable, frames: _Frames, growth: _Growth,
           scales: Scales, *, chosen: int, chosen_occ: np.ndarray, line: Sequence[float],
-          distance: np.ndarray) -> dict[str, Path]:
+          distance: np.ndarray, expected_tip_speed: float | None = None) -> dict[str, Path]:
     """Every picture of the report, by key; files in ``out``; ranges from ``scales``."""
     dz, dy, dx = run.sampling
     montage, rendered = sorted(frames.maps), sorted(frames.meshes)
@@ -337,8 +355,9 @@ def _draw(run: Run, out: Path, table: MetricsTable, frames: _Frames, growth: _Gr
             growth.rows, growth.tracks, out / "track_volumes.png",
             volume_max=limits(scales.track_volume_nm3, 0.05)[1],
             time_label="time (s)"),
-        "tracks3d": track_pictures.plot_tracks_3d(growth.rows, growth.tip_rows, cell,
-                                                  out / "tracks3d.png"),
+        "tracks3d": track_pictures.plot_tracks_3d(
+            growth.rows, growth.tip_rows, cell, out / "tracks3d.png",
+            shown_tips={v.tip for v in growth.velocities}),
         "heights": pictures.plot_height_montage(
             [frames.maps[t] for t in montage], [_frame_title(run, t) for t in montage], (dy, dx),
             out / "height_maps.png", limits=limits(scales.height_nm)),
@@ -356,7 +375,8 @@ def _draw(run: Run, out: Path, table: MetricsTable, frames: _Frames, growth: _Gr
             height_limits=limits(scales.height_nm), thickness_limits=limits(scales.thickness_nm)),
     }
     if growth.velocities:
-        pics["tips"] = track_pictures.plot_tip_speeds(growth.velocities, out / "tip_speeds.png")
+        pics["tips"] = track_pictures.plot_tip_speeds(growth.velocities, out / "tip_speeds.png",
+                                                      expected=expected_tip_speed)
     return pics
 
 

@@ -5,7 +5,8 @@ potential, 1 for an occupancy): the threshold the refinement uses for its IoU. I
 the integral of V / level over the material and a one-voxel rim (partial-volume voxels at the
 boundary count by their fraction, zero-mean texture and noise average out instead of being
 clipped away); its surface is the 0.5 level set of the occupancy clip(V / level, 0, 1) by
-marching tetrahedra; face heights interpolate that occupancy between slice centres.
+marching cubes, after a lateral blur to the data's resolution; face heights interpolate that
+occupancy between slice centres.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from stream3d.analysis.surface import isosurface, mesh_area
 from stream3d.specimen.geometry import slice_centres
 
 NM = 10.0  # Å per nm
+FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))  # a Gaussian's FWHM / sigma
 ANTIALIAS_PX = 0.7  # px: lateral blur before the iso-surface, so pixel staircases are not area
 _NEIGHBOURS = np.ones((3, 3, 3), dtype=bool)  # faces, edges and corners touch
 
@@ -79,11 +81,12 @@ def count_parts(material: np.ndarray, voxel_volume: float, min_volume: float) ->
 
 
 def frame_metrics(volume: np.ndarray, *, sampling: Sequence[float], level: float,
-                  min_part_volume: float = 1.0) -> FrameMetrics:
+                  min_part_volume: float = 1.0, resolution: float = 0.0) -> FrameMetrics:
     """Metrics of one (z, y, x) volume sampled at ``sampling`` = (dz, dy, dx) Å.
 
     ``level``: the value of full material (V, or 1 for an occupancy); ``min_part_volume``:
-    the smallest connected part counted (nm³), so that single noisy voxels are not parts.
+    the smallest connected part counted (nm³), so that single noisy voxels are not parts;
+    ``resolution``: Å FWHM at which the surface is measured (0: the grid, anti-aliased).
     """
     dz, dy, dx = (float(s) for s in sampling)
     ratio = material_ratio(volume, level)
@@ -106,7 +109,9 @@ def frame_metrics(volume: np.ndarray, *, sampling: Sequence[float], level: float
     com_x = float(((np.arange(nx) + 0.5) * dx) @ weight.sum(axis=(0, 1)) / mass)
     return FrameMetrics(
         volume_nm3=amount * voxel / NM**3,
-        area_nm2=surface_area(occ, (dz, dy, dx)) / NM**2,
+        area_nm2=surface_area(occ, (dz, dy, dx),
+                              antialias_px=max(ANTIALIAS_PX, resolution / FWHM_PER_SIGMA
+                                               / min(dy, dx))) / NM**2,
         height_min_nm=height_min / NM,
         height_max_nm=height_max / NM,
         depth_extent_nm=(height_max - height_min) / NM,
@@ -172,17 +177,39 @@ def _cell(value: float, *, integer: bool = False) -> str:
     return str(int(value)) if integer else f"{float(value):.4g}"
 
 
-def growth_rate(volume_nm3: np.ndarray, time_s: np.ndarray, analysed: np.ndarray) -> np.ndarray:
-    """(V_k - V_j) / (t_k - t_j) between each analysed frame k and the analysed frame j before it.
+RATE_HALF_WINDOW = 2  # growth rates fit a line through a frame and this many each side
 
-    NaN for the first analysed frame, frames not analysed, and non-increasing times.
-    """
+
+def local_slope(t: np.ndarray, values: np.ndarray, half: int = RATE_HALF_WINDOW) -> np.ndarray:
+    """d values / d t at every point: the slope of a least-squares line through the point and
+    up to ``half`` neighbours either side (fewer at the ends). One noisy volume then moves a
+    rate by a fifth of its error instead of flipping its sign; a quadratic is exact at
+    symmetric points. NaN for fewer than two points."""
+    t, values = np.asarray(t, float), np.asarray(values, float)
+    out = np.full(t.size, np.nan)
+    if t.size < 2:
+        return out
+    for i in range(t.size):
+        lo, hi = max(0, i - half), min(t.size, i + half + 1)
+        tt, vv = t[lo:hi], values[lo:hi]
+        tc = tt - tt.mean()
+        denom = float(tc @ tc)
+        if denom > 0:
+            out[i] = float(tc @ (vv - vv.mean())) / denom
+    # Equal volumes differ by rounding only: call that 0, not 1e-12.
+    tiny = 1e-9 * np.nanmax(np.abs(values)) / max(float(np.min(np.diff(t))), 1e-300)
+    return np.where(np.abs(out) < tiny, 0.0, out)
+
+
+def growth_rate(volume_nm3: np.ndarray, time_s: np.ndarray, analysed: np.ndarray) -> np.ndarray:
+    """Growth rate (nm³/s) of every analysed frame: :func:`local_slope` over the analysed
+    frames (frames without numbers are skipped, not counted as zero). NaN elsewhere, and
+    everywhere when times do not increase."""
     rate = np.full(len(volume_nm3), np.nan)
     index = np.flatnonzero(analysed)
-    for j, k in zip(index[:-1], index[1:]):
-        dt = time_s[k] - time_s[j]
-        if dt > 0:
-            rate[k] = (volume_nm3[k] - volume_nm3[j]) / dt
+    t = np.asarray(time_s, float)[index]
+    if index.size >= 2 and np.all(np.diff(t) > 0):
+        rate[index] = local_slope(t, np.asarray(volume_nm3, float)[index])
     return rate
 
 

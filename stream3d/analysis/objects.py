@@ -19,11 +19,10 @@ import numpy as np
 from scipy import ndimage
 
 from stream3d.analysis.maps import MATERIAL, smooth_lateral, top_bottom
-from stream3d.analysis.metrics import ANTIALIAS_PX, NM, material_ratio
+from stream3d.analysis.metrics import ANTIALIAS_PX, FWHM_PER_SIGMA, NM, material_ratio
 from stream3d.analysis.surface import isosurface, mesh_area
 from stream3d.specimen.geometry import slice_centres
 
-FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 _NEIGHBOURS = np.ones((3, 3, 3), dtype=bool)  # faces, edges and corners touch
 
 

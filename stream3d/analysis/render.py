@@ -1,6 +1,6 @@
 """3D rendering of the material surface at a few time points (matplotlib mplot3d, Agg canvas).
 
-The surface is the same marching-tetrahedra level set the area metric measures, computed on a
+The surface is the same marching-cubes level set the area metric measures, computed on a
 laterally block-averaged copy so that a picture holds at most a few ten thousand triangles.
 """
 

@@ -31,7 +31,14 @@ _CAPTIONS = {
                      "triangles: objects made by a split, squares: by a merge, crosses: losses; "
                      "dotted lines join parents to children.",
     "tracks3d": "Tracks in 3D: each object's centroid over time (dot size grows with volume), "
-                "and the paths of the growth fronts (skeleton tips, black).",
+                "and the paths of the growth fronts (skeleton tips seen in three or more "
+                "frames, black).",
+    "compare_xz": "Truth, pop-out and refined side by side: x-z sections through the objects "
+                  "at a few frames, one colour scale and one height exaggeration; the truth's "
+                  "boundary is outlined in cyan on every panel.",
+    "compare_yz": "The same as y-z sections.",
+    "compare_heights": "Height maps of the truth, the pop-out and the refined volume, one "
+                       "colour scale.",
     "tips": "Speed of each growth front (tips.csv): the fitted straight-line speed and the "
             "median distance moved per frame.",
 }
@@ -86,6 +93,20 @@ def _counter(value: Any) -> str:
     return str(value)
 
 
+def _errors_html(errors: list[Any] | None) -> str:
+    """The per-frame errors against the truth (analysis.truth.FrameErrors), if given."""
+    if not errors:
+        return ""
+    f = lambda x: "" if x != x else f"{x:.3g}"  # noqa: E731 (NaN -> empty)
+    rows = [[str(e.t), str(e.frame_id), e.status, f(e.popout_depth), f(e.popout_iou),
+             f(e.refined_depth), f(e.refined_iou)] for e in errors]
+    head = ["t", "frame", "status", "pop-out height error (Å)", "pop-out IoU",
+            "refined height error (Å)", "refined IoU"]
+    return ("<h2>Errors against the ground truth</h2><p>Mean column height error and 3D IoU "
+            "at half the material potential (errors.csv).</p>"
+            f'<div class="scroll">{_table(rows, head, text_cols=0)}</div>')
+
+
 def _sig3(cell: str) -> str:
     """A numeric table cell shown to 3 significant figures (integers as they are)."""
     try:
@@ -102,7 +123,8 @@ def write_index(out: Path, *, run: Run, config: Config, level: float, table: Met
                 line_nm: tuple[float, float, float, float],
                 tracks: list[list[str]] | None = None, velocities: list[Any] | None = None,
                 files: Mapping[str, Path] | None = None, resolution: float = 0.0,
-                line_source: str = "", like: str | None = None) -> Path:
+                line_source: str = "", like: str | None = None,
+                errors: list[Any] | None = None) -> Path:
     """Write ``out/index.html`` linking ``pictures`` (files in ``out``), the CSVs and tables of
     tracks (``tracks``: rows of tracking.SUMMARY_COLUMNS) and tip speeds (``velocities``)."""
     from stream3d.analysis.tracking import SUMMARY_COLUMNS
@@ -141,7 +163,8 @@ def write_index(out: Path, *, run: Run, config: Config, level: float, table: Met
     speed_table = (_table(speed_rows, ["tip", "first frame", "last frame",
                                        "fitted speed (Å/frame)", "median step (Å/frame)",
                                        "speed (nm/s)"], text_cols=0)
-                   if speed_rows else "<p>No tip seen in two frames.</p>")
+                   if speed_rows else "<p>No growth front (skeleton tip) seen in three or more "
+                                      "frames.</p>")
     more = (f"<p>First {MAX_TABLE_ROWS} of {len(rows)} rows; all are in the CSV.</p>"
             if len(rows) > MAX_TABLE_ROWS else "")
     page = f"""<!DOCTYPE html>
@@ -153,6 +176,7 @@ def write_index(out: Path, *, run: Run, config: Config, level: float, table: Met
 {_table(facts)}
 <h2>Pictures</h2>
 {figures}
+{_errors_html(errors)}
 <h2>Tracked objects</h2>
 <p>Objects are 26-connected parts of material; a track is one unbroken run of an object.
 Began: birth (new), split or merge (of the tracks in "from"); ended: present (in the last

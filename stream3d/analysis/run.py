@@ -22,6 +22,20 @@ from stream3d import config as config_mod
 from stream3d.errors import UserError
 
 STATUS_NAMES = {0: "pending", 1: "refined", 2: "skipped", 3: "failed"}
+# Units and meanings of the xarray variables (CF conventions: flag_values / flag_meanings map
+# a status code to its name).
+VARIABLE_ATTRS = {
+    "volume": {"units": "V", "long_name": "refined electrostatic potential (material - solvent)"},
+    "popout": {"units": "V", "long_name": "pop-out potential (material - solvent)"},
+    "potential": {"units": "V", "long_name": "true potential (material - solvent)"},
+    "occupancy": {"units": "1", "long_name": "true material fraction of each voxel"},
+    "frames": {"units": "counts", "long_name": "raw detector frames as received"},
+    "frame_id": {"units": "1", "long_name": "detector frame number"},
+    "timestamp": {"units": "s", "long_name": "detector timestamp"},
+    "loss": {"units": "1", "long_name": "final data loss of the refinement"},
+    "status": {"units": "1", "long_name": "frame status",
+               "flag_values": list(STATUS_NAMES), "flag_meanings": " ".join(STATUS_NAMES.values())},
+}
 REFINED = 1
 # What to analyse, first present wins. A truth store's occupancy is the material itself; its
 # potential carries the amorphous texture, which would speckle a threshold at half the level.
@@ -90,9 +104,10 @@ class Run:
         import xarray as xr
 
         c = self.coords()
-        data = {name: (self.dims[name], a) for name, a in self.arrays.items()}
-        data.setdefault("status", (("t",), self.status))
-        data.setdefault("frame_id", (("t",), self.frame_id))
+        data = {name: (self.dims[name], a, dict(VARIABLE_ATTRS.get(name, {})))
+                for name, a in self.arrays.items()}
+        data.setdefault("status", (("t",), self.status, dict(VARIABLE_ATTRS["status"])))
+        data.setdefault("frame_id", (("t",), self.frame_id, dict(VARIABLE_ATTRS["frame_id"])))
         ds = xr.Dataset(
             data,
             coords={"t": ("t", c["t"], {"units": "s"}), "z": ("z", c["z"], {"units": "Å"}),

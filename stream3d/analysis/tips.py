@@ -25,6 +25,7 @@ from stream3d.analysis.maps import MATERIAL
 from stream3d.analysis.metrics import NM
 
 MIN_TIP_VOXEL = 4.0  # Å: finer cubes make skeletons of noise and cost time
+MIN_TIP_FRAMES = 3  # a velocity needs a tip seen in this many frames (two points fit noise)
 
 
 def tip_voxel(sampling: Sequence[float]) -> float:
@@ -139,15 +140,16 @@ def link_tips(frames: Sequence[int], tips: Sequence[np.ndarray], max_step: float
 
 def tip_tracks(frames: Sequence[int], times: Sequence[float], tips: Sequence[np.ndarray],
                max_step: float) -> tuple[list[TipRow], list[TipVelocity]]:
-    """Rows of tips.csv and each tip's velocity (tips seen in at least two frames)."""
+    """Rows of tips.csv and each tip's velocity (tips seen in at least MIN_TIP_FRAMES frames)."""
     flat = [(frames[i], times[i], p) for i, pts in enumerate(tips) for p in np.asarray(pts)]
     rows, velocities = [], []
     for tid, members in enumerate(link_tips(frames, tips, max_step), start=1):
         f = np.array([flat[m][0] for m in members], dtype=float)
         t = np.array([flat[m][1] for m in members], dtype=float)
         p = np.array([flat[m][2] for m in members])
-        rows += [TipRow(tid, int(fi), float(ti), *(pi / NM)) for fi, ti, pi in zip(f, t, p)]
-        if len(members) < 2:
+        rows += [TipRow(tid, int(fi), float(ti), *(float(c) / NM for c in pi))
+                 for fi, ti, pi in zip(f, t, p)]
+        if len(members) < MIN_TIP_FRAMES:
             continue
         slope = np.polyfit(f, p, 1)[0]  # (3,) Å per frame
         steps = np.linalg.norm(np.diff(p, axis=0), axis=1) / np.diff(f)

@@ -65,9 +65,10 @@ def plot_track_volumes(rows: Sequence[TrackRow], tracks: Sequence[Track], path: 
 
 
 def plot_tracks_3d(rows: Sequence[TrackRow], tip_rows: Sequence[TipRow],
-                   cell_nm: tuple[float, float, float], path: Path) -> Path:
-    """Object centroids (lines per track, dot size ~ volume) and tip paths (thin black) in the
-    cell (depth, field y, field x) nm, height drawn at the same scale as the field."""
+                   cell_nm: tuple[float, float, float], path: Path, *,
+                   shown_tips: set[int] | None = None) -> Path:
+    """Object centroids (lines per track, dot size ~ volume) and tip paths (thin black; only
+    tips in ``shown_tips`` when given) in the cell (depth, field y, field x) nm."""
     depth, fy, fx = cell_nm
     fig = Figure(figsize=(8.5, 7), layout="constrained")
     ax = fig.add_subplot(projection="3d")
@@ -83,7 +84,8 @@ def plot_tracks_3d(rows: Sequence[TrackRow], tip_rows: Sequence[TipRow],
         ax.text(x[-1], y[-1], z[-1], f" {tid}", color=_colour(tid), fontsize=9)
     by_tip: dict[int, list[TipRow]] = {}
     for r in tip_rows:
-        by_tip.setdefault(r.tip, []).append(r)
+        if shown_tips is None or r.tip in shown_tips:
+            by_tip.setdefault(r.tip, []).append(r)
     for k, (tid, pts) in enumerate(by_tip.items()):
         x, y, z = (np.array([getattr(r, f"{a}_nm") for r in pts]) for a in "xyz")
         ax.plot(x, y, z, "-", color="k", lw=0.8, label="tip paths" if k == 0 else None)
@@ -118,7 +120,8 @@ def plot_tip_speeds(velocities: Sequence[TipVelocity], path: Path, *,
     ax.bar(ids - 0.2, [v.speed_A_per_frame for v in velocities], 0.4, label="fitted speed")
     ax.bar(ids + 0.2, [v.step_A_per_frame for v in velocities], 0.4, label="median step")
     if expected is not None:
-        ax.axhline(expected, color="k", ls="--", lw=1, label=f"expected {expected:g} Å/frame")
+        ax.axhline(expected, color="k", ls="--", lw=1,
+                   label=f"simulated growth {expected:g} Å/frame")
     ax.set_xticks(ids, [f"{v.tip}\n{v.first_frame}-{v.last_frame}" for v in velocities],
                   fontsize=8)
     ax.set(xlabel="tip (frames seen)", ylabel="Å per frame", title="Growth-front (tip) speed")

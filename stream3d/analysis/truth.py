@@ -143,7 +143,7 @@ def write_comparison(run_path: str | Path, truth_path: str | Path, out: str | Pa
         volumes.append(cp.FrameVolumes(r.t, title, (occ, *mine)))
     return {
         "errors.csv": write_csv(rows, out / "errors.csv"),
-        "sections_xz.png": cp.plot_sections(volumes, run.sampling, "x", out / "sections_xz.png"),
-        "sections_yz.png": cp.plot_sections(volumes, run.sampling, "y", out / "sections_yz.png"),
-        "height_maps.png": cp.plot_height_maps(volumes, run.sampling, out / "height_maps.png"),
+        "compare_xz": cp.plot_sections(volumes, run.sampling, "x", out / "compare_xz.png"),
+        "compare_yz": cp.plot_sections(volumes, run.sampling, "y", out / "compare_yz.png"),
+        "compare_heights": cp.plot_height_maps(volumes, run.sampling, out / "compare_heights.png"),
     }
