@@ -282,6 +282,8 @@ def _chi(band: _Band, theta) -> np.ndarray:
 
 def _residual(band: _Band, theta) -> np.ndarray:
     residual, _, positive = _solve(band.basis, band.ring_term(_chi(band, theta)), band.y)
+    # A negative ring amplitude fits cos^2 instead of sin^2 (rings a half period off): make
+    # that side of parameter space costly so the refinement does not walk into it.
     return residual if positive else residual * 10.0
 
 
