@@ -148,7 +148,8 @@ def calibrate(path: Path, config: Config, *, frames: str | None = None, region: 
         **fit.as_dict(),
         "dose": dose.dose, "frame_mean_dose": dose.frame_mean_dose,
         "dose_from_noise": dose.dose_from_noise, "counts_per_electron": dose.counts_per_electron,
-        "file": str(path), "frames": [chosen.start, chosen.stop], "region": list(box) if box else None,
+        "file": str(path), "frames": [chosen.start, chosen.stop],
+        "region": list(box) if box else None,
         "pixel_size": px, "energy": options.energy, "cs_fitted": fit_cs,
         "scatterer": SCATTERER_NOTE, "seconds": seconds,
     }
@@ -218,7 +219,8 @@ def summary_lines(result: Calibration) -> list[str]:
     ]
     if f.cs_error is not None:
         lines.append(f"cs          {f.cs:9.4g} ± {f.cs_error:.2g} Å")
-    lines.append(f"fit holds to {f.resolution:.2f} Å (band {1 / f.k_low:.1f}-{1 / f.k_high:.2f} Å,"
+    lines.append(f"fit holds to {f.resolution:.2f} Å (band {1 / f.k_low:.1f}-{1 / f.k_high:.2f} "
+                 f"Å,"
                  f" correlation {f.correlation:.2f}, {f.tiles} tiles)")
     noise = (f", {s['dose_from_noise']:.0f} e/Å² from the shot noise"
              if s["dose_from_noise"] else "")

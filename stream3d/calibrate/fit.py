@@ -320,7 +320,8 @@ def fit_spectrum(spectrum: Spectrum, options: FitOptions, *,
         warnings.append(f"defocus {defocus:.0f} Å is outside the search range "
                         f"[{options.defocus_min:g}, {options.defocus_max:g}] Å")
     if defocus <= c12:
-        warnings.append("astigmatism exceeds the defocus: Thon rings are hyperbolae, fit unreliable")
+        warnings.append("astigmatism exceeds the defocus: Thon rings are hyperbolae, fit "
+                        "unreliable")
     errors = _errors(result, theta, band)
     significance = ring_significance(band, theta)
     if significance < options.min_significance:
