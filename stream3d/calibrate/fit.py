@@ -204,9 +204,11 @@ class _Profile:
             raise ValueError("no defocus in the search range fits the Thon rings")
         i = int(np.argmin(costs))
         lo, hi = defoci[max(i - 1, 0)], defoci[min(i + 1, defoci.size - 1)]
+        # A finite stand-in for the refused (inf) costs keeps the bracketing arithmetic finite.
+        worst = 10.0 * float(np.max(costs[np.isfinite(costs)]))
         if hi > lo:
-            best = minimize_scalar(lambda d: self.cost(d, cs), bounds=(lo, hi), method="bounded",
-                                   options={"xatol": 0.5})
+            best = minimize_scalar(lambda d: min(self.cost(d, cs), worst), bounds=(lo, hi),
+                                   method="bounded", options={"xatol": 0.5})
             if best.fun <= costs[i]:
                 return float(best.x), costs
         return float(defoci[i]), costs
