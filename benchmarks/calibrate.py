@@ -5,7 +5,8 @@
 Film: 512 x 512 px at 1 Å, 300 kV, 2000 e/Å², one 20 Å slice of amorphous film, lens defocus
 2500 Å (the film is seen at 2480 Å), C12 = 60 Å at several angles. Frames come from this
 project's simulator and, when abTEM is installed, from its lens (apply_ctf) on the same exit
-wave, and wholly from abTEM (random carbon atoms; its potential, multislice and lens). Targets: defocus within 30 Å, C12 within 15 Å, angle within 10 degrees; one 512² frame
+wave, and wholly from abTEM (random carbon atoms; its potential, multislice and lens).
+Targets: defocus within 30 Å, C12 within 15 Å, angle within 10 degrees; one 512² frame
 in under 2 s; per-frame calibration of a 100-frame movie reported in s/frame.
 """
 

@@ -534,7 +534,8 @@ def calibrate(
         help="Frames A:B (Python slice) or N; their spectra are averaged. Default: all.")] = None,
     region: Annotated[Optional[str], typer.Option(
         help="Fit only pixels y0,x0,y1,x1 (e.g. a support film or cell window).")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON only.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON only.")
+                        ] = False,
     write: Annotated[Optional[Path], typer.Option(
         help="Write the config with the measured lens and dose here (TOML).")] = None,
     out: Annotated[Optional[Path], typer.Option(

@@ -97,7 +97,8 @@ def test_weak_phase_object_follows_2_sin_of_the_astigmatic_chi():
 
 
 def test_defaults_are_no_astigmatism_and_bad_values_are_one_line_errors():
-    wave = torch.exp(1j * torch.rand(32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(1)))
+    gen = torch.Generator().manual_seed(1)
+    wave = torch.exp(1j * torch.rand(32, 32, dtype=torch.float64, generator=gen))
     kw = dict(sampling=(1.0, 1.0), energy=E300, defocus=800.0, cs=1e7, aperture=None)
     torch.testing.assert_close(image(wave, **kw), image(wave, astigmatism=0.0,
                                                         astigmatism_angle=57.0, **kw))

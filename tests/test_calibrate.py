@@ -296,3 +296,26 @@ def test_cli_reads_an_mrc_movie_with_its_pixel_size(movie, tmp_path):
     data = json.loads(result.stdout)
     assert data["pixel_size"] == 1.0  # the file's, not the config's
     assert abs(data["defocus"] - 2400.0) < 30 and data["tiles"] == 18
+
+
+def test_focus_tracker_follows_and_keeps_the_last_lens_through_a_blank_frame(movie):
+    from stream3d.calibrate import FocusTracker
+
+    frames = np.load(movie)
+    cfg = film_config(defocus=2400.0)
+    tracker = FocusTracker(_options(cfg), pixel_size=1.0)
+    blank = np.random.default_rng(5).poisson(2000, frames[0].shape).astype(np.float32)
+    first_blank = tracker.update(blank)  # nothing known yet: NaN, config left alone
+    assert math.isnan(first_blank.defocus) and first_blank.fit is None
+    assert "no Thon rings found" in first_blank.error
+    assert FocusTracker.config_for(cfg, first_blank) == cfg
+    lens0 = tracker.update(frames[0])
+    assert abs(lens0.defocus - 2380.0) < 30 and lens0.fit is not None
+    kept = tracker.update(blank)
+    assert kept.fit is None and kept.defocus == lens0.defocus
+    lens3 = tracker.update(frames[3])
+    assert abs(lens3.defocus - 2500.0) < 30
+    moved = FocusTracker.config_for(cfg, lens3)
+    assert moved.microscope.defocus == lens3.defocus
+    assert moved.microscope.astigmatism == lens3.astigmatism
+    assert moved.microscope.astigmatism_angle == lens3.astigmatism_angle

@@ -10,8 +10,9 @@ from stream3d.calibrate.dose import DoseEstimate, estimate_dose
 from stream3d.calibrate.ellipse import effective_k2, elliptical_average
 from stream3d.calibrate.fit import FitOptions, LensFit, fit_spectrum
 from stream3d.calibrate.spectrum import Spectrum, power_spectrum
+from stream3d.calibrate.track import FocusTracker, FrameLens
 
 __all__ = [
     "DoseEstimate", "estimate_dose", "effective_k2", "elliptical_average", "FitOptions",
-    "LensFit", "fit_spectrum", "Spectrum", "power_spectrum",
+    "LensFit", "fit_spectrum", "Spectrum", "power_spectrum", "FocusTracker", "FrameLens",
 ]

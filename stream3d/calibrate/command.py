@@ -17,6 +17,7 @@ from stream3d.calibrate.report import (
     calibrated_config, profile_picture, spectrum_picture, write_per_frame,
 )
 from stream3d.calibrate.spectrum import crop_region, power_spectrum
+from stream3d.calibrate.track import FocusTracker
 from stream3d.config import Config
 from stream3d.errors import UserError
 
@@ -148,13 +149,14 @@ def calibrate(path: Path, config: Config, *, frames: str | None = None, region: 
         **fit.as_dict(),
         "dose": dose.dose, "frame_mean_dose": dose.frame_mean_dose,
         "dose_from_noise": dose.dose_from_noise, "counts_per_electron": dose.counts_per_electron,
-        "file": str(path), "frames": [chosen.start, chosen.stop], "region": list(box) if box else None,
+        "file": str(path), "frames": [chosen.start, chosen.stop],
+        "region": list(box) if box else None,
         "pixel_size": px, "energy": options.energy, "cs_fitted": fit_cs,
         "scatterer": SCATTERER_NOTE, "seconds": seconds,
     }
     result = Calibration(summary, fit)
     if per_frame:
-        result.per_frame = _per_frame(raw, lens_frames, chosen, spectrum.tile, px, options, fit)
+        result.per_frame = _per_frame(raw, chosen, box, spectrum.tile, px, options, fit)
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -175,19 +177,19 @@ def calibrate(path: Path, config: Config, *, frames: str | None = None, region: 
     return result
 
 
-def _per_frame(raw, lens_frames, chosen, tile, px, options, average: LensFit) -> list[dict]:
-    """One fit per frame, each started from the previous one (the average's for the first)."""
+def _per_frame(raw, chosen, box, tile, px, options, average: LensFit) -> list[dict]:
+    """One fit per frame, each started from the last good one (the average's for the first)."""
     from stream3d.calibrate.dose import bright_mean
 
-    rows, start = [], (average.defocus, average.astigmatism, average.astigmatism_angle)
-    for index, frame, lens_frame in zip(chosen, raw, lens_frames):
-        spec = power_spectrum([lens_frame], pixel_size=px, tile=tile)
-        try:
-            fit = fit_spectrum(spec, options, start=start)
-        except ValueError as exc:
-            rows.append({"frame": index, "defocus": math.nan, "error": str(exc)})
+    tracker = FocusTracker(options, pixel_size=px, region=box, tile=tile,
+                           start=(average.defocus, average.astigmatism, average.astigmatism_angle))
+    rows = []
+    for index, frame in zip(chosen, raw):
+        lens = tracker.update(frame)
+        if lens.fit is None:
+            rows.append({"frame": index, "defocus": math.nan, "error": lens.error})
             continue
-        start = (fit.defocus, fit.astigmatism, fit.astigmatism_angle)
+        fit = lens.fit
         rows.append({"frame": index, "defocus": fit.defocus, "defocus_error": fit.defocus_error,
                      "astigmatism": fit.astigmatism, "astigmatism_error": fit.astigmatism_error,
                      "astigmatism_angle": fit.astigmatism_angle,
@@ -218,7 +220,8 @@ def summary_lines(result: Calibration) -> list[str]:
     ]
     if f.cs_error is not None:
         lines.append(f"cs          {f.cs:9.4g} ± {f.cs_error:.2g} Å")
-    lines.append(f"fit holds to {f.resolution:.2f} Å (band {1 / f.k_low:.1f}-{1 / f.k_high:.2f} Å,"
+    lines.append(f"fit holds to {f.resolution:.2f} Å (band {1 / f.k_low:.1f}-{1 / f.k_high:.2f} "
+                 f"Å,"
                  f" correlation {f.correlation:.2f}, {f.tiles} tiles)")
     noise = (f", {s['dose_from_noise']:.0f} e/Å² from the shot noise"
              if s["dose_from_noise"] else "")

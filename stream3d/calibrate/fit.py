@@ -204,9 +204,11 @@ class _Profile:
             raise ValueError("no defocus in the search range fits the Thon rings")
         i = int(np.argmin(costs))
         lo, hi = defoci[max(i - 1, 0)], defoci[min(i + 1, defoci.size - 1)]
+        # A finite stand-in for the refused (inf) costs keeps the bracketing arithmetic finite.
+        worst = 10.0 * float(np.max(costs[np.isfinite(costs)]))
         if hi > lo:
-            best = minimize_scalar(lambda d: self.cost(d, cs), bounds=(lo, hi), method="bounded",
-                                   options={"xatol": 0.5})
+            best = minimize_scalar(lambda d: min(self.cost(d, cs), worst), bounds=(lo, hi),
+                                   method="bounded", options={"xatol": 0.5})
             if best.fun <= costs[i]:
                 return float(best.x), costs
         return float(defoci[i]), costs
@@ -282,6 +284,8 @@ def _chi(band: _Band, theta) -> np.ndarray:
 
 def _residual(band: _Band, theta) -> np.ndarray:
     residual, _, positive = _solve(band.basis, band.ring_term(_chi(band, theta)), band.y)
+    # A negative ring amplitude fits cos^2 instead of sin^2 (rings a half period off): make
+    # that side of parameter space costly so the refinement does not walk into it.
     return residual if positive else residual * 10.0
 
 
@@ -318,7 +322,8 @@ def fit_spectrum(spectrum: Spectrum, options: FitOptions, *,
         warnings.append(f"defocus {defocus:.0f} Å is outside the search range "
                         f"[{options.defocus_min:g}, {options.defocus_max:g}] Å")
     if defocus <= c12:
-        warnings.append("astigmatism exceeds the defocus: Thon rings are hyperbolae, fit unreliable")
+        warnings.append("astigmatism exceeds the defocus: Thon rings are hyperbolae, fit "
+                        "unreliable")
     errors = _errors(result, theta, band)
     significance = ring_significance(band, theta)
     if significance < options.min_significance:

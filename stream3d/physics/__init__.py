@@ -13,7 +13,8 @@ from stream3d.physics.multislice import multislice, transmission
 
 __all__ = [
     "wavelength", "interaction_constant", "multislice", "transmission", "image", "image_wave",
-    "chi", "astigmatic_chi", "transfer_function", "propagator", "band_limit", "band_limit_cutoff", "k_squared",
+    "chi", "astigmatic_chi", "transfer_function", "propagator", "band_limit", "band_limit_cutoff",
+    "k_squared",
     "detect", "expected_counts", "forward",
 ]
 
