@@ -147,7 +147,7 @@ def _setup(shape: tuple[int, int], config: Config) -> _Setup:
     if k_high <= p.k_low:
         raise UserError(f"popout.k_low = {p.k_low:g} Å^-1 is above the highest frequency with "
                         f"signal ({optics.k_max():.3g} Å^-1: 2/3 Nyquist or the aperture)")
-    bins = radial_bins(p.patch, optics.pixel_size, p.k_low, k_high)
+    bins = radial_bins(p.patch, optics.pixel_size, p.k_low, k_high, optics.ellipse)
     if bins.size < 6:
         raise UserError(f"the band popout.k_low..k_high holds only {bins.size} radial bins of a "
                         f"{p.patch} px patch; widen the band or raise popout.patch")
@@ -157,7 +157,8 @@ def _setup(shape: tuple[int, int], config: Config) -> _Setup:
 
 def _block_profiles(intensity: np.ndarray, setup: _Setup, rows: tuple[int, int]) -> np.ndarray:
     """Radial power spectra of the patches in patch rows [start, stop)."""
-    bins = radial_bins(setup.grid.patch, setup.optics.pixel_size, setup.k_low, setup.k_high)
+    bins = radial_bins(setup.grid.patch, setup.optics.pixel_size, setup.k_low, setup.k_high,
+                       setup.optics.ellipse)
     return radial_profiles(windowed_patches(intensity, setup.grid, rows), bins)
 
 
@@ -166,7 +167,7 @@ def _fit_all(blocks: list[np.ndarray], setup: _Setup, counts_per_unit: float,
     """Fit every patch's spectrum; weights from the frame's Poisson noise and median spectrum."""
     profiles = np.concatenate(blocks, axis=0)
     p = setup.grid.patch
-    bins = radial_bins(p, setup.optics.pixel_size, setup.k_low, setup.k_high)
+    bins = radial_bins(p, setup.optics.pixel_size, setup.k_low, setup.k_high, setup.optics.ellipse)
     model = thon_model(setup.defoci, p, setup.optics, setup.k_low, setup.k_high)
     # White Poisson noise: variance I / counts per pixel, times the window's energy.
     noise = mean_intensity / counts_per_unit * float((hann_window(p) ** 2).sum())

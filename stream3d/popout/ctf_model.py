@@ -22,7 +22,7 @@ from functools import lru_cache
 import numpy as np
 
 from stream3d.config import Config
-from stream3d.physics import band_limit_cutoff, chi, wavelength
+from stream3d.physics import astigmatic_chi, band_limit_cutoff, chi, wavelength
 from stream3d.popout.patches import hann_window
 from stream3d.popout.spectrum import radial_bins
 
@@ -38,12 +38,25 @@ class Optics:
     absorption: float  # imaginary / real potential of the material
     texture_length: float  # Å, correlation length of the amorphous texture
     pixel_size: float  # Å
+    astigmatism: float = 0.0  # Å, C12
+    astigmatism_angle: float = 0.0  # degrees, phi12
+    reference_defocus: float = 0.0  # Å, where elliptical averaging matches the rings exactly
 
     @classmethod
     def from_config(cls, config: Config) -> Optics:
         m, s = config.microscope, config.sample
+        middle = m.defocus - s.slices * s.slice_thickness / 2  # the middle of the cell
         return cls(m.energy, m.cs, m.aperture, m.focal_spread, s.absorption, s.texture_length,
-                   s.pixel_size)
+                   s.pixel_size, m.astigmatism, m.astigmatism_angle, middle)
+
+    @property
+    def ellipse(self) -> tuple[float, float, float, float, float] | None:
+        """The lens for elliptical averaging (see :func:`radial_bins`); None without
+        astigmatism (or when the reference is not underfocus, where rings cannot be mapped)."""
+        if self.astigmatism <= 0 or not self.astigmatism < self.reference_defocus:
+            return None
+        return (self.energy, self.reference_defocus, self.cs, self.astigmatism,
+                self.astigmatism_angle)
 
     @property
     def amplitude_phase(self) -> float:
@@ -109,12 +122,17 @@ class ThonModel:
 def thon_model(defoci: tuple[float, ...], patch: int, optics: Optics, k_low: float,
                k_high: float) -> ThonModel:
     """The :class:`ThonModel` of ``patch`` px patches over the band [k_low, k_high] Å^-1."""
-    bins = radial_bins(patch, optics.pixel_size, k_low, k_high)
+    bins = radial_bins(patch, optics.pixel_size, k_low, k_high, optics.ellipse)
     ky = np.fft.fftfreq(patch, d=optics.pixel_size)
     k = np.sqrt(ky[:, None] ** 2 + ky[None, :] ** 2)  # full grid: the blur is a 2-D convolution
     env = envelope(k, optics)
     d = np.asarray(defoci, dtype=np.float64)
-    model = env * np.sin(ring_phase(k, d[:, None, None], optics)) ** 2
+    # The rings of the astigmatic lens itself (2D), binned along its ellipses by ``bins``.
+    phase = astigmatic_chi(ky[:, None], ky[None, :], energy=optics.energy,
+                           defocus=d[:, None, None], cs=optics.cs,
+                           astigmatism=optics.astigmatism,
+                           astigmatism_angle=optics.astigmatism_angle) - optics.amplitude_phase
+    model = env * np.sin(phase) ** 2
     # Expected windowed periodogram = spectrum (*) |FFT(window)|^2 (circular, on this grid).
     kernel = np.fft.fft2(np.abs(np.fft.fft2(hann_window(patch))) ** 2)
     kernel /= kernel[0, 0]

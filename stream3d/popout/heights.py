@@ -32,7 +32,7 @@ def object_heights(contrast: np.ndarray, labels: np.ndarray, fallback: np.ndarra
     shared Thon-ring fit set-up, ``setup`` pop-out's per-frame set-up (grid, optics, band)."""
     p, s, m = config.popout, config.sample, config.microscope
     grid, optics = setup.grid, setup.optics
-    bins = radial_bins(grid.patch, optics.pixel_size, setup.k_low, setup.k_high)
+    bins = radial_bins(grid.patch, optics.pixel_size, setup.k_low, setup.k_high, optics.ellipse)
     index, profiles = object_profiles(contrast, labels, grid, bins)
     height = fallback.astype(np.float64).copy()
     confidence = np.zeros(contrast.shape)

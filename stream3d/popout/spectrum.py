@@ -45,9 +45,23 @@ class RadialBins:
 
 
 @lru_cache(maxsize=16)
-def radial_bins(patch: int, pixel_size: float, k_low: float, k_high: float) -> RadialBins:
-    """The radial bins of a ``patch`` px spectrum at ``pixel_size`` Å between k_low and k_high."""
-    k = frequency_grid(patch, pixel_size)
+def radial_bins(patch: int, pixel_size: float, k_low: float, k_high: float,
+                ellipse: tuple[float, float, float, float, float] | None = None) -> RadialBins:
+    """The radial bins of a ``patch`` px spectrum at ``pixel_size`` Å between k_low and k_high.
+
+    ``ellipse`` = (energy eV, defocus Å, Cs Å, C12 Å, phi12 degrees) of an astigmatic lens: the
+    bins then follow its elliptical Thon rings (each frequency at the isotropic |k| whose chi
+    matches at that defocus, :func:`stream3d.calibrate.effective_k2`), not circles.
+    """
+    if ellipse is None:
+        k = frequency_grid(patch, pixel_size)
+    else:
+        from stream3d.calibrate.ellipse import effective_k2
+
+        energy, defocus, cs, c12, phi12 = ellipse
+        k = np.sqrt(effective_k2((patch, patch), (pixel_size, pixel_size), energy=energy,
+                                 defocus=defocus, cs=cs, astigmatism=c12,
+                                 astigmatism_angle=phi12, rfft=True))
     select = (k >= k_low) & (k <= k_high)
     index = np.floor(k[select] * patch * pixel_size * BINS_PER_PIXEL).astype(int)
     _, inverse = np.unique(index, return_inverse=True)

@@ -26,7 +26,7 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 
-from stream3d.physics import chi, interaction_constant
+from stream3d.physics import astigmatic_chi, interaction_constant
 from stream3d.popout.ctf_model import Optics
 
 #: Wiener noise-to-signal ratio alpha at one count per unit intensity; alpha = this / counts.
@@ -54,8 +54,11 @@ def thickness_filter(shape: tuple[int, int], *, defocus: float, optics: Optics, 
     """
     ny, nx = shape
     px = optics.pixel_size
-    k2 = np.fft.fftfreq(ny, d=px)[:, None] ** 2 + np.fft.rfftfreq(nx, d=px)[None, :] ** 2
-    phase = chi(k2, energy=optics.energy, defocus=defocus, cs=optics.cs)
+    ky, kx = np.fft.fftfreq(ny, d=px)[:, None], np.fft.rfftfreq(nx, d=px)[None, :]
+    k2 = ky**2 + kx**2
+    phase = astigmatic_chi(ky, kx, energy=optics.energy, defocus=defocus, cs=optics.cs,
+                           astigmatism=optics.astigmatism,
+                           astigmatism_angle=optics.astigmatism_angle)
     scale = 2.0 * interaction_constant(optics.energy) * potential
     h = scale * (np.sin(phase) - optics.absorption * np.cos(phase))
     alpha = _WIENER_COUNTS / max(counts_per_unit, 1e-12)
