@@ -9,7 +9,7 @@ from stream3d.config import Config
 from stream3d.errors import UserError
 from stream3d.movie_io import open_movie
 from stream3d.stream.camera import Camera, CameraReport, Faults
-from stream3d.stream.commands import sigterm_as_interrupt
+from stream3d.stream.commands import interrupts_as_stop
 from stream3d.stream.compute import Stages
 from stream3d.stream.dectris_camera import StreamFormat, play_dectris
 from stream3d.stream.dectris_source import DectrisSource, dectris_endpoint
@@ -48,9 +48,9 @@ def live(out: str | Path, config: Config, *, connect: str | None = None, bind: s
     options = RunOptions(scheduler=scheduler, max_frames=max_frames, idle_timeout=idle_timeout,
                          reconstruct=not record_only, stop_on_end=False)
     monitor = (lambda snap: live_status(snap)) if show_status else None
-    with sigterm_as_interrupt():
+    with interrupts_as_stop() as stop:
         summary = run_pipeline(source, out, config, options=options, stages=stages,
-                               monitor=monitor)
+                               monitor=monitor, interrupt=stop)
     return DectrisSummary(summary, list(source.side_paths))
 
 
