@@ -18,7 +18,7 @@ import pytest
 
 from stream3d import config as config_mod
 from stream3d.movie_io import write_mrc_movie
-from stream3d.store import Status, open_run
+from stream3d.store import Status, open_run, read_segments
 from stream3d.stream import Camera, Faults, Stages
 from stream3d.stream.dectris_camera import CORRUPTIBLE, StreamFormat, channel_data, play_dectris
 from stream3d.stream.dectris_commands import live
@@ -27,7 +27,8 @@ from stream3d.stream.pixel_mask import PixelRule, fill_invalid
 from stream_helpers import RefinerDouble, free_port, popout_double
 
 ROOT = Path(__file__).resolve().parents[1]
-CFG = config_mod.load(None, ["sample.slices=2", "stream.queue=8", "stream.window=2"])
+CFG = config_mod.load(None, ["sample.slices=2", "stream.queue=8", "stream.window=2",
+                              "popout.patch=32", "popout.step=8"])  # frames are 40 x 56 px
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"),
                                                     os.environ.get("PYTHONPATH", "")])}
 
@@ -90,7 +91,7 @@ def test_faults_are_counted_exactly_and_good_images_stored_bit_exact(tmp_path):
     assert result.summary.malformed_kinds == {k.value: 1 for k in CORRUPTIBLE}
     assert (g["status"][:] == Status.PENDING).all()
     np.testing.assert_array_equal(g["masked"][:], np.zeros(9))  # nothing masked, no NODATA
-    (segment,) = g.attrs["stream3d"]["series"]
+    (segment,) = read_segments(g)
     meta = segment["meta"]["dectris"]
     assert meta["series_id"] == 10 and meta["number_of_images"] == 12
     assert meta["channels"] == ["threshold_1", "threshold_2", "difference"]
@@ -119,7 +120,7 @@ def test_a_bit_depth_change_goes_to_its_own_store_and_loses_nothing(tmp_path):
                                      (third, StreamFormat(), Faults(drop=frozenset({0})))])
     g = open_run(out)
     np.testing.assert_array_equal(g["frames"][:], np.concatenate([first, third[1:]]))
-    assert [s["first"] for s in g.attrs["stream3d"]["series"]] == [0, 5]
+    assert [s["first"] for s in read_segments(g)] == [0, 5]
     assert g.attrs["stream3d"]["counters"]["received"] == 7
     assert g.attrs["stream3d"]["counters"]["gaps"] == 1  # series 30 lost its image 0
     side = tmp_path / "run.series-20.zarr"
@@ -153,7 +154,7 @@ def test_masked_and_nodata_pixels_are_counted_and_kept_out_of_compute(tmp_path):
         np.testing.assert_allclose(seen[t][~bad], frames[t][~bad], rtol=1e-6)
         np.testing.assert_allclose(seen[t], fill_invalid(frames[t], bad), rtol=1e-6)
         assert seen[t][bad].max() < 1000  # no NODATA / saturated count reached compute
-    meta = g.attrs["stream3d"]["series"][0]["meta"]["dectris"]
+    meta = read_segments(g)[0]["meta"]["dectris"]
     assert meta["masked_by_detector"] == 1 + 2 * 56 and meta["excluded_above"] == 60000
     assert (g["status"][:] == Status.REFINED).all()
 
@@ -265,7 +266,7 @@ def test_a_recorded_dectris_run_keeps_its_mask_for_a_later_reconstruction(tmp_pa
     out = tmp_path / "run.zarr"
     run_live(out, [(frames, StreamFormat(pixel_mask=mask), Faults())], record_only=True)
     g = open_run(out)
-    meta = g.attrs["stream3d"]["series"][0]["meta"]["dectris"]
+    meta = read_segments(g)[0]["meta"]["dectris"]
     np.testing.assert_array_equal(unpack_mask(meta["pixel_mask_packed"]), mask != 0)
     np.testing.assert_array_equal(g["masked"][:], [40, 41, 40])
     summary = reconstruct(out, out, CFG, show_status=False,
@@ -287,7 +288,7 @@ def test_a_restarted_series_is_a_new_series_in_the_same_store(tmp_path):
     g = open_run(tmp_path / "run.zarr")
     np.testing.assert_array_equal(g["frames"][:], frames[[0, 1, 2, 3, 4, 5, 7]])
     np.testing.assert_array_equal(g["frame_id"][:], [0, 1, 2, 3, 4, 0, 2])
-    series = g.attrs["stream3d"]["series"]
+    series = read_segments(g)
     assert [s["first"] for s in series] == [0, 5]
     assert [s["meta"]["dectris"]["series_id"] for s in series] == [10, 11]
     assert g.attrs["stream3d"]["counters"]["gaps"] == 1

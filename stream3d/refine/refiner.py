@@ -51,21 +51,19 @@ class Refiner:
         if popout_volume.ndim != 3 or popout_volume.shape[1:] != np.shape(frame):
             raise UserError(f"pop-out volume shape {popout_volume.shape} does not match the "
                             f"frame {np.shape(frame)}")
-        start, warm, search_shift = self._cold_start(frame, popout_volume), False, None
+        start, warm = self._cold_start(frame, popout_volume), False
         if self.previous is not None and self.previous.shape == popout_volume.shape \
                 and settings.iterations > 0:
             warm_start_ = self._warm_start(frame, popout_volume)
             warm = warm_start_.warm
             if warm:
                 start = warm_start_.volume
-                if warm_start_.changed > 0:  # pop-out's depths there: search as widely as cold
-                    search_shift = settings.search_shift
         support = _support(popout_volume)
         if warm:
             support |= _support(self.previous)
         result = refine_volume(frame, start, self.config, device=self.device,
                                support=support if support.any() else None, warm=warm,
-                               search_shift=search_shift, callback=self.callback)
+                               callback=self.callback)
         self.previous = result.volume
         measured = measured_intensity(frame, self.model, self.device)
         self.reference = residual_map(measured, result.volume, self.model, kind=settings.loss)

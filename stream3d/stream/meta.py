@@ -2,7 +2,8 @@
 
 Kept: config sections and keys whose values the config itself accepts (types, finite, in
 range: e.g. microscope.energy > 0 eV), and other small scalar entries a detector may add
-(finite numbers, booleans, strings up to :data:`MAX_STRING` characters), at most one level of
+(finite numbers, booleans, strings up to :data:`MAX_STRING` characters, short lists of
+those), at most one level of
 sections deep, at most :data:`MAX_META_BYTES` of JSON in all. Everything else is dropped and
 counted; what is kept is stored once, with its series' segment in the run store.
 """
@@ -19,9 +20,15 @@ from stream3d import config as config_mod
 MAX_META_BYTES = 64 * 1024  # bytes of JSON kept per series start
 MAX_STRING = 1024  # characters of one string value
 MAX_KEY = 128  # characters of one key
+MAX_LIST = 64  # items of one list value
 
 
 def _scalar(value: Any) -> bool:
+    """A finite number, a boolean, a short string, or a short list of those (a detector's
+    channel names, say)."""
+    if isinstance(value, list):
+        return len(value) <= MAX_LIST and all(_scalar(v) and not isinstance(v, list)
+                                              for v in value)
     if isinstance(value, bool):
         return True
     if isinstance(value, int):
@@ -54,7 +61,8 @@ def clean_meta(meta: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
             overhead = len(json.dumps(name)) + 3  # "name":{} and a comma
             budget -= overhead
             for key, v in value.items():
-                ok = isinstance(key, str) and len(key) <= MAX_KEY and _scalar(v)
+                ok = isinstance(key, str) and len(key) <= MAX_KEY and (_scalar(v)
+                                                                      or _packed_mask(key, v))
                 if ok and name in sections and key in sections[name]:
                     ok = _valid_config_value(name, key, v)
                 if not ok:
@@ -80,6 +88,16 @@ def clean_meta(meta: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
         else:
             dropped += _count(value)
     return kept, dropped
+
+
+def _packed_mask(key: str, value: Any) -> bool:
+    """A detector's pixel mask as :func:`stream3d.stream.pixel_mask.pack_mask` writes it
+    (bit-packed, zlib, base64; within the budget like everything else)."""
+    if key != "pixel_mask_packed" or not isinstance(value, Mapping):
+        return False
+    from stream3d.stream.pixel_mask import unpack_mask
+
+    return set(value) == {"shape", "zlib_base64"} and unpack_mask(value) is not None
 
 
 def _count(value: Any) -> int:

@@ -199,12 +199,12 @@ def stages_for_store(path: Any, stages: Stages | None, *, auto_dose: bool = Fals
     """``stages`` that exclude the pixels a DECTRIS run's store records (its latest series'
     mask and saturation value), for reconstructing the store in place, and that resolve
     ``detector.dose = "auto"`` (``auto_dose``); unchanged otherwise."""
-    from stream3d.store import open_run
+    from stream3d.store import open_run, read_segments
 
     group = open_run(path)
     meta = None
     if "frames" in group.array_keys():
-        for segment in group.attrs["stream3d"].get("series", []):
+        for segment in read_segments(group):
             meta = (segment.get("meta") or {}).get("dectris") or meta
     if meta is None and not auto_dose:
         return stages
