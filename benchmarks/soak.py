@@ -28,8 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 COMPUTE_SETS = ["sample.slices=4", "sample.slice_thickness=40", "popout.patch=16",
                 "popout.step=8", "refine.device=cpu", "refine.iterations=2",
-                "refine.noise_samples=1", "refine.search_stretch=0", "refine.search_shift=40",
-                "refine.search_step=40", "refine.support_iterations=1", "stream.policy=latest",
+                "stream.policy=latest",
                 "stream.window=2", "stream.torch_threads=1", "popout.threads=1"]
 
 

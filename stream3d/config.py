@@ -89,71 +89,26 @@ class Refine:
     iterations: int = 30  # optimiser iterations per frame; 0 = pop-out only
     init: str = "popout"  # "popout" | "uniform"
     device: str = "auto"  # torch device: "auto" (cuda if present, else cpu), "cpu", "cuda:0", ...
-    parameterisation: str = "slabs"  # "slabs": per-column slab (height, thickness) | "voxels"
     loss: str = "l2"  # "l2" on dose-normalised intensity | "poisson" deviance of the counts
-    learning_rate: float = 4.0  # Å per step (slab heights and thicknesses)
-    voxel_learning_rate: float = 0.25  # V per step (voxels)
-    lr_decay: float = 0.97  # step size multiplied by this every iteration
+    learning_rate: float = 10.0  # Å of column thickness per optimiser step
     tv_lateral: float = 1e-4  # data-loss units per V: weight of the lateral L1 total variation
     tv_axial: float = 1e-4  # data-loss units per V: weight of the axial L1 total variation
-    support_iterations: int = 20  # most steps of the support fit (counted in iterations)
-    support_fraction: float = 0.5  # material where fitted thickness > this x the start's
-    settle_step: float = 3.0  # Å: a fit has settled when 95 % of material moved less than this
-    thickness_smoothing: float = 2.0  # px, smoothing of the fitted thickness (0 = region median)
-    noise_factor: float = 1.0  # stop once data loss <= this x the expected loss at the truth
-    noise_samples: int = 1  # Monte-Carlo frames that estimate the expected loss
     plateau_window: int = 5  # iterations over which the plateau rule looks back
     plateau_tolerance: float = 1e-3  # relative improvement over the window that counts as none
-    divergence: float = 10.0  # objective above this x the best so far: the step diverged
-    search_shift: float = 160.0  # Å, half range of the depth search around the start
-    search_step: float = 20.0  # Å, coarse step of the depth search (a fine pass follows)
-    search_significance: float = 2.0  # z-score of the loss drop a search move needs
-    search_stretch: float = 0.3  # relative half range of the relief stretch search (0 = off)
-    search_thickness: float = 0.0  # relative half range of the thickness search (0 = off)
-    search_scales: int = 5  # values of stretch and of thickness on the coarse grid
-    warm_search_shift: float = 40.0  # Å, half range of the depth search when warm-started
-    warm_rate: float = 0.25  # step sizes times this when warm-started
+    significance: float = 2.0  # z-score of an object's loss drop that keeps its refined shape
+    window: int = 8  # px, an object's loss window extends this far beyond it
     warm_blend: float = 0.5  # weight of the previous frame's heights in a warm start (vs pop-out's)
-    temporal_depth: float = 20.0  # Å, how far material may move in depth between frames (0 = off)
-    region_jump: float = 60.0  # Å, a height step this large between neighbours splits regions
-    region_size: int = 32  # px, blocks this size get their own depth in the joint fit (0 = off)
-    region_min_area: int = 30  # px, smaller regions join a neighbour
-    window: int = 8  # px, a region's loss window extends this far beyond it
-    support_margin: int = 4  # px, material may appear this far outside the start's support
-    max_potential: float = 1.5  # voxel bound: 0 <= V <= this x sample.potential
-    scene_change: float = 2.0  # warm start replaced by pop-out where loss > this x expected
-    seed: int = 0  # seed of the Monte-Carlo noise-level frames
+    scene_change: float = 2.0  # warm start replaced by pop-out where loss > this x before
 
     def check(self) -> None:
         _require(self.iterations >= 0, "refine.iterations", "must be >= 0")
         _require(self.init in ("popout", "uniform"), "refine.init", 'must be "popout" or "uniform"')
-        _require(self.parameterisation in ("slabs", "voxels"), "refine.parameterisation",
-                 'must be "slabs" or "voxels"')
         _require(self.loss in ("l2", "poisson"), "refine.loss", 'must be "l2" or "poisson"')
-        for key in ("learning_rate", "voxel_learning_rate", "search_step", "max_potential"):
-            _require(getattr(self, key) > 0, f"refine.{key}", "must be > 0")
-        _require(0 < self.lr_decay <= 1, "refine.lr_decay", "must be in (0, 1]")
-        for key in ("tv_lateral", "tv_axial", "search_shift", "search_significance",
-                    "warm_search_shift", "region_jump"):
+        _require(self.learning_rate > 0, "refine.learning_rate", "must be > 0 Å")
+        for key in ("tv_lateral", "tv_axial", "significance", "window", "plateau_tolerance"):
             _require(getattr(self, key) >= 0, f"refine.{key}", "must be >= 0")
-        for key in ("support_iterations", "region_size", "window", "support_margin",
-                    "plateau_tolerance"):
-            _require(getattr(self, key) >= 0, f"refine.{key}", "must be >= 0")
-        _require(0 <= self.support_fraction < 1, "refine.support_fraction", "must be in [0, 1)")
-        _require(self.settle_step > 0, "refine.settle_step", "must be > 0 Å")
-        _require(self.noise_factor >= 0, "refine.noise_factor",
-                 "must be >= 0 (0 = never stop at the noise level)")
-        _require(self.thickness_smoothing >= 0, "refine.thickness_smoothing", "must be >= 0 px")
-        _require(self.noise_samples >= 1, "refine.noise_samples", "must be >= 1")
         _require(self.plateau_window >= 1, "refine.plateau_window", "must be >= 1")
-        _require(self.divergence > 1, "refine.divergence", "must be > 1")
-        _require(0 <= self.search_stretch < 1, "refine.search_stretch", "must be in [0, 1)")
-        _require(0 <= self.search_thickness < 1, "refine.search_thickness", "must be in [0, 1)")
-        _require(self.search_scales >= 1, "refine.search_scales", "must be >= 1")
-        _require(self.region_min_area >= 1, "refine.region_min_area", "must be >= 1")
-        _require(0 < self.warm_rate <= 1, "refine.warm_rate", "must be in (0, 1]")
         _require(0 <= self.warm_blend <= 1, "refine.warm_blend", "must be in [0, 1]")
-        _require(self.temporal_depth >= 0, "refine.temporal_depth", "must be >= 0 Å (0 = off)")
         _require(self.scene_change > 1, "refine.scene_change", "must be > 1")
 
 

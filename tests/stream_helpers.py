@@ -19,12 +19,10 @@ from stream3d.simulate import simulate_frame
 from stream3d.specimen import three_discs
 
 #: A small but complete config for the real stages: 64 x 64 px frames, 8 slices of 40 Å,
-#: 32 px pop-out patches, a short refinement (3 iterations, a coarse depth search) on the CPU.
+#: 32 px pop-out patches, a short refinement (3 iterations) on the CPU.
 REAL_SETS = [
     "sample.slices=8", "sample.slice_thickness=40", "popout.patch=32", "popout.step=8",
-    "refine.device=cpu", "refine.iterations=3", "refine.noise_samples=1",
-    "refine.search_stretch=0", "refine.search_shift=80",
-    "refine.search_step=40", "refine.support_iterations=2", "stream.window=3", "stream.queue=8",
+    "refine.device=cpu", "refine.iterations=3", "stream.window=3", "stream.queue=8",
 ]
 REAL = config_mod.load(None, REAL_SETS)
 

@@ -20,7 +20,7 @@ _spec.loader.exec_module(bench)
 
 CPU = torch.device("cpu")
 TINY = (*bench.BASE, "simulate.ny=64", "simulate.nx=64", "sample.slices=8",
-        "refine.device=cpu", "refine.iterations=4", "refine.noise_samples=1", "popout.patch=32",
+        "refine.device=cpu", "refine.iterations=4", "popout.patch=32",
         "popout.step=16", "popout.threads=1")
 
 

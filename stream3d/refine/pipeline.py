@@ -14,7 +14,8 @@ phase contrast), so that is what is fitted:
 1. Shape: every column holds up to two homogeneous slabs (:mod:`stream3d.refine.slabs`) at the
    start's heights; a per-column thickness change (Å), shared by its slabs in proportion,
    is fitted by Adam on the L2 (or Poisson) data loss plus L1 total variation.
-2. Material prior: columns left with less than half a slice of material are solvent.
+2. Material prior: a column holds at least half a slice of material, or none where the fit
+   drove it below a quarter slice.
 3. Evidence: an object keeps its refined shape only where the data loss in its window dropped
    significantly (z >= ``refine.search_significance``); elsewhere the start stays.
 
@@ -33,7 +34,6 @@ from scipy import ndimage
 
 from stream3d.config import Config
 from stream3d.device import resolve_device
-from stream3d.refine.depth_search import significance
 from stream3d.refine.losses import loss_map
 from stream3d.refine.measurement import checked_volume, measured_intensity
 from stream3d.refine.model import ImagingModel
@@ -42,15 +42,17 @@ from stream3d.refine.result import RefineResult
 from stream3d.refine.slabs import column_slabs, slab_volume
 
 #: callback(stage, iteration, state) after every optimiser step ("fit") and at the start
-#: ("start"); ``state.volume()`` is the current volume (V).
+#: ("start"); ``state.volume()`` is the current volume (V), ``state.change`` the fitted
+#: per-column thickness change (Å).
 Callback = Callable[[str, int, object], None]
 
 
 class _State:
-    """What a callback sees: the current volume."""
+    """What a callback sees: the current volume, and the fitted per-column change (Å)."""
 
-    def __init__(self, volume: Callable[[], torch.Tensor]) -> None:
+    def __init__(self, volume: Callable[[], torch.Tensor], change: torch.Tensor) -> None:
         self.volume = volume
+        self.change = change
 
 
 def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, config: Config, *,
@@ -94,12 +96,15 @@ def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, con
     base = torch.as_tensor(slabs.thickness, dtype=real, device=dev)
     column = base.sum(dim=0)
     share = torch.where(column > 0, base / column.clamp_min(1e-6), torch.full_like(base, 0.5))
-    allowed = torch.ones_like(column) if support is None else torch.as_tensor(
-        np.asarray(support, dtype=bool), device=dev).to(real)
+    # Material stays in the start's columns (and ``support``): the fit thins, thickens and
+    # trims; where material appears is pop-out's (or the previous frame's) to say.
+    allowed = (column > 0).to(real)
+    if support is not None:
+        allowed = allowed * torch.as_tensor(np.asarray(support, dtype=bool), device=dev).to(real)
     change = torch.zeros_like(column, requires_grad=True)  # Å of material added per column
 
     def shaped() -> torch.Tensor:
-        total = (column + change).clamp(0.0, nz * dz) * allowed
+        total = (column + _smooth(change, _SMOOTH_PX)).clamp(0.0, nz * dz) * allowed
         return slab_volume(centre, share * total, nz=nz, dz=dz, potential=model.potential)
 
     optimiser = torch.optim.Adam([change], lr=settings.learning_rate)
@@ -107,10 +112,13 @@ def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, con
     best = (float("inf"), change.detach().clone())
     status, evaluations = "max-iterations", 0
     if callback is not None:
-        callback("start", 0, _State(lambda: shaped().detach()))
+        callback("start", 0, _State(lambda: shaped().detach(), change))
     for iteration in range(1, settings.iterations + 1):
         optimiser.zero_grad()
         shape = shaped()
+        if not bool(torch.isfinite(shape).all()):
+            status = "nan"
+            break
         data = residual(shape).mean()
         objective = data + total_variation(shape, lateral=settings.tv_lateral,
                                            axial=settings.tv_axial)
@@ -119,24 +127,26 @@ def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, con
             status = "nan"
             break
         history.append(float(data.detach()))
-        if float(objective) < best[0]:
-            best = (float(objective), change.detach().clone())
+        if float(objective.detach()) < best[0]:
+            best = (float(objective.detach()), change.detach().clone())
         objective.backward()
         optimiser.step()
         if callback is not None:
-            callback("fit", iteration, _State(lambda: shaped().detach()))
+            callback("fit", iteration, _State(lambda: shaped().detach(), change))
         if _plateau(history, settings.plateau_window, settings.plateau_tolerance):
             status = "plateau"
             break
     with torch.no_grad():
         change.copy_(best[1])
-        # Material prior: less than half a slice of material in a column is solvent.
-        total = (column + change).clamp(0.0, nz * dz) * allowed
-        total = torch.where(total >= dz / 2, total, torch.zeros_like(total))
+        # Material prior: a column holds at least half a slice of material or none. The fit
+        # removes a start column only where it drove it below a quarter slice (the edges of
+        # thin branches are thin, and a thinned column is not evidence of no material).
+        total = (column + _smooth(change, _SMOOTH_PX)).clamp(0.0, nz * dz) * allowed
+        total = torch.where(total >= dz / 4, total.clamp_min(dz / 2), torch.zeros_like(total))
         refined = slab_volume(centre, share * total, nz=nz, dz=dz, potential=model.potential)
     refined, kept = keep_significant(residual, volume.real if volume.is_complex() else volume,
                                      refined, pad=settings.window,
-                                     z=settings.search_significance)
+                                     z=settings.significance)
     with torch.no_grad():
         loss = float(residual(refined).mean())
     evaluations += 3
@@ -146,6 +156,24 @@ def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, con
         seconds=time.perf_counter() - clock, status=status, warm=warm, evaluations=evaluations,
         message=(f"{len(history)} iterations, stopped: {status}; {kept} object(s) kept from "
                  f"{start} for want of evidence (loss {loss:.4g})"))
+
+
+#: px, Gaussian width of the fitted thickness change: a change per pixel would fit the
+#: amorphous texture (2 Å speckle) with thickness noise and punch holes in the material.
+_SMOOTH_PX = 2.0
+
+
+def _smooth(values: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur (sigma px) of a (ny, nx) tensor, edges replicated."""
+    radius = int(3 * sigma + 0.5)
+    x = torch.arange(-radius, radius + 1, dtype=values.dtype, device=values.device)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    out = torch.nn.functional.pad(values[None, None], (radius, radius, radius, radius),
+                                  mode="replicate")
+    out = torch.nn.functional.conv2d(out, kernel.view(1, 1, 1, -1))
+    out = torch.nn.functional.conv2d(out, kernel.view(1, 1, -1, 1))
+    return out[0, 0]
 
 
 def _residual(model: ImagingModel, measured: torch.Tensor, kind: str
@@ -184,6 +212,22 @@ def keep_significant(residual: Callable[[torch.Tensor], torch.Tensor], start: to
             out[:, columns] = start[:, columns]
             kept += 1
     return out, kept
+
+
+#: Pixels per independent sample of the residual: the image speckle of the amorphous texture
+#: (a 2 Å correlation length band-limited by the lens) spans a few pixels.
+SPECKLE_PIXELS = 4.0
+
+
+def significance(before: torch.Tensor, after: torch.Tensor) -> float:
+    """z-score of the mean drop of a per-pixel loss, counting speckle-sized samples."""
+    drop = (before - after).double()
+    n = drop.numel() / SPECKLE_PIXELS
+    spread = float(drop.std()) if drop.numel() > 1 else 0.0
+    mean = float(drop.mean())
+    if spread == 0.0:
+        return float("inf") if mean > 0 else 0.0
+    return mean / (spread / np.sqrt(max(n, 1.0)))
 
 
 def _numpy(volume: torch.Tensor) -> np.ndarray:

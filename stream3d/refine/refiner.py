@@ -25,8 +25,7 @@ class Refiner:
 
     The first frame (and any frame after :meth:`reset`, or after a scene change detected from
     the data loss) starts from ``refine.init``: pop-out's volume or a uniform one. Material may
-    only appear within ``refine.support_margin`` pixels of pop-out's support or the previous
-    volume's.
+    only be in pop-out's support or the previous volume's.
     """
 
     def __init__(self, config: Config, device: str | torch.device | None = None) -> None:

@@ -26,8 +26,7 @@ import torch
 
 from stream3d.refine.losses import loss_map
 from stream3d.refine.model import ImagingModel
-from stream3d.refine.parameterisations import fill_empty_heights, volume_columns
-from stream3d.refine.zgeometry import slab_occupancy
+from stream3d.refine.slabs import column_slabs, slab_volume
 
 #: Above this fraction of changed tiles the frame counts as a new scene: a cold start.
 NEW_SCENE_FRACTION = 0.5
@@ -75,18 +74,24 @@ def changed_columns(measured: torch.Tensor, previous: np.ndarray, model: Imaging
 
 def merged_start(previous: np.ndarray, popout: np.ndarray, changed: np.ndarray, *,
                  potential: float, dz: float, blend: float = 0.5) -> np.ndarray:
-    """Homogeneous material (nz, ny, nx) V with pop-out's thickness at the heights
-    blend x previous + (1 - blend) x pop-out's (pop-out's alone where the previous volume was
-    empty or the scene changed)."""
-    prev = torch.as_tensor(np.asarray(previous, np.float32))
-    pop = torch.as_tensor(np.asarray(popout, np.float32))
-    nz = pop.shape[0]
-    prev_height, _ = volume_columns(prev, potential, dz)
-    pop_height, pop_thickness = volume_columns(pop, potential, dz)
-    pop_height = fill_empty_heights(pop_height, 0.5 * nz * dz)
-    keep = ~torch.isnan(prev_height) & ~torch.as_tensor(changed)
-    height = torch.where(keep, blend * prev_height + (1.0 - blend) * pop_height, pop_height)
-    return (potential * slab_occupancy(height, pop_thickness, nz, dz)).numpy().astype(np.float32)
+    """Homogeneous material (nz, ny, nx) V with pop-out's slabs and thicknesses, each
+    single-slab column's height at blend x previous + (1 - blend) x pop-out's where the
+    previous volume had one slab there too and the scene did not change (pop-out's alone
+    elsewhere: new growth, two layers, a changed scene)."""
+    nz = np.shape(popout)[0]
+    prev = column_slabs(previous, potential=potential, dz=dz)
+    pop = column_slabs(popout, potential=potential, dz=dz)
+
+    def single(slabs):
+        return (slabs.thickness[0] > 0) & (slabs.thickness[1] == 0)
+
+    keep = single(prev) & single(pop) & ~np.asarray(changed, dtype=bool)
+    centre = pop.centre.copy()
+    centre[0] = np.where(keep, blend * prev.centre[0] + (1.0 - blend) * pop.centre[0],
+                         pop.centre[0])
+    volume = slab_volume(torch.as_tensor(centre), torch.as_tensor(pop.thickness), nz=nz, dz=dz,
+                         potential=potential)
+    return volume.numpy().astype(np.float32)
 
 
 def warm_start(measured: torch.Tensor, previous: np.ndarray, popout: np.ndarray,
