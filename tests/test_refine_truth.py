@@ -15,7 +15,6 @@ from stream3d.refine.landscape import grid_axis, loss_landscape, read_csv
 from stream3d.refine.losses import l2_map
 from stream3d.refine.measurement import uniform_volume
 from stream3d.refine.model import ImagingModel
-from stream3d.refine.noise import expected_loss
 from stream3d.simulate import simulate_frame
 from stream3d.specimen import three_discs
 
@@ -82,44 +81,8 @@ def test_refined_from_pop_out_is_no_worse_and_uniform_is_clearly_worse():
     assert refined.status in ("noise-level", "plateau", "max-iterations", "settled")
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_noise_level_is_the_loss_the_true_shape_leaves(seed):
-    """The Monte-Carlo noise level (shot noise + unmodelled texture) predicts the data loss of
-    the true, untextured volume on a real simulated frame."""
-    cfg, occ = _discs(96)
-    frame, _ = simulate_frame(occ, cfg, seed=seed)
-    model = ImagingModel.from_config(cfg)
-    truth = torch.as_tensor(occ * cfg.sample.potential)
-    measured = torch.as_tensor(frame / model.counts_per_unit)
-    with torch.no_grad():
-        actual = float(l2_map(model.intensity(truth), measured, model.counts_per_unit).mean())
-    predicted = expected_loss(model, truth, l2_map, texture=cfg.sample.texture,
-                              texture_length=cfg.sample.texture_length, samples=4, seed=seed + 10)
-    shot = float(measured.mean()) / model.counts_per_unit
-    # One texture realisation of a 96² field scatters the loss by about 10 %.
-    assert predicted == pytest.approx(actual, rel=0.15)
-    assert predicted > 1.5 * shot  # the texture the model cannot explain is most of it
-
-
-def test_explicit_depth_search_rescues_regions_far_from_their_depth():
-    """A start with every disc 90 Å off (beyond the gradient's reach) is brought back."""
-    cfg, occ = _discs(96)
-    s = cfg.sample
-    frame, _ = simulate_frame(occ, cfg, seed=2)
-    offsets = (90.0, -90.0, -90.0)
-    start = three_discs(occ.shape, s.sampling, heights=[h + o for h, o in zip(HEIGHTS, offsets)],
-                        thickness=1.2 * THICKNESS) * s.potential
-    measure = lambda v: errors(v, occ, potential=s.potential, dz=s.slice_thickness)  # noqa: E731
-    refined = refine_volume(frame, start, cfg)
-    assert measure(start).depth > 80.0 and measure(start).iou < 0.05
-    assert refined.regions == 3
-    assert sorted(np.sign(refined.shifts)) == [-1.0, 1.0, 1.0]  # each moved towards the truth
-    assert measure(refined.volume).depth < 25.0 and measure(refined.volume).iou > 0.5
-
-
 def _tiny():
-    cfg = Config().replace("sample", slices=8).replace(
-        "refine", device="cpu", iterations=3, noise_samples=1)
+    cfg = Config().replace("sample", slices=8).replace("refine", device="cpu", iterations=3)
     occ = three_discs((8, 48, 48), cfg.sample.sampling, heights=(40.0, 80.0, 120.0), thickness=40.0)
     frame, potential = simulate_frame(occ, cfg, seed=0)
     return cfg, frame, potential.real, occ
@@ -141,17 +104,10 @@ def test_refinement_on_cuda_matches_cpu():
     assert gpu.loss == pytest.approx(cpu.loss, rel=0.05)
 
 
-@pytest.mark.parametrize("overrides", [{"loss": "poisson"}, {"parameterisation": "voxels"}])
-def test_poisson_loss_and_voxels_also_bring_far_regions_back(overrides):
-    cfg, occ = _discs(96)
-    cfg = cfg.replace("refine", **overrides)
+def test_poisson_loss_refines_as_well():
+    cfg, frame, volume, occ = _tiny()
+    result = refine_volume(frame, volume, cfg.replace("refine", loss="poisson"))
+    assert np.isfinite(result.volume).all() and result.loss > 0
     s = cfg.sample
-    frame, _ = simulate_frame(occ, cfg, seed=2)
-    heights = [HEIGHTS[0] + 90.0, HEIGHTS[1] + 90.0, HEIGHTS[2] - 90.0]
-    start = three_discs(occ.shape, s.sampling, heights=heights, thickness=THICKNESS) * s.potential
-    result = refine_volume(frame, start, cfg)
-    before = errors(start, occ, potential=s.potential, dz=s.slice_thickness)
-    after = errors(result.volume, occ, potential=s.potential, dz=s.slice_thickness)
-    assert result.status in ("noise-level", "plateau", "max-iterations", "settled")
-    assert np.isfinite(result.volume).all() and result.noise_level > 0
-    assert after.depth < 0.5 * before.depth and after.iou > before.iou + 0.3, (before, after)
+    e = errors(result.volume, occ, potential=s.potential, dz=s.slice_thickness)
+    assert e.iou > 0.5  # started at the truth, stays near it

@@ -17,7 +17,7 @@ phase contrast), so that is what is fitted:
 2. Material prior: a column holds at least half a slice of material, or none where the fit
    drove it below a quarter slice.
 3. Evidence: an object keeps its refined shape only where the data loss in its window dropped
-   significantly (z >= ``refine.search_significance``); elsewhere the start stays.
+   significantly (z >= ``refine.significance``); elsewhere the start stays.
 
 Heights improve over time instead: a warm start carries the previous frames' heights,
 averaged with pop-out's by their confidence (:mod:`stream3d.refine.warmstart`).
