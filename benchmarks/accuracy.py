@@ -477,6 +477,41 @@ def checks(results: Sequence[CaseResult], movie: dict[str, dict[str, float]] | N
     return out
 
 
+def markdown(results: Sequence[CaseResult], movie: dict | None) -> str:
+    """The per-case table, the movie means and the checks as Markdown (for the README)."""
+
+    def cell(m: Accuracy | None, key: str, spec: str) -> str:
+        return _fmt(m, key, spec)
+
+    lines = ["| case | pop-out height Å | refined height Å | pop-out IoU | refined IoU | "
+             "pop-out fp IoU | refined fp IoU | pop-out thick Å | refined thick Å | cost | "
+             "status | extra |", "|" + "---|" * 12]
+    for r in results:
+        p, q = r.popout.metrics, r.refined.metrics
+        cost = "" if math.isnan(r.refined.cost) else f"{r.refined.cost:.0f}"
+        extra = " ".join(x for x in (_extra(p, r.case) and f"pop-out {_extra(p, r.case)}",
+                                     _extra(q, r.case) and f"refined {_extra(q, r.case)}") if x)
+        if r.uniform is not None:
+            u = r.uniform.metrics
+            extra += (f" uniform: {r.uniform.status}" if u is None else
+                      f" uniform: {u.height_error:.1f} Å, IoU {u.iou:.3f}")
+        lines.append(f"| {r.label} | {cell(p, 'height_error', '.1f')} | "
+                     f"{cell(q, 'height_error', '.1f')} | {cell(p, 'iou', '.3f')} | "
+                     f"{cell(q, 'iou', '.3f')} | {cell(p, 'footprint_iou', '.3f')} | "
+                     f"{cell(q, 'footprint_iou', '.3f')} | {cell(p, 'thickness_error', '.1f')} | "
+                     f"{cell(q, 'thickness_error', '.1f')} | {cost} | {r.refined.status} | "
+                     f"{extra.strip()} |")
+    if movie is not None:
+        lines += ["", f"| movie ({MOVIE_FRAMES} frames, means) | height Å | IoU | "
+                  "footprint IoU | thickness Å |", "|---|---|---|---|---|"]
+        lines += [f"| {k} | {v['height_error']:.1f} | {v['iou']:.3f} | "
+                  f"{v['footprint_iou']:.3f} | {v['thickness_error']:.1f} |"
+                  for k, v in movie.items()]
+    lines += ["", "| check | verdict | measured |", "|---|---|---|"]
+    lines += [f"| {c.name} | {c.verdict} | {c.detail} |" for c in checks(results, movie)]
+    return "\n".join(lines) + "\n"
+
+
 def summary_lines(results: Sequence[CaseResult], movie: dict | None) -> list[str]:
     lines = []
     if results:
@@ -566,6 +601,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--simulator", choices=tuple(SIMULATORS), default="ours")
     parser.add_argument("--json", default=None,
                         help="write every figure to this JSON file (after every case)")
+    parser.add_argument("--markdown", default=None,
+                        help="also write the tables as Markdown to this file (for the README)")
     parser.add_argument("--resume", action="store_true",
                         help="reuse the cases already in --json FILE (same seed, simulator, --set)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -645,6 +682,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in summary_lines(results, movie):
         print(line)
     print(f"(suite wall time {time.perf_counter() - t_start:.0f} s)")
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(results, movie))
     return 0
 
 

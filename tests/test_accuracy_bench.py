@@ -239,3 +239,19 @@ def test_resume_with_another_seed_or_without_json_exits_2(tmp_path, capsys):
     assert "cannot resume" in capsys.readouterr().err
     assert bench.main(["--cases", "discs", "--resume"]) == 2
     assert "--resume needs --json" in capsys.readouterr().err
+
+
+def test_markdown_has_one_row_per_case_and_every_check():
+    results = [_result("layers", _row(30.0, 0.4), _row(10.0, 0.6, recall=(0.7, 0.5)),
+                       uniform=bench.Row(None, "failed: IndexError: x")),
+               _result("discs", _row(12.5, 0.3), bench.Row(None, "failed: boom"))]
+    movie = {k: {"height_error": h, "iou": 0.4, "footprint_iou": 0.7, "thickness_error": 30.0}
+             for k, h in (("popout", 15.0), ("cold", 16.0), ("warm", 17.0))}
+    text = bench.markdown(results, movie)
+    lines = text.splitlines()
+    assert lines[2].startswith("| layers | 30.0 | 10.0 | 0.400 | 0.600 |")
+    assert "refined recall 0.70/0.50" in lines[2] and "uniform: failed: IndexError: x" in lines[2]
+    assert lines[3].startswith("| discs | 12.5 | fail | 0.300 | fail |")
+    assert "| popout | 15.0 | 0.400 | 0.700 | 30.0 |" in lines
+    assert sum(line.startswith("| ") and ("PASS" in line or "FAIL" in line or "SKIP" in line)
+               for line in lines) == 8
