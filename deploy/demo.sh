@@ -11,7 +11,7 @@ out="${1:-out/demo}"
 stream3d simulate --config configs/demo.toml --out "$out"
 stream3d reconstruct "$out/movie.mrc" --config "$out/config.toml" --out "$out/run.zarr"
 echo
-echo "errors against the ground truth (the demo trades accuracy for speed: 128 px, 10 iterations),"
+echo "errors against the ground truth (the demo trades accuracy for speed: 192 px, 16 slices of 40 Å, 10 iterations),"
 echo "objects tracked over time, growth fronts, pictures and the report:"
 stream3d analyze "$out/run.zarr" --truth "$out/truth.zarr" --out "$out/report"
 echo

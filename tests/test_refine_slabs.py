@@ -46,7 +46,7 @@ def test_a_start_too_wide_is_trimmed_to_the_true_footprint_at_its_heights():
     """Pop-out's masks can be a few px too wide; the thickness fit removes the rim (the Fresnel
     fringes at the true edge say where material ends) and does not move heights."""
     cfg = Config().replace("sample", slices=16, slice_thickness=40.0, absorption=0.0) \
-        .replace("refine", device="cpu", iterations=25)
+        .replace("refine", device="cpu")
     shape, s = (16, 96, 96), cfg.sample
     truth = discs(shape, s.sampling, [Disc(48.0, 48.0, 22.0, 300.0, 80.0)])
     frame, _ = simulate_frame(truth, cfg, seed=4)
