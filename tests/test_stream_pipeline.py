@@ -159,7 +159,7 @@ def test_replay_spills_to_the_store_and_keeps_warm_starts_in_order(tmp_path):
     repeated or refined out of order shows; a RAM queue of 2 forces reads from the store."""
     movie = np.random.default_rng(0).poisson(1000, (14, 24, 20)).astype(np.uint16)
     path = write_mrc_movie(tmp_path / "m.mrc", movie, pixel_size=1.0)
-    cfg = REAL.replace("stream", queue=2, window=2)
+    cfg = REAL.replace("stream", queue=2, window=2).replace("popout", patch=16, step=8)
     summary = run_pipeline(FileSource(path, frame_interval=0.1), tmp_path / "run.zarr", cfg,
                            stages=Stages(popout_double, RefinerDouble))
     assert summary.spilled > 0 and summary.statuses["refined"] == 14

@@ -100,7 +100,7 @@ def reconstruct(movie: str | Path, out: str | Path, config: Config, *,
                              redo=(Status.PENDING, Status.SKIPPED, Status.FAILED))
     else:
         config = prepare_replay(movie, config)  # the file's calibrations; dose checked
-        _check_movie_fits(movie, out, config)
+        _check_movie_fits(movie, out, config, reconstruct=not record_only)
         source = FileSource(movie, frame_interval=config.stream.frame_interval)
         total = len(source)
         options = RunOptions(scheduler=scheduler, max_frames=max_frames,
@@ -156,7 +156,7 @@ def camera(movie: str | Path, config: Config, *, address: str, pattern: str = "p
             frames.close()
 
 
-def _check_movie_fits(movie: Path, out: Path, config: Config) -> None:
+def _check_movie_fits(movie: Path, out: Path, config: Config, *, reconstruct: bool = True) -> None:
     """One clear error when the movie's frames cannot go into an existing store; a warning
     when its recorded pixel size differs from the config's."""
     frames = open_movie(movie)
@@ -173,7 +173,7 @@ def _check_movie_fits(movie: Path, out: Path, config: Config) -> None:
             if first.shape != shape or native_dtype(first.dtype) != native_dtype(dtype):
                 raise UserError(f"movie {movie} has {first.dtype} {first.shape} frames, the run "
                                 f"store {out} holds {dtype} {shape}: use a new --out")
-    if first is not None:
+    if first is not None and reconstruct:  # raw frames alone fit whatever popout.patch is
         check_frames_fit(first.shape, config)
     if size is not None and abs(size - config.sample.pixel_size) > 0.01 * config.sample.pixel_size:
         log.warning("movie %s records %.4g Å/pixel, the config says sample.pixel_size = %.4g Å; "
