@@ -14,8 +14,8 @@ phase contrast), so that is what is fitted:
 1. Shape: every column holds up to two homogeneous slabs (:mod:`stream3d.refine.slabs`) at the
    start's heights; a per-column thickness change (Å), shared by its slabs in proportion,
    is fitted by Adam on the L2 (or Poisson) data loss plus L1 total variation.
-2. Material prior: a column holds at least half a slice of material, or none where the fit
-   drove it below a quarter slice.
+2. Material prior: a column holds at least half a slice of material; near the start's edge,
+   none where the fit drove it below a quarter slice (the edge is where a mask is unsure).
 3. Evidence: an object keeps its refined shape only where the data loss in its window dropped
    significantly (z >= ``refine.significance``); elsewhere the start stays.
 
@@ -139,10 +139,15 @@ def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, con
     with torch.no_grad():
         change.copy_(best[1])
         # Material prior: a column holds at least half a slice of material or none. The fit
-        # removes a start column only where it drove it below a quarter slice (the edges of
+        # removes a start column only near the start's edge (within EDGE_PX: where pop-out's
+        # mask is least sure) and only where it drove it below a quarter slice (the edges of
         # thin branches are thin, and a thinned column is not evidence of no material).
         total = (column + _smooth(change, _SMOOTH_PX)).clamp(0.0, nz * dz) * allowed
-        total = torch.where(total >= dz / 4, total.clamp_min(dz / 2), torch.zeros_like(total))
+        inner = torch.as_tensor(ndimage.binary_erosion(
+            column.cpu().numpy() > 0, iterations=EDGE_PX), device=dev)
+        removed = (total < dz / 4) & ~inner
+        total = torch.where(removed, torch.zeros_like(total),
+                            total.clamp_min(dz / 2) * (column > 0))
         refined = slab_volume(centre, share * total, nz=nz, dz=dz, potential=model.potential)
     refined, kept = keep_significant(residual, volume.real if volume.is_complex() else volume,
                                      refined, pad=settings.window,
@@ -157,6 +162,9 @@ def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, con
         message=(f"{len(history)} iterations, stopped: {status}; {kept} object(s) kept from "
                  f"{start} for want of evidence (loss {loss:.4g})"))
 
+
+#: px from the start's edge within which the fit may remove columns.
+EDGE_PX = 4
 
 #: px, Gaussian width of the fitted thickness change: a change per pixel would fit the
 #: amorphous texture (2 Å speckle) with thickness noise and punch holes in the material.
