@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from stream3d.physics import astigmatic_chi, wavelength
+from stream3d.optics import astigmatic_chi, wavelength
 
 
 def effective_k2(shape: Sequence[int], sampling: Sequence[float], *, energy: float,

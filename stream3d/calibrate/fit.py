@@ -32,7 +32,7 @@ from scipy.optimize import least_squares, minimize_scalar
 
 from stream3d.calibrate.ellipse import effective_k2, elliptical_average
 from stream3d.calibrate.spectrum import HANN_CORRELATION, Spectrum
-from stream3d.physics import astigmatic_chi, band_limit_cutoff, wavelength
+from stream3d.optics import astigmatic_chi, band_limit_cutoff, wavelength
 
 _CS_UNIT = 1e7  # Å per mm: Cs is refined in mm so all parameters have similar scales
 

@@ -11,10 +11,7 @@ from functools import lru_cache
 
 import torch
 
-from stream3d.physics.constants import wavelength
-
-#: Fraction of the Nyquist frequency kept by the anti-aliasing band limit.
-BAND_LIMIT_FRACTION = 2.0 / 3.0
+from stream3d.optics import BAND_LIMIT_FRACTION, band_limit_cutoff, wavelength  # noqa: F401
 
 
 def _freq(n: int, d: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -30,11 +27,6 @@ def k_squared(
     ky = _freq(shape[0], sampling[0], dtype, device)
     kx = _freq(shape[1], sampling[1], dtype, device)
     return ky[:, None] ** 2 + kx[None, :] ** 2
-
-
-def band_limit_cutoff(sampling: tuple[float, float]) -> float:
-    """Radius (Å^-1) of the 2/3-Nyquist anti-aliasing disc for lateral sampling (dy, dx) Å."""
-    return BAND_LIMIT_FRACTION * 0.5 / max(sampling)
 
 
 @lru_cache(maxsize=64)

@@ -9,37 +9,8 @@ from functools import lru_cache
 import torch
 
 from stream3d.physics import checks
-from stream3d.physics.constants import wavelength
+from stream3d.optics import astigmatic_chi, chi, wavelength
 from stream3d.physics.grids import complex_dtype_for, k_squared, real_dtype_for
-
-
-def chi(k2: torch.Tensor, *, energy: float, defocus: float, cs: float) -> torch.Tensor:
-    """Aberration phase chi(k) (rad) at |k|^2 = ``k2`` (Å^-2).
-
-    chi = -pi lambda defocus k^2 + (pi/2) Cs lambda^3 k^4; defocus > 0 is underfocus (Å), Cs in Å.
-    """
-    lam = wavelength(energy)
-    return -math.pi * lam * defocus * k2 + 0.5 * math.pi * cs * lam**3 * k2**2
-
-
-def astigmatic_chi(ky, kx, *, energy: float, defocus: float, cs: float, astigmatism: float = 0.0,
-                   astigmatism_angle: float = 0.0):
-    """Aberration phase chi (rad) at spatial frequency (ky, kx) (Å^-1; numpy or torch, broadcast).
-
-    chi = -pi lambda (defocus - C12 cos 2(phi - phi12)) k^2 + (pi/2) Cs lambda^3 k^4 with phi the
-    direction of k from +x (axis 1) toward +y (axis 0), C12 = ``astigmatism`` Å and phi12 =
-    ``astigmatism_angle`` degrees (the least underfocused direction). Written with
-    k^2 cos 2(phi - phi12) = (kx^2 - ky^2) cos 2phi12 + 2 kx ky sin 2phi12, so no angle is formed
-    and k = 0 is regular.
-    """
-    lam = wavelength(energy)
-    k2 = ky * ky + kx * kx
-    phase = chi(k2, energy=energy, defocus=defocus, cs=cs)
-    if astigmatism == 0:
-        return phase
-    a = math.radians(2.0 * astigmatism_angle)
-    oriented = (kx * kx - ky * ky) * math.cos(a) + 2.0 * kx * ky * math.sin(a)
-    return phase + math.pi * lam * astigmatism * oriented
 
 
 def aperture_mask(k2: torch.Tensor, *, energy: float, aperture: float | None) -> torch.Tensor:
