@@ -147,7 +147,11 @@ class Camera:
             raise UserError(f"no receiver took a message on {self.address} for "
                             f"{self.wait:g} s") from None
 
-    def close(self) -> None:
+    def close(self, *, linger: float | None = None) -> None:
+        """Close the socket, waiting at most ``linger`` s (default: ``wait``) to deliver what
+        is queued; an interrupted camera should not wait a minute for a slow receiver."""
+        if linger is not None:
+            self._sock.setsockopt(zmq.LINGER, int(linger * 1000))
         self._sock.close()
         self._ctx.term()
 

@@ -152,7 +152,7 @@ def camera(movie: str | Path, config: Config, *, address: str, pattern: str = "p
             return play(frames, cam, fps=fps, series=series, faults=faults, meta=meta,
                         repeat=repeat, stop=stop)
         finally:
-            cam.close()
+            cam.close(linger=1.0 if stop.is_set() else None)
             frames.close()
 
 
