@@ -151,6 +151,8 @@ class Camera:
         """Close the socket, waiting at most ``linger`` s (default: ``wait``) to deliver what
         is queued; an interrupted camera should not wait a minute for a slow receiver."""
         if linger is not None:
+            import zmq
+
             self._sock.setsockopt(zmq.LINGER, int(linger * 1000))
         self._sock.close()
         self._ctx.term()
