@@ -12,7 +12,6 @@ from stream3d.config import Config
 from stream3d.popout import popout
 from stream3d.refine import errors, refine_volume
 from stream3d.refine.landscape import grid_axis, loss_landscape, read_csv
-from stream3d.refine.losses import l2_map
 from stream3d.refine.measurement import uniform_volume
 from stream3d.refine.model import ImagingModel
 from stream3d.simulate import simulate_frame
