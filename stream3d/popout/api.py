@@ -35,7 +35,7 @@ from stream3d.popout.volume import layered_volume
 #: Weight of an unconfident patch (its filled-in height) next to a confident one (<= 1).
 _FLOOR_WEIGHT = 1e-3
 
-#: Below this share of solvent the vacuum level is taken from the dose, not from the frame.
+#: Below this share of solvent the solvent level is taken from the dose, not from the frame.
 _MIN_SOLVENT = 0.05
 
 #: Solvent pixels this close to material (px) are left out of the solvent level: edges.
@@ -59,8 +59,8 @@ _NOISE_SIGMAS = 3.0
 #: Rings closer than this many Fourier pixels (1 / patch width) are blurred by the window.
 _RESOLVED_FOURIER_PX = 2.0
 
-#: Rounds of (vacuum level -> thickness -> mask -> vacuum level).
-_VACUUM_ROUNDS = 3
+#: Rounds of (solvent offset -> thickness -> mask -> solvent offset).
+_SOLVENT_ROUNDS = 3
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: == on arrays is ambiguous; compare fields
@@ -98,8 +98,10 @@ def popout(frame: np.ndarray, config: Config, *, client: "distributed.Client | N
     """Pop-out 3D metrology of one frame of raw detector counts (y, x).
 
     Per-patch Thon-ring fits give each patch's effective defocus, hence the height of its
-    material (effective defocus = microscope.defocus - height); the low-frequency contrast
-    gives thickness and the material mask; both become a volume of ``sample.potential`` V.
+    material (effective defocus = microscope.defocus - height); the phase (and absorption)
+    contrast, inverted at those heights, gives thickness and the material mask; each object is
+    then refitted on its own pixels (and unmixed into two layers where it holds two); all of it
+    becomes a volume of ``sample.potential`` V.
     Runs on dask: the threaded scheduler by default (``popout.threads``; synchronously when
     already inside a dask worker task, unless popout.threads is set), or ``client``.
     Raises :class:`UserError` for a frame whose shape cannot work with the config; bad values
@@ -305,7 +307,7 @@ def _segment(raw: np.ndarray, mask: np.ndarray, norm: Normalised, min_thickness:
     """(mask, thickness Å, threshold Å) of a raw thickness map, starting from a first mask:
     rounds of (solvent offset -> thickness -> mask above the solvent's noise)."""
     t, threshold = raw, min_thickness
-    for _ in range(_VACUUM_ROUNDS):
+    for _ in range(_SOLVENT_ROUNDS):
         solvent = ndimage.binary_erosion(~mask, iterations=_FRINGE_PX) & norm.valid
         if solvent.mean() < _MIN_SOLVENT:
             break
