@@ -111,6 +111,17 @@ def reconstruct(movie: str | Path, out: str | Path, config: Config, *,
                             interrupt=stop)
 
 
+def check_live_options(connect: str | None, bind: str | None, max_frames: int | None,
+                       idle_timeout: float | None) -> None:
+    """One clear error for live options that cannot work (any wire protocol)."""
+    if (connect is None) == (bind is None):
+        raise UserError("give exactly one of --connect ADDRESS or --bind ADDRESS")
+    if max_frames is not None and max_frames < 1:
+        raise UserError("--max-frames must be >= 1")
+    if idle_timeout is not None and idle_timeout <= 0:
+        raise UserError("--idle-timeout must be > 0 s")
+
+
 def live(out: str | Path, config: Config, *, connect: str | None = None, bind: str | None = None,
          pattern: str = "sub", scheduler: str | None = None, max_frames: int | None = None,
          idle_timeout: float | None = None, record_only: bool = False, show_status: bool = True,
@@ -119,12 +130,7 @@ def live(out: str | Path, config: Config, *, connect: str | None = None, bind: s
 
     ``record_only``: persist raw frames only (status pending), to reconstruct later with
     ``reconstruct RUN --out RUN``."""
-    if (connect is None) == (bind is None):
-        raise UserError("give exactly one of --connect ADDRESS or --bind ADDRESS")
-    if max_frames is not None and max_frames < 1:
-        raise UserError("--max-frames must be >= 1")
-    if idle_timeout is not None and idle_timeout <= 0:
-        raise UserError("--idle-timeout must be > 0 s")
+    check_live_options(connect, bind, max_frames, idle_timeout)
     source = ZmqSource(connect or bind, pattern=pattern, bind=bind is not None,
                        hwm=config.stream.hwm, curve=server_from_config(config.stream))
     options = RunOptions(scheduler=scheduler, max_frames=max_frames, idle_timeout=idle_timeout,

@@ -9,7 +9,7 @@ from stream3d.config import Config
 from stream3d.errors import UserError
 from stream3d.movie_io import open_movie
 from stream3d.stream.camera import Camera, CameraReport, Faults
-from stream3d.stream.commands import interrupts_as_stop
+from stream3d.stream.commands import check_live_options, interrupts_as_stop
 from stream3d.stream.compute import Stages
 from stream3d.stream.dectris_camera import StreamFormat, play_dectris
 from stream3d.stream.dectris_source import DectrisSource, dectris_endpoint
@@ -34,12 +34,7 @@ def live(out: str | Path, config: Config, *, connect: str | None = None, bind: s
 
     A detector arms series after series, so the run goes on across series ends: it stops on
     Ctrl-C, ``max_frames`` or ``idle_timeout`` s without a message."""
-    if (connect is None) == (bind is None):
-        raise UserError("give exactly one of --connect ADDRESS or --bind ADDRESS")
-    if max_frames is not None and max_frames < 1:
-        raise UserError("--max-frames must be >= 1")
-    if idle_timeout is not None and idle_timeout <= 0:
-        raise UserError("--idle-timeout must be > 0 s")
+    check_live_options(connect, bind, max_frames, idle_timeout)
     holder = RuleHolder()
     source = DectrisSource(dectris_endpoint(connect or bind), config, out=out,
                            bind=bind is not None, holder=holder)
