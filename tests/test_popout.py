@@ -65,8 +65,11 @@ def test_three_discs_at_three_depths(discs):
     # Issue 4: per-region depth error <= 100 Å required, <= 40 Å the goal (we reach ~10 Å).
     assert sc.worst_region <= 40.0, sc
     assert sc.height_mae <= 30.0, sc
-    # The mask is grown by the map's resolution (recall first; refinement trims the rim).
-    assert sc.iou >= 0.75, sc
+    # Recall first (a missed column costs its whole height): the mask follows thinning edges
+    # down to twice the noise and is grown by the map's resolution, so it is a rim too wide.
+    assert sc.iou >= 0.7, sc
+    material = column_thickness(occ, DZ) >= DZ / 2
+    assert (r.thickness[material] > 0).mean() >= 0.99
     assert sc.thickness_mae <= 15.0, sc
     assert sc.confidence >= 0.3, sc
     # The three discs are told apart: their estimated heights are in the true order.

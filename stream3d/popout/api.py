@@ -23,6 +23,7 @@ from stream3d.popout import maps
 from stream3d.popout.ctf_fit import FitDesign, PatchFits, fit_design, fit_profiles
 from stream3d.popout.heights import object_heights
 from stream3d.popout.layers import stacked_columns
+from stream3d.popout.mask_growth import fill_gaps, follow_taper
 from stream3d.popout.ctf_model import Optics, ring_count, ring_phase, search_defoci, thon_model
 from stream3d.popout.normalise import Normalised, check_frame, normalise
 from stream3d.popout.patches import PatchGrid, hann_window, patch_grid, windowed_patches
@@ -291,9 +292,13 @@ def _material(norm: Normalised, height: np.ndarray, setup: _Setup,
     t = np.where(core & ~edged, np.maximum(t, threshold), t)
     edged = material_mask(np.where(edged | core, t, 0.0), threshold=0.5 * threshold,
                           min_area_px=min_area_px) & norm.valid
+    solvent = ndimage.binary_erosion(~mask, iterations=_FRINGE_PX) & norm.valid
+    if solvent.mean() >= _MIN_SOLVENT:
+        edged = follow_taper(edged, t, solvent, norm.valid)
+    edged, t, _ = fill_gaps(edged, t, threshold, norm.valid)
     # Thin edges (round branches) fall under the threshold within about the map's resolution
     # of the true edge: grow the mask by that much. A missed column loses the material's
-    # whole height; an extra rim costs a little IoU, and refinement trims it.
+    # whole height; an extra rim costs a little IoU.
     grow = int(round(p.resolution / optics.pixel_size))
     if grow > 0:
         edged = ndimage.binary_dilation(edged, iterations=grow) & norm.valid

@@ -34,6 +34,9 @@ class Refiner:
         self.model = ImagingModel.from_config(config)
         self.previous: np.ndarray | None = None
         self.reference: np.ndarray | None = None  # per-pixel loss of previous on its frame
+        # torch.optim's first optimiser imports torch._dynamo (~10 s on a laptop CPU): pay it
+        # now, before frames arrive, not inside the first frame's refinement.
+        torch.optim.Adam([torch.zeros(1, requires_grad=True)])
         #: Optional callback(stage, iteration, param) after every optimiser step (progress,
         #: or errors against a known truth); see :func:`refine_volume`.
         self.callback = None
