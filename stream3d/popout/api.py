@@ -32,6 +32,7 @@ from stream3d.popout.spectrum import radial_bins, radial_profiles
 from stream3d.popout.texture_mask import texture_mask
 from stream3d.popout.thickness import layered_thickness, solvent_background
 from stream3d.popout.volume import layered_volume
+from stream3d.specimen.geometry import least_column
 
 #: Weight of an unconfident patch (its filled-in height) next to a confident one (<= 1).
 _FLOOR_WEIGHT = 1e-3
@@ -303,7 +304,7 @@ def _material(norm: Normalised, height: np.ndarray, setup: _Setup,
     if grow > 0:
         edged = ndimage.binary_dilation(edged, iterations=grow) & norm.valid
     # Material prior (as refinement's): a material column holds at least half a slice.
-    thickness = np.clip(t, 0.5 * s.slice_thickness, depth)
+    thickness = np.clip(t, least_column(s.slice_thickness), depth)
     return edged, np.where(edged, thickness, 0.0), mask & norm.valid
 
 

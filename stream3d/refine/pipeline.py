@@ -40,6 +40,7 @@ from stream3d.refine.model import ImagingModel
 from stream3d.refine.regularisers import total_variation
 from stream3d.refine.result import RefineResult
 from stream3d.refine.slabs import column_slabs, slab_volume
+from stream3d.specimen.geometry import least_column
 
 #: callback(stage, iteration, state) after every optimiser step ("fit") and at the start
 #: ("start"); ``state.volume()`` is the current volume (V), ``state.change`` the fitted
@@ -138,13 +139,13 @@ def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, con
             break
     with torch.no_grad():
         change.copy_(best[1])
-        # Material prior: a start column holds at least half a slice of material, a hair more
-        # so that float32 rounding keeps it a column. The fit never removes a column: a thinned
-        # column is not evidence of no material. (Measured: letting it remove columns near the
-        # start's edge removed four true edge columns of a round dendrite branch for every
-        # false one, and each costs its whole height.)
+        # Material prior: a start column holds at least half a slice of material
+        # (least_column). The fit never removes a column: a thinned column is not evidence of
+        # no material. (Measured: letting it remove columns near the start's edge removed four
+        # true edge columns of a round dendrite branch for every false one, and each costs its
+        # whole height.)
         total = (column + _smooth(change, _SMOOTH_PX)).clamp(0.0, nz * dz) * allowed
-        total = total.clamp_min(dz / 2 + _ROUNDING) * (column > 0)
+        total = total.clamp_min(least_column(dz)) * (column > 0)
         refined = slab_volume(centre, share * total, nz=nz, dz=dz, potential=model.potential)
     refined, kept = keep_significant(residual, volume.real if volume.is_complex() else volume,
                                      refined, pad=settings.window,
@@ -159,9 +160,6 @@ def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, con
         message=(f"{len(history)} iterations, stopped: {status}; {kept} object(s) kept from "
                  f"{start} for want of evidence (loss {loss:.4g})"))
 
-
-#: Å added to the half-slice minimum of a column, above float32 rounding of the slab edges.
-_ROUNDING = 1e-3
 
 #: px, Gaussian width of the fitted thickness change: a change per pixel would fit the
 #: amorphous texture (2 Å speckle) with thickness noise and punch holes in the material.

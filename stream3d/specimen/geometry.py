@@ -22,6 +22,13 @@ def height_to_slice(height: np.ndarray | float, nz: int, dz: float) -> np.ndarra
     return nz - 0.5 - np.asarray(height, dtype=np.float64) / dz
 
 
+def least_column(dz: float) -> float:
+    """The material prior's thinnest column (Å): half a slice (what counts as a column of
+    material), plus 1e-3 Å so that float32 slab edges, placed up to 640 Å deep, still add up
+    to at least half a slice."""
+    return dz / 2 + 1e-3
+
+
 def column_thickness(occupancy: np.ndarray, dz: float) -> np.ndarray:
     """Material thickness (Å) of every (y, x) column: sum of occupancy x dz."""
     return np.asarray(occupancy, dtype=np.float64).sum(axis=-3) * dz
