@@ -12,11 +12,15 @@ edge removed more true edge columns than false ones. What is fitted is how much 
 column holds (the phase contrast, and the Fresnel fringes at the edges):
 
 1. Shape: every column holds up to two homogeneous slabs (:mod:`stream3d.refine.slabs`) at the
-   start's heights; a per-column thickness change (Å), shared by its slabs in proportion,
-   is fitted by Adam on the L2 (or Poisson) data loss plus L1 total variation.
-2. Material prior: every start column keeps at least half a slice of material (the fit thins
+   start's heights.
+2. Each object's thickness as a whole: one factor per object, picked by the low-passed data
+   loss from a few candidates (:mod:`stream3d.refine.object_scale`; a few forward passes).
+   Per column, the texture's speckle drowns that evidence; summed over an object it is clear.
+3. Then a per-column thickness change (Å), shared by its slabs in proportion, is fitted by
+   Adam on the L2 (or Poisson) data loss plus L1 total variation.
+4. Material prior: every start column keeps at least half a slice of material (the fit thins
    and thickens; it neither adds nor removes columns).
-3. Evidence: an object keeps its refined shape only where the data loss in its window dropped
+5. Evidence: an object keeps its refined shape only where the data loss in its window dropped
    significantly (z >= ``refine.significance``); elsewhere the start stays.
 
 Heights improve over time instead: a warm start carries the previous frames' heights,
@@ -39,7 +43,9 @@ from stream3d.refine.measurement import checked_volume, measured_intensity
 from stream3d.refine.model import ImagingModel
 from stream3d.refine.regularisers import total_variation
 from stream3d.refine.result import RefineResult
+from stream3d.refine.object_scale import FACTORS, object_factors
 from stream3d.refine.slabs import column_slabs, slab_volume
+from stream3d.refine.smoothing import gaussian_blur
 from stream3d.specimen.geometry import least_column
 
 #: callback(stage, iteration, state) after every optimiser step ("fit") and at the start
@@ -95,6 +101,14 @@ def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, con
     real = volume.real.dtype if volume.is_complex() else volume.dtype
     centre = torch.as_tensor(slabs.centre, dtype=real, device=dev)
     base = torch.as_tensor(slabs.thickness, dtype=real, device=dev)
+
+    def build(thickness: torch.Tensor) -> torch.Tensor:
+        return slab_volume(centre, thickness, nz=nz, dz=dz, potential=model.potential)
+
+    # First each object's thickness as a whole (a few forward passes), then column by column.
+    base = base * object_factors(base, build, model.intensity, measured,
+                                 pixel_size=config.sample.pixel_size, pad=settings.window)
+    evaluations = len(FACTORS)
     column = base.sum(dim=0)
     share = torch.where(column > 0, base / column.clamp_min(1e-6), torch.full_like(base, 0.5))
     # Material stays in the start's columns (and ``support``): the fit thins and thickens;
@@ -105,13 +119,13 @@ def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, con
     change = torch.zeros_like(column, requires_grad=True)  # Å of material added per column
 
     def shaped() -> torch.Tensor:
-        total = (column + _smooth(change, _SMOOTH_PX)).clamp(0.0, nz * dz) * allowed
-        return slab_volume(centre, share * total, nz=nz, dz=dz, potential=model.potential)
+        total = (column + gaussian_blur(change, _SMOOTH_PX)).clamp(0.0, nz * dz) * allowed
+        return build(share * total)
 
     optimiser = torch.optim.Adam([change], lr=settings.learning_rate)
     history: list[float] = []
     best = (float("inf"), change.detach().clone())
-    status, evaluations = "max-iterations", 0
+    status = "max-iterations"
     if callback is not None:
         callback("start", 0, _State(lambda: shaped().detach(), change))
     for iteration in range(1, settings.iterations + 1):
@@ -144,9 +158,9 @@ def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, con
         # no material. (Measured: letting it remove columns near the start's edge removed four
         # true edge columns of a round dendrite branch for every false one, and each costs its
         # whole height.)
-        total = (column + _smooth(change, _SMOOTH_PX)).clamp(0.0, nz * dz) * allowed
+        total = (column + gaussian_blur(change, _SMOOTH_PX)).clamp(0.0, nz * dz) * allowed
         total = total.clamp_min(least_column(dz)) * (column > 0)
-        refined = slab_volume(centre, share * total, nz=nz, dz=dz, potential=model.potential)
+        refined = build(share * total)
     refined, kept = keep_significant(residual, volume.real if volume.is_complex() else volume,
                                      refined, pad=settings.window,
                                      z=settings.significance)
@@ -164,19 +178,6 @@ def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, con
 #: px, Gaussian width of the fitted thickness change: a change per pixel would fit the
 #: amorphous texture (2 Å speckle) with thickness noise and punch holes in the material.
 _SMOOTH_PX = 2.0
-
-
-def _smooth(values: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur (sigma px) of a (ny, nx) tensor, edges replicated."""
-    radius = int(3 * sigma + 0.5)
-    x = torch.arange(-radius, radius + 1, dtype=values.dtype, device=values.device)
-    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    out = torch.nn.functional.pad(values[None, None], (radius, radius, radius, radius),
-                                  mode="replicate")
-    out = torch.nn.functional.conv2d(out, kernel.view(1, 1, 1, -1))
-    out = torch.nn.functional.conv2d(out, kernel.view(1, 1, -1, 1))
-    return out[0, 0]
 
 
 def _residual(model: ImagingModel, measured: torch.Tensor, kind: str
