@@ -34,8 +34,9 @@ SECONDS_KEPT = 4096  # per-frame times kept for the summary (the latest ones)
 # Pop-out task keys cycle through this many names (at least 4 x the frames in flight): dask
 # caches key_split() for 100,000 distinct keys (~0.3 kB each), so a key per frame grew a live
 # run by ~30 MB before that cache filled (the soak by ~3 kB per 1,000 frames). A name comes
-# back only after at least 63 more pop-outs were submitted and waited on, long after its future was
-# released and the scheduler forgot it; the uuid keeps runs sharing a scheduler apart.
+# back only after at least 63 more pop-outs were submitted and waited on, long after its
+# future was released and the scheduler forgot it; the uuid keeps runs sharing a scheduler
+# apart.
 POPOUT_KEYS = 64
 
 
