@@ -2,8 +2,9 @@
 slope (kB per 1,000 frames, least squares over the samples after warm-up). Target: < 1 kB
 per 1,000 frames, i.e. flat memory.
 
-    python benchmarks/soak.py --frames 100000                 # record-only (raw frames)
-    python benchmarks/soak.py --frames 20000 --compute        # policy latest, real stages
+    python benchmarks/soak.py --frames 100000                 # both modes, one after the other
+    python benchmarks/soak.py --frames 100000 --mode record-only    # raw frames only
+    python benchmarks/soak.py --frames 20000 --mode compute   # policy latest, real stages
 
 A sender process PUSHes ``--frames`` frames of ``--size`` x ``--size`` uint16 in one series
 (it waits when the receiver falls behind); the receiver is this process (the live pipeline),
@@ -116,24 +117,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=100_000)
     parser.add_argument("--size", type=int, default=16, help="frame edge, px")
-    parser.add_argument("--compute", action="store_true", help="reconstruct (policy latest)")
+    parser.add_argument("--mode", choices=("both", "record-only", "compute"), default="both",
+                        help="record-only, compute (reconstruct, policy latest), or both")
+    parser.add_argument("--compute", action="store_true", help="same as --mode compute")
     parser.add_argument("--every", type=int, default=1000, help="frames between RSS samples")
     parser.add_argument("--warmup", type=float, default=0.2, help="fraction of frames skipped")
     args = parser.parse_args()
-    size = max(args.size, 32) if args.compute else args.size  # pop-out needs 2 patches
-    with tempfile.TemporaryDirectory() as tmp:
-        r = soak(Path(tmp) / "soak.zarr", frames=args.frames, size=size, compute=args.compute,
-                 every=args.every, warmup=args.warmup)
-    print(f"| mode | frames | frame | frames/s | refined | skipped | RSS after warm-up -> end "
-          f"(MB) | RSS slope (kB / 1000 frames) |")
+    modes = ["compute"] if args.compute else (
+        ["record-only", "compute"] if args.mode == "both" else [args.mode])
+    rows = []
+    for mode in modes:
+        compute = mode == "compute"
+        size = max(args.size, 32) if compute else args.size  # pop-out needs 2 patches
+        with tempfile.TemporaryDirectory() as tmp:
+            rows.append(soak(Path(tmp) / "soak.zarr", frames=args.frames, size=size,
+                             compute=compute, every=args.every, warmup=args.warmup))
+    print("| mode | frames | frame | frames/s | refined | skipped | RSS after warm-up -> end "
+          "(MB) | RSS slope (kB / 1000 frames) |")
     print("|---|---|---|---|---|---|---|---|")
-    print(f"| {r['mode']} | {r['stored']} | {r['size']}x{r['size']} u16 | "
-          f"{r['frames_per_s']:.0f} | {r['refined']} | {r['skipped']} | "
-          f"{r['rss_start_mb']:.1f} -> {r['rss_end_mb']:.1f} | {r['slope_kb_per_1000']:.2f} |")
-    print(f"counters {r['counters']}; {r['samples']} samples after warm-up; {r['seconds']:.0f} s")
-    if r["stored"] != args.frames:
-        raise SystemExit(f"stored {r['stored']} of {args.frames} frames")
-
+    for r in rows:
+        print(f"| {r['mode']} | {r['stored']} | {r['size']}x{r['size']} u16 | "
+              f"{r['frames_per_s']:.0f} | {r['refined']} | {r['skipped']} | "
+              f"{r['rss_start_mb']:.1f} -> {r['rss_end_mb']:.1f} | "
+              f"{r['slope_kb_per_1000']:.2f} |")
+    for r in rows:
+        print(f"{r['mode']}: counters {r['counters']}; {r['samples']} samples after warm-up; "
+              f"{r['seconds']:.0f} s")
+    short = [r for r in rows if r["stored"] != args.frames]
+    if short:
+        raise SystemExit("; ".join(f"{r['mode']}: stored {r['stored']} of {args.frames} frames"
+                                   for r in short))
 
 if __name__ == "__main__":
     main()

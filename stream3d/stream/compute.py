@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,13 @@ from stream3d.stream.writer import Writer
 log = logging.getLogger("stream3d.stream")
 
 SECONDS_KEPT = 4096  # per-frame times kept for the summary (the latest ones)
+# Pop-out task keys cycle through this many names (at least 4 x the frames in flight): dask
+# caches key_split() for 100,000 distinct keys (~0.3 kB each), so a key per frame grew a live
+# run by ~30 MB before that cache filled (the soak by ~3 kB per 1,000 frames). A name comes
+# back only after at least 63 more pop-outs were submitted and waited on, long after its
+# future was released and the scheduler forgot it; the uuid keeps runs sharing a scheduler
+# apart.
+POPOUT_KEYS = 64
 
 
 class RefinerLike(Protocol):
@@ -82,6 +90,9 @@ class Reconstructor:
         # a day-long run does not grow with it.
         self.seconds: deque[float] = deque(maxlen=SECONDS_KEPT)
         self._checked = False  # frame size checked against popout.patch
+        self._key_base = f"popout-{uuid.uuid4().hex}"
+        self._key_cycle = max(POPOUT_KEYS, 4 * self.capacity)
+        self._submitted = 0
 
     @property
     def inflight(self) -> int:
@@ -135,8 +146,15 @@ class Reconstructor:
                 check_frames_fit(np.shape(data), self.config)  # live: once, at the first frame
                 self._checked = True
             frame = np.asarray(data, dtype=np.float32)
-            future = self.client.submit(self.stages.popout, frame, self.config, pure=False)
+            future = self.client.submit(self.stages.popout, frame, self.config,
+                                        key=self._next_key())
             self._inflight[t] = (future, frame)
+
+    def _next_key(self) -> str:
+        """The next pop-out task key, reused every ``_key_cycle`` submissions (POPOUT_KEYS)."""
+        key = f"{self._key_base}-{self._submitted % self._key_cycle}"
+        self._submitted += 1
+        return key
 
     def _wait(self, future: Any, keep_going: Callable[[], bool]) -> bool:
         while not future.done():
