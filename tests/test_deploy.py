@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -192,3 +193,36 @@ def test_kubernetes_daskcluster_manifest_has_gpu_workers():
     assert {p["port"]: p["targetPort"] for p in service["ports"]} == {
         8786: "tcp-comm", 8787: "http-dashboard"}
     assert sc["readinessProbe"]["httpGet"]["port"] == "http-dashboard"
+
+
+# ----------------------------------------------------------------------------- benchmarks/gpu.sh
+def gpu_sh(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), *args], env={
+        **ENV, "PYTHON": sys.executable}, capture_output=True, text=True, timeout=timeout)
+
+
+def summary_rows(out: str) -> dict[str, str]:
+    body = out.split("\nsummary\n", 1)[1].splitlines()[2:]
+    cells = [re.split(r"\s{2,}", ln.strip(), maxsplit=1) for ln in body if ln.strip()]
+    return {c[0]: c[1] for c in cells}
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the CPU-only path")
+def test_gpu_sh_without_cuda_says_so_and_skips_cleanly():
+    got = gpu_sh()
+    assert got.returncode == 0, got.stderr
+    assert "no CUDA device on this machine" in got.stdout
+    rows = summary_rows(got.stdout)
+    assert set(rows) >= {"CUDA tests (pytest -k cuda)", "forward vs FFT bound 512x512x64",
+                         "refinement iteration vs forward", "tiles/s (scale.py --quick)",
+                         "end-to-end replay frames/s"}
+    assert all("skipped" in r for r in rows.values())
+
+
+def test_gpu_sh_runs_a_benchmark_and_reports_its_figure():
+    got = gpu_sh("--device", "cpu", "--quick", "--only", "FFT bound")
+    assert got.returncode == 0, got.stdout + got.stderr
+    (row,) = summary_rows(got.stdout).values()
+    assert row.split()[0] == "ok"
+    ratio = re.search(r"forward [\d.]+ ([\d.]+)x", row)
+    assert ratio and float(ratio.group(1)) > 0.5  # forward over its FFT bound, as measured

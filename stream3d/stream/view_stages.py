@@ -31,9 +31,9 @@ class ViewPopout:
 class ViewRefiner:
     """A refiner built with the binned pixel size that refines the view of each raw frame."""
 
-    def __init__(self, factory: Any, config: Any, device: Any) -> None:
+    def __init__(self, factory: Any, config: Any, device: Any, **kwargs: Any) -> None:
         self.config = config
-        self.refiner = factory(compute_config(config), device)
+        self.refiner = factory(compute_config(config), device, **kwargs)
 
     def refine(self, frame: np.ndarray, popout: Any) -> Any:
         view = view_for(self.config, np.shape(frame))
@@ -50,7 +50,8 @@ class ViewRefinerFactory:
     def __init__(self, factory: Any) -> None:
         self.factory = factory
 
-    def __call__(self, config: Any, device: Any = None) -> Any:
+    def __call__(self, config: Any, device: Any = None, **kwargs: Any) -> Any:
+        """The refiner; ``kwargs`` (e.g. where tiles run) go to the real factory."""
         if config.stream.bin == 1 and not config.stream.roi:
-            return self.factory(config, device)
-        return ViewRefiner(self.factory, config, device)
+            return self.factory(config, device, **kwargs)
+        return ViewRefiner(self.factory, config, device, **kwargs)
