@@ -121,6 +121,9 @@ def test_a_roi_bin_run_stores_whole_raw_frames_and_binned_roi_volumes(tmp_path):
     assert scale_of(g.attrs["ome"])[2:] == (2.0, 2.0)
     # binned pixel 0's centre is its raw 2 x 2 block's: raw index 8.5 (y), 16.5 (x)
     assert translation_of(g.attrs["ome"]) == (0.0, 0.0, 8.5, 16.5)
+    from ome_zarr_models.v05.image import Image
+
+    Image.from_zarr(g)  # the scale + translation pair is valid OME-Zarr 0.5
     run = read_run(out)
     c = run.coords()
     assert c["y"][0] == 8.0 + 1.0 and c["x"][-1] == 16.0 + 31.5 * 2.0  # Å, centres in the frame
@@ -156,3 +159,20 @@ def test_cli_refuses_a_roi_beyond_the_movie_in_one_line(tmp_path):
     assert "stream.roi [0, 0, 64, 128] reaches beyond the 64 x 64 px frame" in errors[0]
     assert not (tmp_path / "r.zarr").exists() or not json.loads(
         (tmp_path / "r.zarr" / "zarr.json").read_text())["attributes"]["stream3d"]["frames"]
+
+
+def test_a_live_run_whose_roi_misses_the_frames_stops_with_one_clear_error(tmp_path):
+    """Live frames' shape is known only when the first arrives: the run stops there, naming
+    the key, and leaves a store that a corrected config can use."""
+    from stream3d.errors import UserError
+
+    movie = tmp_path / "movie.mrc"
+    write_mrc_movie(movie, hrtem_movie(2, size=64), pixel_size=1.0)
+    bad = config_mod.load(None, [*REAL_SETS, "stream.roi=[0, 0, 64, 96]"])
+    out = tmp_path / "run.zarr"
+    stages = Stages(popout=ViewPopout(popout_double), refiner=ViewRefinerFactory(RefinerDouble))
+    with pytest.raises(UserError, match=r"stream.roi \[0, 0, 64, 96\] reaches beyond the 64 x 64"):
+        run_pipeline(FileSource(movie, frame_interval=0.1), out, bad, stages=stages)
+    good = bad.replace("stream", roi=[0, 0, 64, 64])
+    summary = run_pipeline(FileSource(movie, frame_interval=0.1), out, good, stages=stages)
+    assert summary.statuses["refined"] == 2
