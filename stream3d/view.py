@@ -60,14 +60,7 @@ class View:
     def apply(self, frame: np.ndarray) -> np.ndarray:
         """The view of one raw frame (y, x) as float32: cropped, then b x b block sums (exact
         for integer counts below 2^24 per block)."""
-        y0, x0, y1, x1 = self.roi
-        cut = np.asarray(frame)[y0:y1, x0:x1]
-        if self.bin == 1:
-            return np.asarray(cut, dtype=np.float32)
-        b = self.bin
-        ny, nx = self.shape
-        blocks = cut[: ny * b, : nx * b].reshape(ny, b, nx, b)
-        return blocks.sum(axis=(1, 3), dtype=np.float64).astype(np.float32)
+        return crop_bin(frame, self.roi, self.bin, "sum")
 
     def attrs(self) -> dict[str, Any]:
         """What the run store records (``stream3d.view``)."""
@@ -104,3 +97,17 @@ def compute_config(config: Config) -> Config:
     data["stream"]["roi"] = []
     data["stream"]["bin"] = 1
     return from_dict(data)
+
+
+def crop_bin(array: np.ndarray, roi: Sequence[int], b: int, how: str = "sum") -> np.ndarray:
+    """``array`` (..., y, x) cut to ``roi`` (y0, x0, y1, x1) px, then ``b`` x ``b`` blocks
+    reduced by "sum" (counts) or "mean" (fractions, e.g. a true occupancy seen at the binned
+    pixel size), as float32; a remainder that does not fill a block is dropped."""
+    y0, x0, y1, x1 = (int(v) for v in roi)
+    cut = np.asarray(array)[..., y0:y1, x0:x1]
+    if b == 1:
+        return np.asarray(cut, dtype=np.float32)
+    ny, nx = cut.shape[-2] // b, cut.shape[-1] // b
+    blocks = cut[..., : ny * b, : nx * b].reshape(*cut.shape[:-2], ny, b, nx, b)
+    reduce = {"sum": np.sum, "mean": np.mean}[how]
+    return reduce(blocks, axis=(-3, -1), dtype=np.float64).astype(np.float32)

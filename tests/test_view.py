@@ -176,3 +176,36 @@ def test_a_live_run_whose_roi_misses_the_frames_stops_with_one_clear_error(tmp_p
     good = bad.replace("stream", roi=[0, 0, 64, 64])
     summary = run_pipeline(FileSource(movie, frame_interval=0.1), out, good, stages=stages)
     assert summary.statuses["refined"] == 2
+
+
+def test_truth_comparison_sees_the_truth_through_the_runs_roi_and_bin(tmp_path):
+    from stream3d.analysis.truth import as_run_sees, compare_to_truth
+    from stream3d.errors import UserError
+    from stream3d.store import RawFrame
+
+    nz = 4
+    occ = np.zeros((1, nz, 16, 16), np.float32)
+    occ[0, 1:3, 6:12, 5:10] = 1.0  # a block of material partly inside the ROI
+    truth = zarr.open_group(tmp_path / "truth.zarr", mode="w")
+    truth.create_array("occupancy", data=occ)
+    truth.create_array("frame_id", data=np.array([0], np.int64))
+    cfg = config_mod.load(None, [f"sample.slices={nz}", "stream.roi=[4, 4, 12, 12]",
+                                 "stream.bin=2"])
+    seen = as_run_sees(occ[0], ((4, 4, 12, 12), 2))
+    assert seen.shape == (nz, 4, 4)
+    # block means: ROI columns 1..5 hold material, so block 0 is half full, block 3 empty
+    assert seen[1, 1, 0] == 0.5 and seen[1, 1, 2] == 1.0 and seen[1, 1, 3] == 0.0
+    assert seen[0].max() == 0 and seen[1, 0, 1] == 0.0 and seen[1, 3, 1] == 1.0  # rows 2..7
+    store = RunStore.open(tmp_path / "run.zarr", cfg)
+    store.append([RawFrame("s", 0, 0.0, np.full((16, 16), 100, np.uint16))])
+    volume = (seen >= 0.5) * np.float32(cfg.sample.potential)
+    store.write_result(0, status=Status.REFINED, popout=volume, volume=volume, loss=0.0)
+    store.close()
+    (row,) = compare_to_truth(tmp_path / "run.zarr", tmp_path / "truth.zarr")
+    assert row.refined_iou == 1.0 and row.refined_depth == 0.0
+    # A run of another movie (or a truth of other frames): one clear error, not a crash.
+    other = zarr.open_group(tmp_path / "other.zarr", mode="w")
+    other.create_array("occupancy", data=np.zeros((1, nz, 8, 8), np.float32))
+    other.create_array("frame_id", data=np.array([0], np.int64))
+    with pytest.raises(UserError, match="not the movie of this run"):
+        compare_to_truth(tmp_path / "run.zarr", tmp_path / "other.zarr")
