@@ -50,13 +50,15 @@ def compare_to_truth(run_path: str | Path, truth_path: str | Path) -> list[Frame
     truth_ids = {int(i): k for k, i in enumerate(np.asarray(truth["frame_id"][:])) if i >= 0}
     occupancy = truth["occupancy"]
     seen = run_view(group)
-    nz, ny, nx = occupancy.shape[1:]
-    if seen is not None:  # the run's region of interest, binned
-        roi, b = seen
-        ny, nx = (roi[2] - roi[0]) // b, (roi[3] - roi[1]) // b
-    if (nz, ny, nx) != tuple(group["volume"].shape[1:]):
-        raise UserError(f"truth {truth_path} has (z, y, x) {(nz, ny, nx)} in the run's view, "
-                        f"the run {tuple(group['volume'].shape[1:])}: not the movie of this run")
+    nz, ny, nx = (int(n) for n in occupancy.shape[1:])
+    have: tuple[int, ...] | None = (nz, ny, nx)
+    if seen is not None:  # the run's region of interest, binned: it must lie in the truth
+        (y0, x0, y1, x1), b = seen
+        have = (nz, (y1 - y0) // b, (x1 - x0) // b) if y1 <= ny and x1 <= nx else None
+    if have != tuple(group["volume"].shape[1:]):
+        view = "" if seen is None else f" (the run saw roi {list(seen[0])}, bin {seen[1]})"
+        raise UserError(f"truth {truth_path} has (z, y, x) {(nz, ny, nx)}, the run "
+                        f"{tuple(group['volume'].shape[1:])}{view}: not the movie of this run")
     rows = []
     for t, (fid, code) in enumerate(zip(ids.tolist(), statuses.tolist())):
         if fid not in truth_ids:
