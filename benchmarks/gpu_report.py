@@ -22,6 +22,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,7 @@ class Step:
     limit: float  # s
     figure: str  # regex of the output line(s) whose text is the step's key figure
     status: str = "not run"
+    summarise: Callable[[str], str] | None = None  # the key figure from the whole output
     seconds: float = 0.0
     peak: str = "-"
     result: str = ""
@@ -66,8 +68,8 @@ def steps(device: str, quick: bool) -> list[Step]:
     ]
     scale = HERE / "scale.py"
     if scale.exists():
-        out.append(Step("tiles/s (scale.py --quick)", [str(scale), "--quick"], 180,
-                        r".*tiles?/s.*"))
+        out.append(Step("tiles/s (scale.py --quick)", [str(scale), "--quick"], 240, "",
+                        summarise=tiles_per_second))
     else:
         out.append(Step("tiles/s (scale.py --quick)", [], 0, "",
                         status="skipped: benchmarks/scale.py does not exist yet"))
@@ -109,8 +111,26 @@ def run(step: Step, env: dict[str, str], deadline: float) -> None:
     for line in text.splitlines():
         if line.startswith(PEAK):
             step.peak = line[len(PEAK):].strip()
+    if step.summarise is not None:
+        step.result = step.summarise(text) or "(no figure found)"
+        return
     found = [m.group(0).strip() for m in re.finditer(step.figure, text, re.MULTILINE)]
     step.result = "; ".join(" ".join(f.split()) for f in found[-2:]) or "(no figure found)"
+
+
+def tiles_per_second(text: str) -> str:
+    """Tiles refined per second at each frame size of benchmarks/scale.py's table
+    (| frame (px) | tiles | pop-out (s) | refine (s) | ...), and its 1-vs-2-worker speed-up."""
+    parts = []
+    for m in re.finditer(r"^\|\s*(\d+) x \d+\s*\|\s*(\d+)\s*\|\s*[\d.]+\s*\|\s*([\d.]+)\s*\|",
+                         text, re.MULTILINE):
+        size, tiles, refine_s = int(m.group(1)), int(m.group(2)), float(m.group(3))
+        if refine_s > 0:
+            parts.append(f"{size} px: {tiles / refine_s:.2f} tiles/s")
+    speedup = re.search(r"speed-up ([\d.]+x)", text)
+    if speedup:
+        parts.append(f"2 vs 1 worker {speedup.group(1)}")
+    return "; ".join(parts)
 
 
 def table(rows: list[Step]) -> str:

@@ -226,3 +226,20 @@ def test_gpu_sh_runs_a_benchmark_and_reports_its_figure():
     assert row.split()[0] == "ok"
     ratio = re.search(r"forward [\d.]+ ([\d.]+)x", row)
     assert ratio and float(ratio.group(1)) > 0.5  # forward over its FFT bound, as measured
+
+
+def test_gpu_report_reads_tiles_per_second_from_the_scale_table():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import gpu_report
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    table = ("| frame (px) | tiles | pop-out (s) | refine (s) | frame (s) | s / Mpx | peak |\n"
+             "|---|---|---|---|---|---|---|\n"
+             "| 256 x 256 | 1 | 1.0 | 2.0 | 3.0 | 45.8 | 0.50 |\n"
+             "| 768 x 768 | 9 | 5.0 | 12.0 | 17.0 | 28.8 | 0.90 |\n"
+             "refinement of the 768 px frame's tiles: 1 worker 10.0 s, 2 workers 6.0 s: "
+             "speed-up 1.67x\n")
+    assert gpu_report.tiles_per_second(table) == (
+        "256 px: 0.50 tiles/s; 768 px: 0.75 tiles/s; 2 vs 1 worker 1.67x")
+    assert gpu_report.tiles_per_second("no table") == ""
