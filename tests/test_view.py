@@ -209,3 +209,17 @@ def test_truth_comparison_sees_the_truth_through_the_runs_roi_and_bin(tmp_path):
     other.create_array("frame_id", data=np.array([0], np.int64))
     with pytest.raises(UserError, match="not the movie of this run"):
         compare_to_truth(tmp_path / "run.zarr", tmp_path / "other.zarr")
+
+
+def test_object_centroids_are_placed_in_the_whole_frame():
+    from stream3d.analysis.objects import frame_objects
+
+    volume = np.zeros((4, 16, 16), np.float32)
+    volume[1:3, 4:8, 6:10] = 5.0  # centre at pixel (5.5, 7.5) + 0.5 -> (6, 8) x 2 Å
+    plain = frame_objects(volume, frame=0, t=0.0, sampling=(20.0, 2.0, 2.0), level=5.0)
+    moved = frame_objects(volume, frame=0, t=0.0, sampling=(20.0, 2.0, 2.0), level=5.0,
+                          origin=(8.0, 16.0))
+    (a,), (b,) = plain.rows, moved.rows
+    assert a.centroid_y_nm == pytest.approx(1.2) and a.centroid_x_nm == pytest.approx(1.6)
+    assert b.centroid_y_nm == pytest.approx(1.2 + 0.8) and b.centroid_x_nm == pytest.approx(3.2)
+    assert b.volume_nm3 == a.volume_nm3 and b.centroid_z_nm == a.centroid_z_nm
