@@ -235,8 +235,10 @@ class Config:
     popout: Popout = field(default_factory=Popout)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
-        """Plain nested dict (TOML-serialisable), e.g. for the run store's attributes."""
-        return dataclasses.asdict(self)
+        """Plain nested dict (TOML/JSON-serialisable: arrays as lists), e.g. for the run
+        store's attributes."""
+        return {section: {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+                for section, values in dataclasses.asdict(self).items()}
 
     def replace(self, section: str, **values: Any) -> Config:
         """A copy with ``values`` changed in ``section`` (validated like a loaded file)."""

@@ -701,13 +701,10 @@ def _check_same_physics(path: Path, stored: Mapping[str, Any], config: Config, *
     for section, key in keys:
         value = now[section][key]
         old = stored.get(section, {}).get(key, value)
-        if isinstance(old, list):
-            old = tuple(old)
-        if old != value:
-            show = (lambda v: list(v) if isinstance(v, tuple) else v)
+        if old != value:  # to_dict and the stored JSON both hold arrays as lists
             raise UserError(
-                f"--out {path} was recorded with {section}.{key}={show(old)!r}, the config says "
-                f"{show(value)!r}: use the same {section}.{key} to resume, or a new --out")
+                f"--out {path} was recorded with {section}.{key}={old!r}, the config says "
+                f"{value!r}: use the same {section}.{key} to resume, or a new --out")
 
 
 def _remove_abandoned_creations(path: Path) -> None:
