@@ -110,6 +110,12 @@ def start(args: argparse.Namespace) -> tuple[str, Any, str]:
     if mode == "auto":
         mode = "cuda" if devices and has_dask_cuda() else "processes"
     if mode == "cuda":
+        if not has_dask_cuda() or not devices:
+            print("gpu_workstation: --mode cuda needs dask-cuda (pip install 'stream3d[cuda]') "
+                  f"and a CUDA device; this machine has "
+                  f"{'dask-cuda' if has_dask_cuda() else 'no dask-cuda'} and {devices} "
+                  "device(s): use --mode processes", file=sys.stderr)
+            raise SystemExit(2)
         from dask_cuda import LocalCUDACluster
 
         cluster = LocalCUDACluster(host=args.host, scheduler_port=args.port,

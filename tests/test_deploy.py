@@ -243,3 +243,13 @@ def test_gpu_report_reads_tiles_per_second_from_the_scale_table():
     assert gpu_report.tiles_per_second(table) == (
         "256 px: 0.50 tiles/s; 768 px: 0.75 tiles/s; 2 vs 1 worker 1.67x")
     assert gpu_report.tiles_per_second("no table") == ""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("dask_cuda") is not None,
+                    reason="checks the refusal without dask-cuda")
+def test_gpu_workstation_refuses_cuda_mode_without_dask_cuda_in_one_line():
+    got = subprocess.run([sys.executable, str(DEPLOY / "gpu_workstation.py"), "--mode", "cuda",
+                          "--port", "0"], env=ENV, capture_output=True, text=True, timeout=60)
+    assert got.returncode == 2 and "Traceback" not in got.stderr
+    assert got.stderr.strip().splitlines() == [got.stderr.strip()]
+    assert "--mode cuda needs dask-cuda" in got.stderr
