@@ -61,10 +61,13 @@ class ProcessCluster:
         py = sys.executable
         # The scheduler's and workers' small HTTP servers bind where the cluster does.
         http = f"{host}:0"
-        self.procs.append(subprocess.Popen(
-            [py, "-m", "distributed.cli.dask_scheduler", "--host", host, "--port", str(port),
-             "--scheduler-file", str(file), "--dashboard-address", http]))
-        self.address = _wait_for_file(file, self.procs[0], timeout)
+        log = Path(self._dir.name) / "scheduler.log"  # INFO chatter; its last line on failure
+        with open(log, "wb") as sink:
+            self.procs.append(subprocess.Popen(
+                [py, "-m", "distributed.cli.dask_scheduler", "--host", host, "--port", str(port),
+                 "--scheduler-file", str(file), "--dashboard-address", http],
+                stdout=sink, stderr=subprocess.STDOUT))
+        self.address = _wait_for_file(file, self.procs[0], timeout, log)
         for i in range(workers):
             env = dict(os.environ)
             if devices:
@@ -91,16 +94,19 @@ class ProcessCluster:
         self._dir.cleanup()
 
 
-def _wait_for_file(file: Path, proc: subprocess.Popen, timeout: float) -> str:
+def _wait_for_file(file: Path, proc: subprocess.Popen, timeout: float, log: Path) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"the dask scheduler exited with code {proc.returncode}")
+            lines = log.read_text(errors="replace").strip().splitlines() or ["(no output)"]
+            raise SystemExit(f"gpu_workstation: the dask scheduler exited with code "
+                             f"{proc.returncode}: {lines[-1]}")
         try:
             return json.loads(file.read_text())["address"]
         except (OSError, ValueError, KeyError):
             time.sleep(0.1)
-    raise SystemExit(f"the dask scheduler did not start within {timeout:.0f} s")
+    proc.kill()
+    raise SystemExit(f"gpu_workstation: the dask scheduler did not start within {timeout:.0f} s")
 
 
 def start(args: argparse.Namespace) -> tuple[str, Any, str]:

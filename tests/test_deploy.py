@@ -253,3 +253,18 @@ def test_gpu_workstation_refuses_cuda_mode_without_dask_cuda_in_one_line():
     assert got.returncode == 2 and "Traceback" not in got.stderr
     assert got.stderr.strip().splitlines() == [got.stderr.strip()]
     assert "--mode cuda needs dask-cuda" in got.stderr
+
+
+def test_gpu_workstation_reports_a_busy_port_in_one_line():
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        got = subprocess.run([sys.executable, str(DEPLOY / "gpu_workstation.py"), "--port",
+                              str(port), "--mode", "processes"], env=ENV, capture_output=True,
+                             text=True, timeout=90)
+    assert got.returncode == 1 and "Traceback" not in got.stderr
+    assert got.stderr.strip().splitlines() == [got.stderr.strip()]
+    assert "the dask scheduler exited with code" in got.stderr
