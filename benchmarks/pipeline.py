@@ -168,6 +168,9 @@ def main() -> None:
                     help="frames of the DECTRIS-vs-native ingest comparison (0 = skip it)")
     ap.add_argument("--dectris-only", action="store_true",
                     help="only the DECTRIS-vs-native ingest comparison")
+    ap.add_argument("--skip-ingest", action="store_true",
+                    help="no raw-ingest capacity measurement (replay only, with --dectris-frames 0)")
+    ap.add_argument("--device", default="cpu", help="refinement's torch device (cpu, cuda, auto)")
     args = ap.parse_args()
     if args.dectris_only:
         args.skip_replay = True
@@ -179,7 +182,7 @@ def main() -> None:
             cfg = config_mod.load(None, [
                 f"sample.slices={args.slices}", f"sample.slice_thickness={640 / args.slices}",
                 "popout.patch=32", f"popout.step={max(8, args.size // 8)}",
-                f"refine.iterations={args.iterations}", "refine.device=cpu"])
+                f"refine.iterations={args.iterations}", f"refine.device={args.device}"])
             frames = movie(cfg, args.frames, args.size)
             popouts = [default_stages().popout(f, cfg) for f in frames]
             # Alternate the two measurements and keep the best of each: load from other work
@@ -219,7 +222,7 @@ def main() -> None:
                  f"{d_fps:8.0f} frames/s",
                  f"{d_fps / n_fps:.2f}x of native (target >= 0.5x; {d_got} frames)"),
             ]
-        for label, folder in ([] if args.dectris_only else places):
+        for label, folder in ([] if args.dectris_only or args.skip_ingest else places):
             with tempfile.TemporaryDirectory(dir=folder) as store_dir:
                 fps, got = ingest_capacity(args.ingest_frames, args.ingest_size, tmp,
                                            Path(store_dir))

@@ -126,6 +126,10 @@ class Stream:
     curve_clients: str = ""  # CURVE: folder of allowed senders' NAME.key ("" = any key pair)
     protocol: str = "native"  # wire protocol of `live`: "native" | "dectris" (SIMPLON stream v2)
     channel: str = ""  # DECTRIS channel stored (e.g. "threshold_1"); "" = the start's first
+    # px of the raw frame, [y0, x0, y1, x1] (y1, x1 exclusive); () = the whole frame. Compute
+    # sees only this region; the raw frame is stored whole (stream3d.view).
+    roi: tuple[int, ...] = ()
+    bin: int = 1  # sum bin x bin blocks of counts before compute (pixel size x bin)
 
     def check(self) -> None:
         _require(self.policy in ("all", "latest"), "stream.policy", 'must be "all" or "latest"')
@@ -137,6 +141,8 @@ class Stream:
         _require(self.torch_threads >= 0, "stream.torch_threads", "must be >= 0 (0 = automatic)")
         _require(self.protocol in ("native", "dectris"), "stream.protocol",
                  'must be "native" or "dectris"')
+        _require(self.bin >= 1, "stream.bin", "must be an integer >= 1 (1 = no binning)")
+        _check_roi(self.roi, self.bin)
 
 
 # Specimen kinds `stream3d simulate` can build (stream3d.specimen.catalog maps each to a builder).
@@ -229,14 +235,34 @@ class Config:
     popout: Popout = field(default_factory=Popout)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
-        """Plain nested dict (TOML-serialisable), e.g. for the run store's attributes."""
-        return dataclasses.asdict(self)
+        """Plain nested dict (TOML/JSON-serialisable: arrays as lists), e.g. for the run
+        store's attributes."""
+        return {section: {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+                for section, values in dataclasses.asdict(self).items()}
 
     def replace(self, section: str, **values: Any) -> Config:
         """A copy with ``values`` changed in ``section`` (validated like a loaded file)."""
         data = self.to_dict()
         data[section].update(values)
         return from_dict(data)
+
+
+def _check_roi(roi: tuple[int, ...], bin_: int) -> None:
+    """``stream.roi``: () or y0 < y1, x0 < x1, >= 0, height and width multiples of ``bin_``
+    (whether it lies inside the frame is checked once the frame's shape is known)."""
+    if not roi:
+        return
+    _require(len(roi) == 4, "stream.roi", f"must be [] (whole frame) or [y0, x0, y1, x1] px, "
+             f"got {list(roi)}")
+    y0, x0, y1, x1 = roi
+    _require(min(roi) >= 0, "stream.roi", f"{list(roi)} must have no negative pixel index")
+    _require(y1 > y0 and x1 > x0, "stream.roi",
+             f"{list(roi)} is empty: it needs y0 < y1 and x0 < x1 px (y1, x1 exclusive)")
+    h, w = y1 - y0, x1 - x0
+    fit = [y0, x0, y0 + max(h - h % bin_, bin_), x0 + max(w - w % bin_, bin_)]
+    _require(h % bin_ == 0 and w % bin_ == 0, "stream.roi",
+             f"{list(roi)} is {h} x {w} px, not a multiple of stream.bin = {bin_} px: "
+             f"e.g. {fit}")
 
 
 def _require(ok: bool, key: str, message: str) -> None:
@@ -277,6 +303,11 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{key} must be a string, got {value!r}")
         return value
+    if typing.get_origin(kind) is tuple:  # tuple[int, ...]: a TOML array of integers
+        if not isinstance(value, (list, tuple)) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise ConfigError(f"{key} must be an array of integers, got {value!r}")
+        return tuple(value)
     return value
 
 
@@ -355,6 +386,8 @@ def to_toml(config: Config) -> str:
                 literal = "true" if value else "false"
             elif isinstance(value, str):
                 literal = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            elif isinstance(value, (list, tuple)):
+                literal = "[" + ", ".join(repr(v) for v in value) + "]"
             else:
                 literal = repr(value)
             lines.append(f"{key} = {literal}")

@@ -12,9 +12,12 @@ This module is the only code that writes a run store (DESIGN.md "Run store"). La
       loss       (t,) float32  final data loss
       segments/  one small group per series segment: attributes {series, first, meta}
       masked     (t,) int32    pixels kept out of compute (detector mask, NODATA); -1 = not known
-      attributes: ome (OME-NGFF 0.5 multiscales of ``volume``) and
+      attributes: ome (OME-NGFF 0.5 multiscales of ``volume``: binned pixel size, ROI offset) and
                   stream3d = {version, config, counters, frames, frame_interval, segments,
-                              writer: {pid}}
+                              writer: {pid}, view: {roi, bin, shape, pixel_size, origin}}
+
+``popout`` and ``volume`` cover what compute sees (stream3d.view): ``stream.roi`` of the raw
+frame, binned ``stream.bin`` x ``stream.bin``; ``frames`` always holds the whole raw frame.
 
 One writer per store: :meth:`RunStore.open` takes an exclusive lock on the store's folder
 (:mod:`stream3d.store_lock`) and a second writer is refused at once, naming the holder's pid.
@@ -59,6 +62,7 @@ from stream3d.config import Config
 from stream3d.errors import UserError
 from stream3d.ome import multiscales
 from stream3d.store_lock import StoreLock
+from stream3d.view import View, view_for
 
 COUNTERS = ("received", "malformed", "gaps", "duplicates", "skipped", "failed")
 TABLE = ("frame_id", "timestamp", "status", "loss")
@@ -202,6 +206,7 @@ class RunStore:
         self._fast_masked: _ChunkFiles | None = None
         self.frame_shape: tuple[int, int] | None = None
         self.frame_dtype: np.dtype | None = None
+        self.view: View | None = None  # the part of each frame the volumes cover
         self._closed = False
 
     # ----------------------------------------------------------------------------- opening
@@ -228,7 +233,8 @@ class RunStore:
             state = group.attrs.get("stream3d")
             if not isinstance(state, Mapping) or "counters" not in state:
                 raise UserError(f"--out {path} is a Zarr group but not a stream3d run store")
-            _check_same_physics(path, state.get("config", {}), config)
+            _check_same_physics(path, state.get("config", {}), config,
+                                has_volumes="volume" in group.array_keys())
             store = cls(group, path, config, dict(state), lock)
             store._recover(state)
             store._write_attrs()
@@ -301,6 +307,7 @@ class RunStore:
         frames = self._arrays["frames"]
         self.frame_shape = tuple(int(s) for s in frames.shape[1:])
         self.frame_dtype = native_dtype(frames.dtype)
+        self.view = view_for(self.config, self.frame_shape)
         self._set_segments(segments, n)
         if n:
             ts = np.asarray(self._arrays["timestamp"][:n], dtype=np.float64)
@@ -335,13 +342,15 @@ class RunStore:
     def _create_arrays(self, shape: tuple[int, int], dtype: np.dtype) -> None:
         nz = self.config.sample.slices
         ny, nx = shape
+        view = view_for(self.config, shape)  # a ROI outside the frame: refused, nothing made
+        vy, vx = view.shape
         g = self._group
         specs = {
             "frames": dict(shape=(0, ny, nx), chunks=(1, ny, nx), dtype=dtype, fill_value=0,
                            compressors=_RAW_CODECS),
-            "popout": dict(shape=(0, nz, ny, nx), chunks=(1, nz, ny, nx), dtype="float32",
+            "popout": dict(shape=(0, nz, vy, vx), chunks=(1, nz, vy, vx), dtype="float32",
                            fill_value=np.nan),
-            "volume": dict(shape=(0, nz, ny, nx), chunks=(1, nz, ny, nx), dtype="float32",
+            "volume": dict(shape=(0, nz, vy, vx), chunks=(1, nz, vy, vx), dtype="float32",
                            fill_value=np.nan),
             "frame_id": dict(shape=(0,), chunks=(1,), dtype="int64", fill_value=-1,
                            compressors=None),
@@ -364,6 +373,7 @@ class RunStore:
         self._use_fast_path()
         self.frame_shape = (int(ny), int(nx))
         self.frame_dtype = np.dtype(dtype)
+        self.view = view
 
     def _use_fast_path(self) -> None:
         names = ("frames", "timestamp", "frame_id", "status")
@@ -411,6 +421,13 @@ class RunStore:
     def current_series(self) -> Any:
         """The series of the last segment (None before any)."""
         return self.series[-1]["series"] if self.series else None
+
+    @property
+    def volume_shape(self) -> tuple[int, int, int] | None:
+        """(z, y, x) of one frame's volume (the view's binned shape); None before any frame."""
+        if self.view is None:
+            return None
+        return (self.config.sample.slices, *self.view.shape)
 
     def read_frame(self, t: int) -> np.ndarray:
         """Raw frame t (y, x) in its stored dtype."""
@@ -540,7 +557,7 @@ class RunStore:
         """Write frame t's volumes and loss, then its status, then ``counters``."""
         if not 0 <= t < len(self):
             raise IndexError(f"frame index {t} is outside the store (0..{len(self) - 1})")
-        shape = (self.config.sample.slices, *self.frame_shape)
+        shape = self.volume_shape
         for name, vol in (("popout", popout), ("volume", volume)):
             if vol is not None:
                 vol = np.asarray(vol, dtype=np.float32)
@@ -590,9 +607,16 @@ class RunStore:
         self._reconcile()
         interval = self.frame_interval()
         attrs: dict[str, Any] = {}
+        view: dict[str, Any] = {}
         if self._arrays:  # OME-Zarr's multiscales may only name a `volume` that exists
-            attrs["ome"] = multiscales("volume", frame_interval=interval,
-                                       slice_thickness=s.slice_thickness, pixel_size=s.pixel_size)
+            v = self.view
+            # A binned pixel's centre is its raw block's centre: raw index y0 + (bin - 1) / 2.
+            half = (v.bin - 1) / 2
+            attrs["ome"] = multiscales(
+                "volume", frame_interval=interval, slice_thickness=s.slice_thickness,
+                pixel_size=v.pixel_size,
+                translation=((v.roi[0] + half) * s.pixel_size, (v.roi[1] + half) * s.pixel_size))
+            view = {"view": v.attrs()}
         self._group.update_attributes({  # one metadata write (attrs.update makes one per key)
             **attrs,
             "stream3d": {
@@ -603,6 +627,7 @@ class RunStore:
                 "frame_interval": interval,
                 "segments": len(self.series),
                 "writer": {"pid": os.getpid()},
+                **view,
             },
         })
 
@@ -667,15 +692,19 @@ def open_run(path: str | Path) -> zarr.Group:
     return group
 
 
-def _check_same_physics(path: Path, stored: Mapping[str, Any], config: Config) -> None:
+def _check_same_physics(path: Path, stored: Mapping[str, Any], config: Config, *,
+                        has_volumes: bool = False) -> None:
     now = config.to_dict()
-    for section in _PHYSICAL_SECTIONS:
-        for key, value in now[section].items():
-            old = stored.get(section, {}).get(key, value)
-            if old != value:
-                raise UserError(
-                    f"--out {path} was recorded with {section}.{key}={old!r}, the config says "
-                    f"{value!r}: use the same {section}.{key} to resume, or a new --out")
+    keys = [(section, key) for section in _PHYSICAL_SECTIONS for key in now[section]]
+    if has_volumes:  # the volumes' shape and place follow the view
+        keys += [("stream", "roi"), ("stream", "bin")]
+    for section, key in keys:
+        value = now[section][key]
+        old = stored.get(section, {}).get(key, value)
+        if old != value:  # to_dict and the stored JSON both hold arrays as lists
+            raise UserError(
+                f"--out {path} was recorded with {section}.{key}={old!r}, the config says "
+                f"{value!r}: use the same {section}.{key} to resume, or a new --out")
 
 
 def _remove_abandoned_creations(path: Path) -> None:

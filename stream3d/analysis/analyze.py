@@ -145,7 +145,7 @@ def measure_frames(run: Run, done: np.ndarray, level: float, *, line_yx: tuple[n
                                        min_part_volume=min_part_volume, resolution=resolution)
         got.objects[t] = frame_objects(volume, frame=t, t=float(run.time[t]), sampling=run.sampling,
                                        level=level, min_volume_nm3=min_part_volume,
-                                       resolution=resolution)
+                                       resolution=resolution, origin=run.origin)
         got.tips[t] = skeleton_tips(occ, run.sampling, min_volume=min_part_volume * NM**3)
         if mesh_dir is not None:
             verts, faces = material_surface(occ, run.sampling,

@@ -82,11 +82,14 @@ def owned_regions(labels: np.ndarray) -> np.ndarray:
 
 def frame_objects(volume: np.ndarray, *, frame: int, t: float, sampling: Sequence[float],
                   level: float, min_volume_nm3: float = 1.0,
-                  resolution: float = 0.0) -> FrameObjects:
+                  resolution: float = 0.0,
+                  origin: tuple[float, float] = (0.0, 0.0)) -> FrameObjects:
     """Label and measure the objects of one (z, y, x) volume sampled at (dz, dy, dx) Å.
 
     ``level``: full material (V, or 1 for an occupancy); ``min_volume_nm3``: smallest object;
-    ``resolution``: Å FWHM at which surfaces are measured (0: the pixel grid's, anti-aliased).
+    ``resolution``: Å FWHM at which surfaces are measured (0: the pixel grid's, anti-aliased);
+    ``origin``: (y, x) Å of the volume's corner in the whole frame (a region of interest's
+    offset), added to the centroids.
     """
     dz, dy, dx = (float(s) for s in sampling)
     ratio = material_ratio(volume, level)
@@ -100,7 +103,8 @@ def frame_objects(volume: np.ndarray, *, frame: int, t: float, sampling: Sequenc
     weight = np.clip(ratio, 0.0, None)
     mass = np.bincount(region.ravel(), weights=weight.ravel(), minlength=n + 1)
     nz, ny, nx = occ.shape
-    axes = (slice_centres(nz, dz), (np.arange(ny) + 0.5) * dy, (np.arange(nx) + 0.5) * dx)
+    axes = (slice_centres(nz, dz), origin[0] + (np.arange(ny) + 0.5) * dy,
+            origin[1] + (np.arange(nx) + 0.5) * dx)
     index = np.arange(1, n + 1)
     centroid = [np.asarray(ndimage.sum_labels(weight * _along(c, axis, occ.ndim), region, index))
                 / mass[1:] for axis, c in enumerate(axes)]

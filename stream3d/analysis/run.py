@@ -67,6 +67,8 @@ class Run:
     counters: dict[str, Any] = field(default_factory=dict)  # received, malformed, gaps, ...
     version: str = ""  # stream3d version that wrote the store
     attrs: dict[str, Any] = field(default_factory=dict)  # every group attribute, as stored
+    # (y, x) Å of the volume's corner in the whole raw frame: the ROI offset (stream.roi)
+    origin: tuple[float, float] = (0.0, 0.0)
 
     @property
     def volume(self) -> Any:
@@ -84,15 +86,16 @@ class Run:
 
     def coords(self) -> dict[str, np.ndarray]:
         """Coordinates (voxel centres): t (s), z depth below the entrance plane (Å), height
-        above the exit plane (Å, along z), y and x (Å)."""
+        above the exit plane (Å, along z), y and x (Å, in the whole raw frame: a run over a
+        region of interest starts at its offset)."""
         nt, nz, ny, nx = self.shape
         dz, dy, dx = self.sampling
         return {
             "t": self.time,
             "z": (np.arange(nz) + 0.5) * dz,
             "height": (nz - np.arange(nz) - 0.5) * dz,
-            "y": (np.arange(ny) + 0.5) * dy,
-            "x": (np.arange(nx) + 0.5) * dx,
+            "y": self.origin[0] + (np.arange(ny) + 0.5) * dy,
+            "x": self.origin[1] + (np.arange(nx) + 0.5) * dx,
         }
 
     def frame(self, t: int) -> np.ndarray:
@@ -169,8 +172,17 @@ def read_run(path: str | Path, *, array: str | None = None) -> Run:
         status=status, status_names=names,
         loss=tables.get("loss", np.full(n, np.nan)).astype(np.float64),
         config=cfg, counters=dict(meta.get("counters") or {}), version=str(meta.get("version", "")),
-        attrs=attrs,
+        attrs=attrs, origin=_origin(meta),
     )
+
+
+def _origin(meta: Mapping[str, Any]) -> tuple[float, float]:
+    """(y, x) Å of the ROI's corner recorded in ``stream3d.view`` (0, 0 without one)."""
+    try:
+        y, x = (float(v) for v in meta["view"]["origin"])
+        return (y, x)
+    except (KeyError, TypeError, ValueError):
+        return (0.0, 0.0)
 
 
 def _dims(a: Any) -> tuple[str, ...]:

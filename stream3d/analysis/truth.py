@@ -49,14 +49,21 @@ def compare_to_truth(run_path: str | Path, truth_path: str | Path) -> list[Frame
     statuses = np.asarray(group["status"][:])
     truth_ids = {int(i): k for k, i in enumerate(np.asarray(truth["frame_id"][:])) if i >= 0}
     occupancy = truth["occupancy"]
-    if tuple(occupancy.shape[1:]) != tuple(group["volume"].shape[1:]):
-        raise UserError(f"truth {truth_path} has (z, y, x) {tuple(occupancy.shape[1:])}, the run "
-                        f"{tuple(group['volume'].shape[1:])}: not the movie of this run")
+    seen = run_view(group)
+    nz, ny, nx = (int(n) for n in occupancy.shape[1:])
+    have: tuple[int, ...] | None = (nz, ny, nx)
+    if seen is not None:  # the run's region of interest, binned: it must lie in the truth
+        (y0, x0, y1, x1), b = seen
+        have = (nz, (y1 - y0) // b, (x1 - x0) // b) if y1 <= ny and x1 <= nx else None
+    if have != tuple(group["volume"].shape[1:]):
+        view = "" if seen is None else f" (the run saw roi {list(seen[0])}, bin {seen[1]})"
+        raise UserError(f"truth {truth_path} has (z, y, x) {(nz, ny, nx)}, the run "
+                        f"{tuple(group['volume'].shape[1:])}{view}: not the movie of this run")
     rows = []
     for t, (fid, code) in enumerate(zip(ids.tolist(), statuses.tolist())):
         if fid not in truth_ids:
             continue
-        occ = np.asarray(occupancy[truth_ids[fid]])
+        occ = as_run_sees(np.asarray(occupancy[truth_ids[fid]]), seen)
         errs = []
         for name in ("popout", "volume"):
             v = np.asarray(group[name][t])
@@ -101,6 +108,27 @@ def summary_lines(rows: list[FrameErrors]) -> list[str]:
     return lines
 
 
+def run_view(group: zarr.Group) -> tuple[tuple[int, int, int, int], int] | None:
+    """(roi, bin) of a run that reconstructed a region of interest or binned frames
+    (``stream3d.view``), None when its volumes cover the whole frame."""
+    view = (group.attrs.get("stream3d") or {}).get("view") or {}
+    try:
+        roi, b = tuple(int(v) for v in view["roi"]), int(view["bin"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (roi, b) if len(roi) == 4 and b >= 1 else None
+
+
+def as_run_sees(occupancy: np.ndarray, seen: tuple[tuple[int, ...], int] | None) -> np.ndarray:
+    """A true occupancy (z, y, x) on the run's grid: its ROI, each bin x bin block's mean
+    material fraction (a binned pixel holds the mean of the raw pixels it sums)."""
+    if seen is None:
+        return occupancy
+    from stream3d.view import crop_bin
+
+    return crop_bin(occupancy, seen[0], seen[1], "mean")
+
+
 def _open_truth(path: Path) -> zarr.Group:
     try:
         group = zarr.open_group(str(path), mode="r")
@@ -133,8 +161,10 @@ def write_comparison(run_path: str | Path, truth_path: str | Path, out: str | Pa
     truth_index = {int(i): k for k, i in enumerate(np.asarray(truth["frame_id"][:])) if i >= 0}
     shown = [rows[k] for k in spread(np.arange(len(rows)), frames)]
     volumes = []
+    seen = run_view(group)
     for r in shown:
-        occ = np.asarray(truth["occupancy"][truth_index[r.frame_id]], dtype=np.float64)
+        occ = as_run_sees(np.asarray(truth["occupancy"][truth_index[r.frame_id]]), seen)
+        occ = occ.astype(np.float64)
         mine = []
         for name in ("popout", "volume"):
             v = np.asarray(group[name][r.t]) if name in group else None

@@ -22,6 +22,7 @@ from stream3d.stream.pipeline import RunOptions, Summary, run_pipeline
 from stream3d.stream.pixel_mask import stages_for_store
 from stream3d.stream.sources import FileSource, NoSource, ZmqSource
 from stream3d.stream.status import live_status
+from stream3d.view import view_for
 
 log = logging.getLogger("stream3d.stream")
 
@@ -179,6 +180,8 @@ def _check_movie_fits(movie: Path, out: Path, config: Config, *, reconstruct: bo
             if first.shape != shape or native_dtype(first.dtype) != native_dtype(dtype):
                 raise UserError(f"movie {movie} has {first.dtype} {first.shape} frames, the run "
                                 f"store {out} holds {dtype} {shape}: use a new --out")
+    if first is not None:
+        view_for(config, first.shape)  # the ROI lies inside the frame (the store's volumes)
     if first is not None and reconstruct:  # raw frames alone fit whatever popout.patch is
         check_frames_fit(first.shape, config)
     if size is not None and abs(size - config.sample.pixel_size) > 0.01 * config.sample.pixel_size:

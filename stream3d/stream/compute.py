@@ -54,20 +54,27 @@ class Stages:
 
 
 def default_stages() -> Stages:
-    """The real stages: stream3d.popout.popout and stream3d.refine.Refiner."""
+    """The real stages, stream3d.popout.popout and stream3d.refine.Refiner, fed the view of
+    each frame that ``stream.roi`` and ``stream.bin`` ask for."""
     from stream3d.popout import popout
     from stream3d.refine import Refiner
+    from stream3d.stream.view_stages import ViewPopout, ViewRefinerFactory
 
-    return Stages(popout=popout, refiner=Refiner)
+    return Stages(popout=ViewPopout(popout), refiner=ViewRefinerFactory(Refiner))
 
 
 def check_frames_fit(shape: Sequence[int], config: Config) -> None:
-    """One clear error, before any compute, when frames are too small for pop-out's patches."""
+    """One clear error, before any compute, when the ROI does not fit the frames or what
+    compute sees (ROI, binned) is too small for pop-out's patches."""
+    from stream3d.view import view_for
+
+    view = view_for(config, shape)
     patch = config.popout.patch
-    if min(shape) < patch:
-        raise UserError(f"frames are {shape[0]} x {shape[1]} px, smaller than popout.patch = "
-                        f"{patch} px: set popout.patch <= {min(shape)} (and popout.step <= it), "
-                        "or record with --record-only")
+    if min(view.shape) < patch:
+        what = "frames are" if view.whole else "stream.roi / stream.bin leave"
+        raise UserError(f"{what} {view.shape[0]} x {view.shape[1]} px, smaller than "
+                        f"popout.patch = {patch} px: set popout.patch <= {min(view.shape)} (and "
+                        "popout.step <= it), or record with --record-only")
 
 
 class Reconstructor:

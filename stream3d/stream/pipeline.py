@@ -238,8 +238,7 @@ class Pipeline:
             seconds_per_frame=list(self._recon.seconds) if self._recon else [],
             stalls=self._writer.stalls, spilled=self._backlog.spilled,
             ingest_seconds=_span(self._ingest.first_at, self._writer.last_append_at),
-            shape=(len(store), self.config.sample.slices, *store.frame_shape)
-            if store.frame_shape else None)
+            shape=(len(store), *store.volume_shape) if store.volume_shape else None)
 
 
 def refine_threads(config: Config) -> int:
