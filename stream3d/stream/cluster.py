@@ -9,6 +9,9 @@ from typing import Any
 
 from stream3d.errors import UserError
 
+#: The worker resource a refinement tile task asks for (``dask worker --resources GPU=1``).
+GPU = "GPU"
+
 
 @contextlib.contextmanager
 def dask_client(scheduler: str | None, *, threads: int, timeout: float = 20.0) -> Iterator[Any]:
@@ -44,3 +47,16 @@ def dask_client(scheduler: str | None, *, threads: int, timeout: float = 20.0) -
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def gpu_workers(client: Any) -> list[str]:
+    """Addresses of the cluster's workers that offer at least one ``GPU`` resource (where
+    refinement tiles run; an embedded local cluster has none)."""
+    import inspect
+
+    # distributed >= 2024.8 lists only a few workers unless asked for all of them.
+    everyone = {"n_workers": -1} if "n_workers" in inspect.signature(
+        client.scheduler_info).parameters else {}
+    workers = client.scheduler_info(**everyone)["workers"]
+    return sorted(addr for addr, info in workers.items()
+                  if (info.get("resources") or {}).get(GPU, 0) >= 1)
