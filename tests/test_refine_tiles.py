@@ -19,8 +19,8 @@ from stream3d.config import Config, ConfigError
 from stream3d.errors import UserError
 from stream3d.popout import PopoutResult, popout
 from stream3d.refine import Refiner
-from stream3d.refine.tiles import (CROP_MULTIPLE, FIT_REACH_PX, axis_plan, frame_plan, halo_px,
-                                   plan_tiles, reach_angstrom)
+from stream3d.refine.tiles import (FIT_REACH_PX, axis_plan, fft_size, frame_plan, halo_px,
+                                   reach_angstrom)
 from stream3d.simulate import simulate_frame
 from stream3d.specimen import column_height, column_thickness, three_discs, tilted_slab
 
@@ -53,9 +53,10 @@ def test_reach_follows_the_aperture_the_worst_defocus_and_the_astigmatism():
 def test_plan_of_a_2048_frame_with_the_default_config():
     tiles = frame_plan((2048, 2048), Config())
     # n = ceil((2048 - 2 x 29) / (512 - 2 x 29)) = 5 per axis; crops shrink to the smallest
-    # 16-px multiple that holds a 398-px interior and its halos.
+    # fast FFT size (2^a 3^b 5^c 7^d) that holds a 398-399 px interior and its halos: 480.
     assert len(tiles) == 25
-    assert {t.crop_y[1] - t.crop_y[0] for t in tiles} == {464}
+    assert {t.crop_y[1] - t.crop_y[0] for t in tiles} == {480}
+    assert [fft_size(n) for n in (456, 464, 480, 481, 1)] == [480, 480, 480, 486, 1]
     assert frame_plan((512, 512), Config())[0].crop == (slice(0, 512), slice(0, 512))
     assert len(frame_plan((4096, 4096), Config().replace("refine", tile=0))) == 1
 
@@ -75,8 +76,8 @@ def test_axis_plan_partitions_the_axis_with_full_halos_inside_the_frame(size, ti
         assert c1 - i1 >= halo or c1 == size
     if size > tile:
         assert len(plan) == math.ceil((size - 2 * halo) / (tile - 2 * halo))  # the fewest
-        assert (plan[0][0][1] - plan[0][0][0]) % CROP_MULTIPLE == 0 or plan[0][0][1] - \
-            plan[0][0][0] == tile
+        crop = plan[0][0][1] - plan[0][0][0]
+        assert crop == fft_size(crop) or crop == tile  # a fast FFT size unless capped
 
 
 def test_a_tile_too_small_for_its_halo_is_one_clear_error():
@@ -208,16 +209,21 @@ def test_tiles_run_as_tasks_on_both_gpu_workers_and_match_the_local_result(gpu_c
 
     from stream3d.refine.distributed import DaskTiles
     from stream3d.stream.cluster import gpu_workers
+    from stream3d.stream.compute import _build_refiner, default_stages
 
     frame, pop = _discs_frame(0)
     local = Refiner(FAST).refine(frame, pop)
     with Client(gpu_cluster, timeout=60) as client:
         client.wait_for_workers(2, timeout=60)
         assert len(gpu_workers(client)) == 2
-        refiner = Refiner(FAST, tiles=DaskTiles(client))
+        refiner = _build_refiner(default_stages(), FAST, client)  # what --scheduler builds
+        assert isinstance(refiner.tiles, DaskTiles)
         with get_task_stream(client) as stream:
             remote = refiner.refine(frame, pop)
             warm = refiner.refine(*_discs_frame(1))
+        # A tile that fails on a worker fails the frame with the worker's one-line error.
+        with pytest.raises(UserError, match="negative counts"):
+            Refiner(FAST, tiles=DaskTiles(client)).refine(frame.astype(np.float32) - 1e6, pop)
     tiles = [t for t in stream.data if t["key"].startswith("refine-tile-")]
     assert len(tiles) == 8  # 4 tiles x 2 frames
     assert len({t["worker"] for t in tiles}) == 2  # both workers refined tiles
