@@ -221,6 +221,11 @@ def test_tiles_run_as_tasks_on_both_gpu_workers_and_match_the_local_result(gpu_c
         with get_task_stream(client) as stream:
             remote = refiner.refine(frame, pop)
             warm = refiner.refine(*_discs_frame(1))
+        # Affinity: each tile's warm state stays on its worker, and its next task runs there.
+        sticky = Refiner(FAST, tiles=DaskTiles(client, affinity=True))
+        with get_task_stream(client) as held:
+            sticky.refine(frame, pop)
+            held_warm = sticky.refine(*_discs_frame(1))
         # A tile that fails on a worker fails the frame with the worker's one-line error.
         with pytest.raises(UserError, match="negative counts"):
             Refiner(FAST, tiles=DaskTiles(client)).refine(frame.astype(np.float32) - 1e6, pop)
@@ -230,6 +235,13 @@ def test_tiles_run_as_tasks_on_both_gpu_workers_and_match_the_local_result(gpu_c
     np.testing.assert_allclose(remote.volume, local.volume, atol=1e-3)
     assert remote.loss == pytest.approx(local.loss, rel=1e-4)
     assert warm.warm and "(4 warm)" in warm.message  # the warm state travelled with the tasks
+    placed = {}
+    for t in held.data:
+        if t["key"].startswith("refine-tile-"):
+            placed.setdefault(int(t["key"].rsplit("-", 1)[1]), []).append(t["worker"])
+    assert sorted(placed) == [0, 1, 2, 3]
+    assert all(len(w) == 2 and w[0] == w[1] for w in placed.values()), placed
+    assert held_warm.warm and "(4 warm)" in held_warm.message
 
 
 def test_the_embedded_cluster_has_no_gpu_workers_so_tiles_stay_local():

@@ -21,12 +21,12 @@ import torch
 
 from stream3d.config import Config
 from stream3d.refine.refiner import TileJob, TileOutcome, refine_tile
-from stream3d.stream.cluster import GPU, gpu_workers
+from stream3d.stream.cluster import GPU
 
 
 def _refine_held(job: TileJob, held: TileOutcome | None, config: Config) -> TileOutcome:
     """refine_tile with the warm state taken from the tile's previous outcome (on this worker)."""
-    if held is not None and held.result.volume is not None:
+    if held is not None:
         job.previous, job.reference = held.result.volume, held.reference
     return refine_tile(job, config)
 
@@ -49,8 +49,9 @@ class DaskTiles:
             if self.affinity:
                 held = self._held.get(i) if job.previous is not None else None
                 light = TileJob(job.frame, job.popout)  # the warm state stays on the worker
-                where = {"workers": list(self.client.who_has([held])[held.key])} \
-                    if held is not None else {}
+                holders = list(self.client.who_has([held]).get(held.key, ())) \
+                    if held is not None else []
+                where = {"workers": holders} if holders else {}  # a lost worker: anywhere
                 future = self.client.submit(_refine_held, light, held, config, key=key,
                                             resources={GPU: 1}, pure=False, **where)
             else:
@@ -64,10 +65,3 @@ class DaskTiles:
         for future in as_completed(futures):
             yield index[future.key], future.result()
 
-
-def tile_runner(client: Any, *, affinity: bool = False) -> DaskTiles | None:
-    """Dask tile tasks when ``client``'s cluster has GPU workers; None (refine locally) when
-    it has none, as the embedded local cluster."""
-    if client is None or not gpu_workers(client):
-        return None
-    return DaskTiles(client, affinity=affinity)

@@ -13,6 +13,7 @@ thread (:class:`LocalTiles`) or as dask tasks on GPU workers (:mod:`stream3d.ref
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -154,8 +155,9 @@ class Refiner:
             volume[(slice(None), *tile.inner)] = \
                 outcome.result.volume[(slice(None), *tile.inner_in_crop)]
             loss[tile.inner] = outcome.reference[tile.inner_in_crop]
-            outcome.result.volume = None  # the crop is stitched: free it now
-            results[index], references[index] = outcome.result, outcome.reference
+            # Keep the figures, not the crop's volume (it is stitched): memory stays one tile.
+            results[index] = dataclasses.replace(outcome.result, volume=None)
+            references[index] = outcome.reference
         self.previous, self.references = volume, references
         return _combined(volume, loss, plan, results, time.perf_counter() - clock)
 
