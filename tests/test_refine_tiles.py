@@ -85,6 +85,21 @@ def test_a_tile_too_small_for_its_halo_is_one_clear_error():
         frame_plan((600, 600), Config().replace("refine", tile=50))
     with pytest.raises(ConfigError, match="refine.tile must be >= 0"):
         Config().replace("refine", tile=-1)
+    with pytest.raises(UserError, match=r"refine.tile = 50 px"):  # before any frame arrives
+        Refiner(Config().replace("refine", tile=50, device="cpu"))
+
+
+def test_a_tile_too_small_fails_the_command_with_one_line_and_exit_code_2(tmp_path):
+    from typer.testing import CliRunner
+
+    from stream3d.cli import app
+    from stream3d.movie_io import write_mrc_movie
+
+    write_mrc_movie(tmp_path / "m.mrc", np.zeros((1, 64, 64), np.uint16), pixel_size=1.0)
+    result = CliRunner().invoke(app, ["reconstruct", str(tmp_path / "m.mrc"), "--out",
+                                      str(tmp_path / "r.zarr"), "--set", "refine.tile=50"])
+    assert result.exit_code == 2, result.output
+    assert "refine.tile = 50 px" in result.output and "Traceback" not in result.output
 
 
 # ----------------------------------------------------------------------------- refinement

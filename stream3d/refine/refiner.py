@@ -30,7 +30,7 @@ from stream3d.refine.measurement import measured_intensity, uniform_volume
 from stream3d.refine.model import ImagingModel
 from stream3d.refine.pipeline import refine_volume
 from stream3d.refine.result import RefineResult
-from stream3d.refine.tiles import Tile, frame_plan
+from stream3d.refine.tiles import Tile, check_tile, frame_plan
 from stream3d.refine.warmstart import residual_map, warm_start
 
 if TYPE_CHECKING:  # pop-out is built beside this package; only its volume is used here
@@ -112,6 +112,7 @@ class Refiner:
 
     def __init__(self, config: Config, device: str | torch.device | None = None, *,
                  tiles: TileRunner | None = None) -> None:
+        check_tile(config)
         self.config = config
         self.device = resolve_device(config.refine.device if device is None else device)
         self.tiles: TileRunner = tiles if tiles is not None else LocalTiles()

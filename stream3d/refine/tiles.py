@@ -93,15 +93,27 @@ def halo_px(config) -> int:
     return math.ceil(reach / s.pixel_size) + FIT_REACH_PX
 
 
+def check_tile(config) -> None:
+    """One clear error when ``refine.tile`` leaves no interior inside the halos (checked when
+    a refiner is built, before any frame arrives)."""
+    tile, halo = config.refine.tile, halo_px(config)
+    if 0 < tile <= 2 * halo:
+        raise UserError(_too_small(tile, halo))
+
+
+def _too_small(tile: int, halo: int) -> str:
+    return (f"refine.tile = {tile} px leaves no interior inside the halo of {halo} px each side "
+            f"(lens delocalisation and propagation spread): use refine.tile >= {2 * halo + 16} "
+            "or 0 (whole frame)")
+
+
 def axis_plan(size: int, tile: int, halo: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:
     """(crop, interior) ranges along one axis of ``size`` px: tiles of at most ``tile`` px with
     ``halo`` px around every interior (see the module doc). ``tile`` 0 = one tile."""
     if tile <= 0 or size <= tile:
         return [((0, size), (0, size))]
     if tile <= 2 * halo:
-        raise UserError(f"refine.tile = {tile} px leaves no interior inside the halo of {halo} px "
-                        f"each side (lens delocalisation and propagation spread): use "
-                        f"refine.tile >= {2 * halo + 16} or 0 (whole frame)")
+        raise UserError(_too_small(tile, halo))
     step = tile - 2 * halo
     n = math.ceil((size - 2 * halo) / step)
     middle = (size - 2 * halo) / n  # interior of a middle tile; the edge ones are halo longer
