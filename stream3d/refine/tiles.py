@@ -12,8 +12,9 @@ each interior holds everything the interior's image depends on and keeps the wra
 outside it. Measured (tests/test_refine_tiles.py): taking interiors only leaves no seam in
 column height or thickness; blending the overlap is not needed.
 
-Plan along one axis of N px with tiles of at most T px and halo H (T > 2H): the fewest tiles
-n = ceil((N - 2H) / (T - 2H)); interiors split the frame evenly (the first and last are H px
+Plan along one axis of N px with tiles of at most T px and halo H (T > 2H): at least
+n = ceil((N - 2H) / (T - 2H)) tiles, or up to 3 more where that makes less crop in all (time
+and memory follow the crops' pixels); interiors split the frame evenly (the first and last are H px
 longer: a frame edge needs no halo, it is an edge of the untiled model too); every crop is
 the same size (the smallest that holds its interior and halo, rounded up to a product of 2,
 3, 5 and 7: measured, a 464 px FFT (16 x 29) takes 3-6x longer per pixel than a 480 px one)
@@ -114,16 +115,24 @@ def axis_plan(size: int, tile: int, halo: int) -> list[tuple[tuple[int, int], tu
         return [((0, size), (0, size))]
     if tile <= 2 * halo:
         raise UserError(_too_small(tile, halo))
-    step = tile - 2 * halo
-    n = math.ceil((size - 2 * halo) / step)
+    fewest = math.ceil((size - 2 * halo) / (tile - 2 * halo))
+    # Rounding crops up to FFT sizes can make one more tile cheaper (2048 px: 6 of 392 px,
+    # 2352 px of crops, against 5 of 480 px, 2400): take the least total crop length.
+    n = min(range(fewest, fewest + 4), key=lambda k: k * _crop(size, k, tile, halo))
     middle = (size - 2 * halo) / n  # interior of a middle tile; the edge ones are halo longer
     bounds = [0] + [halo + round(i * middle) for i in range(1, n)] + [size]
-    crop = min(tile, size, fft_size(math.ceil(middle) + 2 * halo))
+    crop = _crop(size, n, tile, halo)
     plan = []
     for start, stop in zip(bounds[:-1], bounds[1:]):
         c0 = min(max(start - halo, 0), size - crop)
         plan.append(((c0, c0 + crop), (start, stop)))
     return plan
+
+
+def _crop(size: int, n: int, tile: int, halo: int) -> int:
+    """Crop edge (px) of ``n`` tiles along ``size`` px: a middle interior and two halos, at
+    a fast FFT size, at most ``tile``."""
+    return min(tile, size, fft_size(math.ceil((size - 2 * halo) / n) + 2 * halo))
 
 
 def plan_tiles(shape: tuple[int, int], tile: int, halo: int) -> list[Tile]:
