@@ -81,7 +81,7 @@ def measure(frame_path: str, popout_out: str) -> dict:
     clock = time.perf_counter()
     result = Refiner(config).refine(frame, pop)
     t_refine = time.perf_counter() - clock
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # kB -> GB
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # kiB -> GiB
     if popout_out:
         np.save(popout_out, pop.volume)
     return {"size": int(frame.shape[0]), "tiles": len(frame_plan(frame.shape, config)),
@@ -204,7 +204,8 @@ def main() -> None:
 
 def _report(rows: list[dict], big: int, mid: int, one: float, two: float, send: dict,
             held: dict) -> None:
-    print("| frame (px) | tiles | pop-out (s) | refine (s) | frame (s) | s / Mpx | peak RSS (GB) |")
+    print("| frame (px) | tiles | pop-out (s) | refine (s) | frame (s) | s / Mpx "
+          "| peak RSS (GiB) |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         mpx = r["size"] ** 2 / 1e6
