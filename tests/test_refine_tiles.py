@@ -193,6 +193,22 @@ def test_warm_starts_are_per_tile_from_the_stitched_previous_volume():
     assert second.warm and "(4 warm)" in second.message
 
 
+def test_freed_memory_is_released_where_glibc_is_and_skipped_where_not(monkeypatch):
+    import ctypes
+
+    from stream3d.refine import refiner as module
+
+    assert module.release_freed_memory() in (True, False)
+
+    def no_libc(name):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_libc)
+    assert module.release_freed_memory() is False
+    frame, pop = _discs_frame(0)  # a tiled refinement runs on without it
+    assert Refiner(FAST).refine(frame, pop).volume.shape == (8, 128, 128)
+
+
 # ----------------------------------------------------------------------------- distributed
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}

@@ -13,6 +13,7 @@ thread (:class:`LocalTiles`) or as dask tasks on GPU workers (:mod:`stream3d.ref
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import time
 from collections import Counter
@@ -147,6 +148,7 @@ class Refiner:
             outcome = next(iter(self.tiles.run(jobs, self.config, self.device, self.callback)))[1]
             self.previous, self.references = outcome.result.volume, [outcome.reference]
             return outcome.result
+        release_freed_memory()
         volume = np.zeros(popout_volume.shape, np.float32)
         loss = np.zeros(frame.shape, np.float32)  # per pixel, from each tile's interior
         results: list[RefineResult | None] = [None] * len(plan)
@@ -185,6 +187,18 @@ def _combined(volume: np.ndarray, loss_map: np.ndarray, plan: Sequence[Tile],
         warm=warm > 0, evaluations=sum(r.evaluations for r in results),
         message=(f"{len(plan)} tiles of {crop[0]} x {crop[1]} px ({warm} warm): {ended} "
                  f"(loss {loss:.4g})"))
+
+
+def release_freed_memory() -> bool:
+    """Hand the heap's free pages back to the OS (glibc ``malloc_trim``); False where there is
+    no glibc. Why: pop-out's worker threads free their transient arrays into their own malloc
+    arenas, which keep the pages; measured on a 2048² frame, 0.6 GiB of the 1.6 GiB resident
+    after pop-out was such free memory, and the tiles' allocations came on top of it."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        return False
+    return True
 
 
 def _cold_start(frame: np.ndarray, popout_volume: np.ndarray, model: ImagingModel,
