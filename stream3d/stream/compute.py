@@ -40,7 +40,8 @@ class RefinerLike(Protocol):
 @dataclass(frozen=True)
 class Stages:
     """The two compute stages: ``popout(frame, config)`` (a picklable top-level function, run
-    as a dask task) and ``refiner(config, device)`` building the sequential warm-started refiner."""
+    as a dask task) and ``refiner(config, device)`` building the sequential warm-started refiner
+    (called with ``tiles=`` as well when the cluster has GPU workers for its tiles)."""
 
     popout: Callable[..., Any]
     refiner: Callable[..., RefinerLike]
