@@ -99,6 +99,10 @@ class Refine:
     window: int = 8  # px, an object's loss window extends this far beyond it
     warm_blend: float = 0.5  # weight of the previous frame's heights in a warm start (vs pop-out's)
     scene_change: float = 2.0  # warm start replaced by pop-out where loss > this x before
+    # px, edge of the largest square crop refined at once (halo included): memory follows it,
+    # not the frame; larger frames are refined as overlapping tiles (stream3d.refine.tiles).
+    # 0 = always the whole frame.
+    tile: int = 512
 
     def check(self) -> None:
         _require(self.iterations >= 0, "refine.iterations", "must be >= 0")
@@ -110,6 +114,7 @@ class Refine:
         _require(self.plateau_window >= 1, "refine.plateau_window", "must be >= 1")
         _require(0 <= self.warm_blend <= 1, "refine.warm_blend", "must be in [0, 1]")
         _require(self.scene_change > 1, "refine.scene_change", "must be > 1")
+        _require(self.tile >= 0, "refine.tile", "must be >= 0 px (0 = the whole frame)")
 
 
 @dataclass(frozen=True)

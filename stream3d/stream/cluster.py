@@ -54,6 +54,10 @@ def _embedded_cluster(threads: int) -> Any:
                                           "extensions": scheduler_ext})
 
 
+#: The worker resource a refinement tile task asks for (``dask worker --resources GPU=1``).
+GPU = "GPU"
+
+
 @contextlib.contextmanager
 def dask_client(scheduler: str | None, *, threads: int, timeout: float = 20.0) -> Iterator[Any]:
     """A ``distributed.Client``: connected to ``scheduler`` (tcp://host:port) when given, else
@@ -83,3 +87,16 @@ def dask_client(scheduler: str | None, *, threads: int, timeout: float = 20.0) -
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def gpu_workers(client: Any) -> list[str]:
+    """Addresses of the cluster's workers that offer at least one ``GPU`` resource (where
+    refinement tiles run; an embedded local cluster has none)."""
+    import inspect
+
+    # distributed >= 2024.8 lists only a few workers unless asked for all of them.
+    everyone = {"n_workers": -1} if "n_workers" in inspect.signature(
+        client.scheduler_info).parameters else {}
+    workers = client.scheduler_info(**everyone)["workers"]
+    return sorted(addr for addr, info in workers.items()
+                  if (info.get("resources") or {}).get(GPU, 0) >= 1)

@@ -26,6 +26,7 @@ from stream3d.config import Config
 from stream3d.errors import UserError
 from stream3d.store import Status
 from stream3d.stream.backlog import Backlog
+from stream3d.stream.cluster import gpu_workers
 from stream3d.stream.writer import Writer
 
 log = logging.getLogger("stream3d.stream")
@@ -47,7 +48,8 @@ class RefinerLike(Protocol):
 @dataclass(frozen=True)
 class Stages:
     """The two compute stages: ``popout(frame, config)`` (a picklable top-level function, run
-    as a dask task) and ``refiner(config, device)`` building the sequential warm-started refiner."""
+    as a dask task) and ``refiner(config, device)`` building the sequential warm-started refiner
+    (called with ``tiles=`` as well when the cluster has GPU workers for its tiles)."""
 
     popout: Callable[..., Any]
     refiner: Callable[..., RefinerLike]
@@ -61,6 +63,18 @@ def default_stages() -> Stages:
     from stream3d.stream.view_stages import ViewPopout, ViewRefinerFactory
 
     return Stages(popout=ViewPopout(popout), refiner=ViewRefinerFactory(Refiner))
+
+
+def _build_refiner(stages: Stages, config: Config, client: Any) -> RefinerLike:
+    """The stream's refiner; its tiles run as dask tasks when the cluster has GPU workers
+    (``dask worker --resources GPU=1``), else in this thread (the embedded local cluster)."""
+    workers = gpu_workers(client) if client is not None else []
+    if workers:
+        from stream3d.refine.distributed import DaskTiles
+
+        log.info("refinement tiles run on the cluster's %d GPU worker(s)", len(workers))
+        return stages.refiner(config, None, tiles=DaskTiles(client))
+    return stages.refiner(config, None)
 
 
 def check_frames_fit(shape: Sequence[int], config: Config) -> None:
@@ -90,7 +104,7 @@ class Reconstructor:
         self.capacity = min(config.stream.window, 2) if self.latest else config.stream.window
         self._inflight: OrderedDict[int, tuple[Any, np.ndarray]] = OrderedDict()
         # Built now, before any frame arrives: a bad device or config fails the run at once.
-        self._refiner: RefinerLike = stages.refiner(config, None)
+        self._refiner: RefinerLike = _build_refiner(stages, config, client)
         self.refined = 0  # this session
         self.current: int | None = None  # store index being refined
         # Wall time of the latest refined frames (pop-out wait + refine), s; bounded so that

@@ -131,15 +131,19 @@ class _CleanPopout:
 class _CleanRefiner:
     """Builds the real refiner on the first frame (its dose may come from that frame)."""
 
-    def __init__(self, factory: Any, config: Any, device: Any, holder: RuleHolder) -> None:
+    def __init__(self, factory: Any, config: Any, device: Any, holder: RuleHolder,
+                 **options: Any) -> None:
         self.factory, self.config, self.device, self.holder = factory, config, device, holder
-        self.refiner = None if config.detector.dose == "auto" else factory(config, device)
+        self.options = options  # e.g. tiles=: passed on to the real refiner
+        self.refiner = None if config.detector.dose == "auto" else factory(config, device,
+                                                                           **options)
 
     def refine(self, frame: np.ndarray, popout: Any) -> Any:
         rule = self.holder.rule
         frame = rule.clean(frame) if rule else frame
         if self.refiner is None:
-            self.refiner = self.factory(self.holder.resolve(self.config, frame), self.device)
+            self.refiner = self.factory(self.holder.resolve(self.config, frame), self.device,
+                                        **self.options)
         return self.refiner.refine(frame, popout)
 
 
@@ -147,8 +151,8 @@ class _CleanRefinerFactory:
     def __init__(self, factory: Any, holder: RuleHolder) -> None:
         self.factory, self.holder = factory, holder
 
-    def __call__(self, config: Any, device: Any = None) -> _CleanRefiner:
-        return _CleanRefiner(self.factory, config, device, self.holder)
+    def __call__(self, config: Any, device: Any = None, **options: Any) -> _CleanRefiner:
+        return _CleanRefiner(self.factory, config, device, self.holder, **options)
 
 
 def masked_stages(stages: Stages, holder: RuleHolder) -> Stages:
