@@ -86,7 +86,7 @@ class Detector:
 
 @dataclass(frozen=True)
 class Refine:
-    iterations: int = 15  # optimiser iterations per frame; 0 = pop-out only
+    iterations: int = 8  # optimiser iterations per frame; 0 = pop-out only
     init: str = "popout"  # "popout" | "uniform"
     device: str = "auto"  # torch device: "auto" (cuda if present, else cpu), "cpu", "cuda:0", ...
     loss: str = "l2"  # "l2" on dose-normalised intensity | "poisson" deviance of the counts
