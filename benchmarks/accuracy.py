@@ -455,8 +455,8 @@ def checks(results: Sequence[CaseResult], movie: dict[str, dict[str, float]] | N
         out.append(Check("300 Å particle thickness within 25 %", "SKIP", "not run"))
     if movie is not None:
         w, c, p = (movie[k] for k in ("warm", "cold", "popout"))
-        ok = (w["height_error"] <= c["height_error"] <= p["height_error"]
-              and w["iou"] > p["iou"])
+        ok = (w["height_error"] <= c["height_error"] + HEIGHT_TIE
+              and c["height_error"] <= p["height_error"] + HEIGHT_TIE and w["iou"] > p["iou"])
         out.append(Check("movie: warm <= cold <= pop-out (height), warm IoU > pop-out",
                          _verdict(ok),
                          f"height {w['height_error']:.1f} / {c['height_error']:.1f} / "

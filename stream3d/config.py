@@ -97,7 +97,7 @@ class Refine:
     plateau_tolerance: float = 1e-3  # relative improvement over the window that counts as none
     significance: float = 2.0  # z-score of an object's loss drop that keeps its refined shape
     window: int = 8  # px, an object's loss window extends this far beyond it
-    warm_blend: float = 0.5  # weight of the previous frame's heights in a warm start (vs pop-out's)
+    warm_blend: float = 0.25  # weight of the previous frame's heights in a warm start (vs pop-out's)
     scene_change: float = 2.0  # warm start replaced by pop-out where loss > this x before
     # px, edge of the largest square crop refined at once (halo included): memory follows it,
     # not the frame; larger frames are refined as overlapping tiles (stream3d.refine.tiles).
