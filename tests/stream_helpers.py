@@ -8,8 +8,13 @@ Everything else runs the real stages on :data:`REAL_SETS` (64 x 64 x 8, a few it
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,3 +97,33 @@ class RefinerDouble:
         self.previous = volume.astype(np.float32)
         return RefineDouble(self.previous, float(np.mean(frame)), [], 1, self.delay, "converged",
                             warm)
+
+
+@contextlib.contextmanager
+def dask_processes(workers: int = 2, *, resources: str | None = None,
+                   env: dict[str, str] | None = None) -> Iterator[str]:
+    """A real `dask scheduler` and ``workers`` `dask worker` processes (one thread each,
+    ``--resources resources`` if given) on loopback; yields the scheduler address once the
+    workers have joined, and always kills them."""
+    from distributed import Client
+
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    quiet = dict(env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
+                 stderr=subprocess.DEVNULL)
+    extra = ["--resources", resources] if resources else []
+    procs = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1",
+                               "--port", str(port), "--no-dashboard"], **quiet)]
+    try:
+        for _ in range(workers):
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "dask", "worker", address, "--nthreads", "1", *extra,
+                 "--no-nanny", "--no-dashboard", "--host", "127.0.0.1"], **quiet))
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(workers, timeout=60)
+        yield address
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait(10)

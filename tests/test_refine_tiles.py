@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -219,24 +218,10 @@ def gpu_cluster():
     """A real `dask scheduler` and two `dask worker --resources GPU=1` processes (CPU torch
     here) on loopback; always killed."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from stream_helpers import free_port
+    from stream_helpers import dask_processes
 
-    address = f"tcp://127.0.0.1:{free_port()}"
-    quiet = dict(env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    procs = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1",
-                               "--port", address.rsplit(":", 1)[1], "--no-dashboard"], **quiet)]
-    try:
-        for _ in range(2):
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "dask", "worker", address, "--nthreads", "1",
-                 "--resources", "GPU=1", "--no-nanny", "--no-dashboard", "--host", "127.0.0.1"],
-                **quiet))
+    with dask_processes(2, resources="GPU=1", env=ENV) as address:
         yield address
-    finally:
-        for p in procs:
-            p.kill()
-        for p in procs:
-            p.wait(10)
 
 
 @pytest.mark.slow  # ~30 s: three dask processes start on a 2-core machine

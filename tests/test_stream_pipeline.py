@@ -29,7 +29,8 @@ from stream3d.stream import (
     Camera, FileSource, Faults, Kind, RunOptions, Stages, ZmqSource, play, run_pipeline,
 )
 from stream_helpers import (
-    REAL, REAL_SETS, RefinerDouble, expected_popout, free_port, hrtem_movie, popout_double,
+    REAL, REAL_SETS, RefinerDouble, dask_processes, expected_popout, free_port, hrtem_movie,
+    popout_double,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -231,26 +232,8 @@ def test_a_replay_killed_with_sigkill_resumes_with_each_frame_exactly_once(tmp_p
 @pytest.fixture
 def dask_cluster():
     """A real `dask scheduler` and two `dask worker` processes on loopback; always killed."""
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    quiet = dict(env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    procs = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1",
-                               "--port", str(port), "--no-dashboard"], **quiet)]
-    try:
-        for _ in range(2):
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "dask", "worker", address, "--nthreads", "1",
-                 "--no-nanny", "--no-dashboard", "--host", "127.0.0.1"], **quiet))
-        from distributed import Client
-
-        with Client(address, timeout=60) as client:
-            client.wait_for_workers(2, timeout=60)
+    with dask_processes(2, env=ENV) as address:
         yield address
-    finally:
-        for p in procs:
-            p.kill()
-        for p in procs:
-            p.wait(10)
 
 
 def test_pipeline_runs_pop_out_on_an_external_dask_cluster(tmp_path, frames, dask_cluster):
