@@ -170,3 +170,46 @@ def test_elliptical_bins_follow_astigmatic_thon_rings():
     assert elliptical > 0.8 and circular < 0.6 * elliptical, (circular, elliptical)
     plain = radial_bins(n, 1.0, 0.1, 0.3, (OPTICS.energy, defocus, OPTICS.cs, 0.0, 0.0))
     np.testing.assert_allclose(plain.k, radial_bins(n, 1.0, 0.1, 0.3).k, rtol=1e-6)
+
+
+def _two_layer_object(n: int = 96):
+    """One object (labels) made of two overlapping 40 px wide layers, with stacked columns
+    x in [32, 64): twice the thickness, and a fitted height between the layers' 150 / 450 Å."""
+    labels = np.zeros((n, n), dtype=int)
+    labels[20:76, 8:88] = 1
+    stacked = np.zeros((n, n), dtype=bool)
+    stacked[20:76, 32:64] = True
+    thickness = np.where(labels > 0, np.where(stacked, 120.0, 60.0), 0.0)
+    height = np.where(stacked, 300.0, np.where(np.arange(n)[None, :] < 32, 150.0, 450.0))
+    height = np.where(labels > 0, height, 0.0)
+    return labels, stacked, thickness, height
+
+
+def test_stacked_columns_include_thick_columns_fitted_between_the_layers():
+    """The amplitude test saw both layers' rings in only the left half of the overlap; the
+    right half's fits land between the layers (a mixture) on columns holding twice the
+    material: the whole overlap is stacked, and no single-layer column is."""
+    from stream3d.popout.layers import Layers, stacked_columns
+
+    labels, stacked, thickness, height = _two_layer_object()
+    seen = stacked & (np.arange(96)[None, :] < 48)
+    full = lambda v: np.where(labels > 0, v, 0.0)  # noqa: E731
+    candidates = Layers(seen, full(450.0), full(150.0), full(0.5))
+    out = stacked_columns(candidates, labels, thickness, height)
+    assert out is not None
+    assert not (out.where & ~stacked).any()
+    assert out.where[stacked].mean() > 0.98  # all but the corners the cleaning rounds off
+
+
+def test_a_uniform_object_spanning_the_heights_is_not_stacked():
+    """A tilted plate's heights also lie between its extremes, but its columns hold one
+    layer's material: none is stacked."""
+    from stream3d.popout.layers import Layers, stacked_columns
+
+    labels, stacked, thickness, height = _two_layer_object()
+    plate = np.where(labels > 0, 60.0, 0.0)
+    ramp = np.where(labels > 0, np.linspace(150.0, 450.0, 96)[None, :] * np.ones((96, 1)), 0.0)
+    seen = stacked & (np.arange(96)[None, :] < 48)
+    candidates = Layers(seen, np.where(labels > 0, 450.0, 0.0), np.where(labels > 0, 150.0, 0.0),
+                        np.full((96, 96), 0.5))
+    assert stacked_columns(candidates, labels, plate, ramp) is None

@@ -228,7 +228,7 @@ def _assemble(fitted: tuple[PatchFits, FitDesign], norm: Normalised, setup: _Set
         height_px, conf_px = objects.height, objects.confidence
         mask, thickness, _ = _material(norm, height_px, setup, config)
         if objects.layers is not None:
-            layers = stacked_columns(objects.layers, labels, thickness)
+            layers = stacked_columns(objects.layers, labels, thickness, height_px)
             if layers is not None:
                 share = layers.top_share
                 height_px = np.where(layers.where, share * layers.top + (1 - share) *
