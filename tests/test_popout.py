@@ -274,3 +274,31 @@ def _right(occ: np.ndarray) -> np.ndarray:
     mask = np.zeros(occ.shape[1:], dtype=np.float32)
     mask[:, int(0.4 * occ.shape[2]):] = 1.0
     return mask[None]
+
+
+def test_an_object_within_about_one_patch_takes_one_height():
+    """Two 60 Å discs of 30 px radius (within about one 64 px patch): all of each object's
+    columns, rim included, take one height, its fits' weighted median (a pixel-wise map of the
+    fits would vary over the disc and hand its edge to the patches that hold least of it).
+    A 30 px disc's fits scatter by ~30 Å (its texture's few thousand speckles), so the bound
+    on the error is loose; the suite (benchmarks/accuracy.py) measures the precision."""
+    from scipy import ndimage
+
+    from stream3d.popout.heights import weighted_median
+    from stream3d.specimen.shapes import Disc, discs as disc_occupancy
+
+    truth = (180.0, 470.0)
+    occ = disc_occupancy(SHAPE, CONFIG.sample.sampling,
+                         [Disc(80.0, 80.0, 30.0, truth[0], 60.0),
+                          Disc(176.0, 176.0, 30.0, truth[1], 60.0)])
+    frame, _ = simulate_frame(occ, CONFIG, seed=4)
+    r = popout(frame, CONFIG)
+    labels, count = ndimage.label(r.thickness > 0)
+    assert count == 2
+    for label, true_height in zip((labels[80, 80], labels[176, 176]), truth):
+        own = labels == label
+        assert np.ptp(r.height[own]) < 1e-3
+        assert abs(float(r.height[own][0]) - true_height) <= 60.0, (r.height[own][0], true_height)
+    assert weighted_median(np.array([5.0, 1.0, 3.0]), np.array([1.0, 1.0, 1.0])) == 3.0
+    assert weighted_median(np.array([5.0, 1.0, 3.0]), np.array([0.0, 1.0, 3.0])) == 3.0
+    assert weighted_median(np.array([5.0, 1.0, 3.0]), np.array([5.0, 1.0, 1.0])) == 5.0
