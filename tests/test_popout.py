@@ -284,7 +284,7 @@ def test_an_object_within_about_one_patch_takes_one_height():
     on the error is loose; the suite (benchmarks/accuracy.py) measures the precision."""
     from scipy import ndimage
 
-    from stream3d.popout.heights import weighted_median
+    from stream3d.popout.maps import weighted_median
     from stream3d.specimen.shapes import Disc, discs as disc_occupancy
 
     truth = (180.0, 470.0)

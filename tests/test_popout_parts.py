@@ -213,3 +213,22 @@ def test_a_uniform_object_spanning_the_heights_is_not_stacked():
     candidates = Layers(seen, np.where(labels > 0, 450.0, 0.0), np.where(labels > 0, 150.0, 0.0),
                         np.full((96, 96), 0.5))
     assert stacked_columns(candidates, labels, plate, ramp) is None
+
+
+def test_the_layer_pair_is_the_centre_of_each_layers_fits_not_a_percentile():
+    """Fits of two layers (effective defocus 1500 and 1850 Å, 20 Å scatter) and of mixtures
+    between them: the pair sits at each layer's centre, though the 10th / 90th percentiles that
+    find the layers lie in the clusters' tails."""
+    from types import SimpleNamespace
+
+    from stream3d.popout.layers import extreme_pair
+
+    rng = np.random.default_rng(0)
+    fits = np.concatenate([1500 + 20 * rng.standard_normal(40), 1850 + 20 * rng.standard_normal(40),
+                           rng.uniform(1600, 1750, 20)])
+    weights = np.ones_like(fits)
+    design = SimpleNamespace(defoci=np.arange(1000.0, 2500.0, 10.0))
+    pair = extreme_pair(fits, weights, design, spread=40.0)
+    assert abs(pair.top - 1500) <= 8 and abs(pair.bottom - 1850) <= 8, pair
+    assert abs(np.percentile(fits, 10) - 1500) > 10 and abs(np.percentile(fits, 90) - 1850) > 20
+    assert design.defoci[pair.index[0]] == pytest.approx(pair.top, abs=5)

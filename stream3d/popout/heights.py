@@ -84,7 +84,7 @@ def object_heights(contrast: np.ndarray, labels: np.ndarray, fallback: np.ndarra
             precision = index.share[sel] / np.maximum(fits.sigma[sel], p.defocus_step) ** 2
             if not precision.sum() > 0:  # no fit has a finite uncertainty
                 precision = weight[index.row[sel], index.col[sel]]
-            height[nearest == label] = weighted_median(fitted[sel], precision)
+            height[nearest == label] = maps.weighted_median(fitted[sel], precision)
         for target, values in ((height, fitted[sel]), (confidence, conf[sel])):
             if target is height and compact:
                 continue
@@ -95,7 +95,7 @@ def object_heights(contrast: np.ndarray, labels: np.ndarray, fallback: np.ndarra
             covered = total > 1e-6 * weight.max()
             target[pixels] = np.where(covered, np.nan_to_num(mean, nan=overall), overall)[pixels]
         sure = sel & (conf >= p.min_confidence)
-        pair = extreme_pair(fits.defocus[sure], index.share[sure], design)
+        pair = extreme_pair(fits.defocus[sure], index.share[sure], design, spread=p.tolerance)
         if pair is None:
             continue
         amplitude = pair_amplitudes(profiles[sel], design, pair)
@@ -126,11 +126,3 @@ def _compact(pixels: np.ndarray, patch: int) -> bool:
     if ys.size < 2:
         return True
     return float(np.sqrt(ys.var() + xs.var())) <= COMPACT * patch
-
-
-def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
-    """The value at which the cumulative ``weights`` (>= 0, not all 0) of sorted ``values``
-    reach half their sum."""
-    order = np.argsort(values)
-    cumulative = np.cumsum(weights[order])
-    return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])

@@ -18,6 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from stream3d.popout.ctf_fit import FitDesign
+from stream3d.popout.maps import weighted_median
 
 #: Å, the least height difference between two layers that the fit separates.
 MIN_SEPARATION = 160.0
@@ -50,14 +51,20 @@ class LayerPair:
     index: tuple[int, int]
 
 
-def extreme_pair(defocus: np.ndarray, weights: np.ndarray, design: FitDesign) -> LayerPair | None:
-    """The candidate layers of one object: the 10th and 90th weighted percentiles of its
-    patches' fitted effective defoci (Å), when they are :data:`MIN_SEPARATION` apart.
+def extreme_pair(defocus: np.ndarray, weights: np.ndarray, design: FitDesign, *,
+                 spread: float) -> LayerPair | None:
+    """The candidate layers of one object, from its patches' fitted effective defoci (Å):
+    the 10th and 90th weighted percentiles, when they are :data:`MIN_SEPARATION` apart, each
+    then moved to the centre of the fits around it (:func:`_centre`, within ``spread`` Å: a
+    fit's typical uncertainty, ``popout.tolerance``).
 
     The pooled spectrum alone does not pick the pair reliably (the ring model explains only
     part of a real spectrum, and a pair at the edge of the range soaks up the rest), but an
     object that overlaps another usually also shows each layer alone somewhere: its single-layer
-    fits span both heights.
+    fits span both heights. A percentile of noisy fits lies outside their centre; the median
+    nearby does not, and the mixtures between the layers stay out of it. (Measured on the
+    suite's two layers, seed 0: the top layer 22 Å too high from the percentile, ~0 from the
+    median; its recall 0.54 -> 0.78.)
     """
     if len(defocus) < 2 or weights.sum() <= 0:
         return None
@@ -67,9 +74,26 @@ def extreme_pair(defocus: np.ndarray, weights: np.ndarray, design: FitDesign) ->
     bottom = float(defocus[order][min(np.searchsorted(cumulative, 0.9), len(order) - 1)])
     if bottom - top < MIN_SEPARATION:
         return None
+    top, bottom = (_centre(defocus, weights, around, spread) for around in (top, bottom))
     grid = design.defoci
     index = (int(np.argmin(np.abs(grid - top))), int(np.argmin(np.abs(grid - bottom))))
     return LayerPair(top, bottom, index)
+
+
+def _centre(values: np.ndarray, weights: np.ndarray, start: float, spread: float,
+            rounds: int = 10) -> float:
+    """Mode seeking from ``start`` (one of ``values``): move to the weighted median of the
+    values within ``spread`` of the current point until it stays put (at most ``rounds``)."""
+    point = start
+    for _ in range(rounds):
+        near = np.abs(values - point) <= spread
+        if not weights[near].sum() > 0:
+            break
+        moved = weighted_median(values[near], weights[near])
+        if moved == point:
+            break
+        point = moved
+    return point
 
 
 def pair_amplitudes(profiles: np.ndarray, design: FitDesign, pair: LayerPair) -> np.ndarray:

@@ -74,3 +74,11 @@ def smooth_within(values: np.ndarray, mask: np.ndarray, sigma_px: float) -> np.n
     den = ndimage.gaussian_filter(m, sigma_px, mode="nearest")
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 1e-6, num / np.where(den > 1e-6, den, 1.0), values)
+
+
+def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    """The value at which the cumulative ``weights`` (>= 0, not all 0) of sorted ``values``
+    reach half their sum."""
+    order = np.argsort(values)
+    cumulative = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
