@@ -50,8 +50,9 @@ def object_factors(thickness: torch.Tensor, build: Callable[[torch.Tensor], torc
     :data:`FACTORS`, blended over :data:`BLEND` Å; 1 in the solvent.
 
     ``build(thickness)`` makes the volume, ``intensity(volume)`` its image (vacuum = 1),
-    compared with ``measured`` after a :data:`LOWPASS` Å low-pass, in each object's window
-    (its columns grown by ``pad`` px).
+    compared with ``measured`` after a :data:`LOWPASS` Å low-pass, in each region's window: its
+    own columns and the solvent within ``pad`` px of it (not a neighbouring region's columns,
+    whose own error would count against this region).
     """
     column = thickness.reshape(-1, *thickness.shape[-2:]).sum(dim=0)
     labels, count = _regions(column.cpu().numpy() > 0, REGION / pixel_size)

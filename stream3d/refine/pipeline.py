@@ -13,9 +13,10 @@ column holds (the phase contrast, and the Fresnel fringes at the edges):
 
 1. Shape: every column holds up to two homogeneous slabs (:mod:`stream3d.refine.slabs`) at the
    start's heights.
-2. Each object's thickness as a whole: one factor per object, picked by the low-passed data
-   loss from a few candidates (:mod:`stream3d.refine.object_scale`; a few forward passes).
-   Per column, the texture's speckle drowns that evidence; summed over an object it is clear.
+2. Thickness region by region: one factor per object region (a large object is split on a
+   grid), picked by the low-passed data loss from a few candidates
+   (:mod:`stream3d.refine.object_scale`; a few forward passes). Per column, the texture's
+   speckle drowns that evidence; summed over a region it is clear.
 3. Then a per-column thickness change (Å), shared by its slabs in proportion, is fitted by
    Adam on the L2 (or Poisson) data loss plus L1 total variation.
 4. Material prior: every start column keeps at least half a slice of material (the fit thins
@@ -105,7 +106,7 @@ def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, con
     def build(thickness: torch.Tensor) -> torch.Tensor:
         return slab_volume(centre, thickness, nz=nz, dz=dz, potential=model.potential)
 
-    # First each object's thickness as a whole (a few forward passes), then column by column.
+    # First each object region's thickness as a whole (a few forward passes), then per column.
     base = base * object_factors(base, build, model.intensity, measured,
                                  pixel_size=config.sample.pixel_size, pad=settings.window)
     evaluations = len(FACTORS)
