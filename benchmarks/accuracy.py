@@ -66,6 +66,26 @@ BASE = (
 )
 MOVIE_FRAMES = 8
 
+#: --texture FAMILY: the amorphous texture the simulator gives material, as (relative rms,
+#: length Å, spectrum shape of stream3d.specimen.texture). Only the simulator sees it: the
+#: reconstruction config keeps the defaults, which pop-out and refinement never read.
+FAMILIES: dict[str, tuple[float, float, str]] = {
+    "gaussian": (0.3, 2.0, "gaussian"),  # the default
+    "narrow": (0.3, 1.2, "gaussian"),  # finer speckle: power reaches further out
+    "wide": (0.3, 3.5, "gaussian"),  # coarser speckle: power falls steeply across the band
+    "powerlaw": (0.3, 2.0, "powerlaw"),  # exponential correlation: a slow power-law fall-off
+    "peaked": (0.3, 2.0, "peaked"),  # structure-factor-like: power rises across the band
+    "weak": (0.1, 2.0, "gaussian"),
+    "strong": (0.6, 2.0, "gaussian"),
+}
+
+
+def simulated(config: Config, family: str) -> Config:
+    """``config`` with the texture of ``family`` (what the simulator, and only it, uses)."""
+    strength, length, spectrum = FAMILIES[family]
+    return config.replace("sample", texture=strength, texture_length=length,
+                          texture_spectrum=spectrum)
+
 
 @dataclass(frozen=True)
 class Truth:
@@ -282,14 +302,15 @@ def case_seed(seed: int, *key: int) -> np.random.Generator:
 
 
 def run_case(case: Case, config: Config, *, seed: int, index: int, simulator: str,
-             device: torch.device, uniform: bool = False) -> CaseResult:
-    """Simulate, pop out and refine one case's frame (``config``: see :func:`case_config`);
-    score both against the truth. ``index`` picks the case's own random stream."""
+             device: torch.device, uniform: bool = False, family: str = "gaussian") -> CaseResult:
+    """Simulate (texture ``family``), pop out and refine one case's frame (``config``: see
+    :func:`case_config`); score both against the truth. ``index`` picks the case's own random
+    stream."""
     s = config.sample
     shape = (s.slices, config.simulate.ny, config.simulate.nx)
     rng = case_seed(seed, index)
     truth = SPECIMENS[case.specimen](shape, s.sampling, rng)
-    frame = make_frame(truth.occupancy, config, seed=int(rng.integers(2**31)),
+    frame = make_frame(truth.occupancy, simulated(config, family), seed=int(rng.integers(2**31)),
                        simulator=simulator, device=device)
     pop, pop_row = popout_row(frame, truth, config)
 
@@ -307,15 +328,18 @@ def run_case(case: Case, config: Config, *, seed: int, index: int, simulator: st
 
 # ---- the growing movie ---------------------------------------------------------------------
 def run_movie(base: Config, *, seed: int, simulator: str, device: torch.device,
-              frames: int = MOVIE_FRAMES,
+              frames: int = MOVIE_FRAMES, family: str = "gaussian",
               progress: Callable[[str], None] = print) -> dict[str, list[Row]]:
-    """A dendrite growing 15 Å per frame (one texture field for all frames): per frame the
-    pop-out row, a cold refinement (fresh Refiner) and a warm one (one Refiner for the movie)."""
-    s = base.sample
+    """A dendrite growing 15 Å per frame (one texture field of ``family`` for all frames): per
+    frame the pop-out row, a cold refinement (fresh Refiner) and a warm one (one Refiner for
+    the movie)."""
+    sim = simulated(base, family)
+    s = sim.sample
     shape = (s.slices, base.simulate.ny, base.simulate.nx)
     rng = case_seed(seed, 1000)
     tree = branched_dendrite(shape, s.sampling, rng, growth=15.0, initial_length=60.0)
-    texture = amorphous_texture(shape, s.sampling, length=s.texture_length, rng=rng)
+    texture = amorphous_texture(shape, s.sampling, length=s.texture_length, rng=rng,
+                                spectrum=s.texture_spectrum)
     warm = Refiner(base, device)
     clock = work_clock(device)
 
@@ -325,7 +349,7 @@ def run_movie(base: Config, *, seed: int, simulator: str, device: torch.device,
     rows: dict[str, list[Row]] = {"popout": [], "cold": [], "warm": []}
     for t in range(frames):
         truth = Truth(tree.occupancy(t))
-        frame = make_frame(truth.occupancy, base, seed=int(rng.integers(2**31)),
+        frame = make_frame(truth.occupancy, sim, seed=int(rng.integers(2**31)),
                            simulator=simulator, device=device, texture=texture)
         pop, pop_row = popout_row(frame, truth, base)
         rows["popout"].append(pop_row)
@@ -374,7 +398,7 @@ def _extra(metrics: Accuracy | None, case: str) -> str:
 
 
 HEADER = (f"{'case':<11}{'row':<9}{'height Å':>9}{'IoU':>7}{'fp IoU':>8}{'thick Å':>9}"
-          f"{'cost':>7}  {'status / extra'}")
+          f"{'mass':>6}{'cost':>7}  {'status / extra'}")
 
 
 def row_line(case: str, kind: str, row: Row) -> str:
@@ -383,7 +407,7 @@ def row_line(case: str, kind: str, row: Row) -> str:
     extra = " ".join(x for x in (row.status if kind != "pop-out" else "", _extra(m, case)) if x)
     return (f"{case:<11}{kind:<9}{_fmt(m, 'height_error', '.1f'):>9}{_fmt(m, 'iou', '.3f'):>7}"
             f"{_fmt(m, 'footprint_iou', '.3f'):>8}{_fmt(m, 'thickness_error', '.1f'):>9}"
-            f"{cost:>7}  {extra}")
+            f"{_fmt(m, 'mass_ratio', '.2f'):>6}{cost:>7}  {extra}")
 
 
 def case_lines(r: CaseResult) -> list[str]:
@@ -592,9 +616,11 @@ def read_report(path: Path, header: dict) -> tuple[dict[str, CaseResult], dict |
     """(cases by name, movie rows or None) of an earlier run with the same seed, simulator and
     overrides; ValueError naming the difference otherwise."""
     old = json.loads(path.read_text())
-    for key in ("seed", "simulator", "sets"):
-        if old.get(key) != header[key]:
-            raise ValueError(f"{path} was run with {key} {old.get(key)!r}, not {header[key]!r}")
+    for key in ("seed", "simulator", "texture", "sets"):
+        # reports from before --texture were all of the default family
+        was, now = (d.get(key, "gaussian" if key == "texture" else None) for d in (old, header))
+        if was != now:
+            raise ValueError(f"{path} was run with {key} {was!r}, not {now!r}")
     movie = old.get("movie")
     rows = None if movie is None else {k: [row_from_dict(r) for r in v]
                                        for k, v in movie["frames"].items()}
@@ -609,6 +635,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     parser.add_argument("--seed", type=int, default=0, help="specimen, texture and noise seed")
     parser.add_argument("--simulator", choices=tuple(SIMULATORS), default="ours")
+    parser.add_argument("--texture", choices=tuple(FAMILIES), default="gaussian",
+                        help="the texture family the simulator gives material (never the "
+                        "reconstruction)")
     parser.add_argument("--json", default=None,
                         help="write every figure to this JSON file (after every case)")
     parser.add_argument("--markdown", default=None,
@@ -645,7 +674,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UserError, RuntimeError) as exc:
         print(f"accuracy: {exc}", file=sys.stderr)
         return 2
-    header = {"seed": args.seed, "simulator": args.simulator, "sets": list(args.sets),
+    header = {"seed": args.seed, "simulator": args.simulator, "texture": args.texture,
+              "sets": list(args.sets),
               "device": str(device), "threads": torch.get_num_threads()}
     done: dict[str, CaseResult] = {}
     movie_rows: dict[str, list[Row]] | None = None
@@ -662,6 +692,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     s = base.sample
     print(f"accuracy suite: {base.simulate.ny}x{base.simulate.nx}x{s.slices} at "
           f"{s.pixel_size}x{s.pixel_size}x{s.slice_thickness} Å, simulator {args.simulator}, "
+          f"texture {args.texture} {FAMILIES[args.texture]}, "
           f"seed {args.seed}, device {device}, {torch.get_num_threads()} thread(s); "
           f"one forward pass {t_forward * 1e3:.1f} ms", flush=True)
     print(HEADER, flush=True)
@@ -673,7 +704,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if r is None or (uniform and r.uniform is None):
             index = next(i for i, c in enumerate(CASES) if c.name == case.name)
             r = run_case(case, case_config(case, base_sets, args.sets), seed=args.seed,
-                         index=index, simulator=args.simulator, device=device, uniform=uniform)
+                         index=index, simulator=args.simulator, device=device, uniform=uniform,
+                         family=args.texture)
         elif not uniform:
             r.uniform = None
         results.append(r)
@@ -684,7 +716,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if with_movie and movie_rows is None:
         print(f"growing dendrite movie, {MOVIE_FRAMES} frames", flush=True)
         movie_rows = run_movie(base, seed=args.seed, simulator=args.simulator, device=device,
-                               progress=lambda line: print(line, flush=True))
+                               family=args.texture, progress=lambda line: print(line, flush=True))
     if json_path:
         write_report(json_path, header, results, movie_rows)
     print()

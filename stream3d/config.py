@@ -53,8 +53,11 @@ class Sample:
     slice_thickness: float = 20.0  # Å per slice
     potential: float = 5.0  # V, material minus solvent (real part)
     absorption: float = 0.1  # imaginary / real ratio of the material potential
+    # The amorphous texture the *simulator* gives material (pop-out and refinement never read
+    # these: they measure the texture from the frames, as they must for a real specimen).
     texture: float = 0.3  # relative rms of the amorphous potential fluctuation
     texture_length: float = 2.0  # Å, correlation length of the amorphous texture
+    texture_spectrum: str = "gaussian"  # "gaussian" | "powerlaw" | "peaked" (specimen/texture.py)
 
     def check(self) -> None:
         _require(self.pixel_size > 0, "sample.pixel_size", "must be > 0 Å")
@@ -63,6 +66,8 @@ class Sample:
         _require(self.absorption >= 0, "sample.absorption", "must be >= 0")
         _require(self.texture >= 0, "sample.texture", "must be >= 0")
         _require(self.texture_length > 0, "sample.texture_length", "must be > 0 Å")
+        _require(self.texture_spectrum in ("gaussian", "powerlaw", "peaked"),
+                 "sample.texture_spectrum", 'must be "gaussian", "powerlaw" or "peaked"')
 
     @property
     def sampling(self) -> tuple[float, float, float]:

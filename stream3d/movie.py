@@ -179,6 +179,7 @@ def simulate_movie(config: Config, out: str | Path, *, progress: bool = True) ->
     texture = None
     if s.texture > 0:
         texture = amorphous_texture(shape, s.sampling, length=s.texture_length,
+                                    spectrum=s.texture_spectrum,
                                     rng=np.random.default_rng([sim.seed, _TEXTURE]))
     shifts = frame_shifts(sim)
     label = (f"stream3d simulate {sim.specimen}: raw counts, {m.energy / 1e3:g} kV, "

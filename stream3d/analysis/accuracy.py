@@ -106,6 +106,13 @@ def layer_recall(volume: np.ndarray, layers: Sequence[np.ndarray], *,
     return tuple(out)
 
 
+def mass_ratio(volume: np.ndarray, occupancy: np.ndarray, *, potential: float) -> float:
+    """Reconstructed over true projected potential, sum V / (potential x sum occupancy): the
+    material's mass relative to the truth's (NaN for an empty truth)."""
+    true = float(np.sum(occupancy, dtype=np.float64)) * potential
+    return float(np.sum(np.real(volume), dtype=np.float64)) / true if true > 0 else float("nan")
+
+
 @dataclass(frozen=True)
 class Accuracy:
     """Every figure of one reconstruction against its truth (units in the field comments)."""
@@ -116,6 +123,7 @@ class Accuracy:
     thickness_error: float  # Å, mean over the union of footprints
     core_thickness: float  # relative error of the thickest object's core thickness
     layer_recall: tuple[float, ...] = field(default=())  # per layer, shared columns only
+    mass_ratio: float | None = None  # sum V / (potential x sum occupancy): 1 = the true mass
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -135,4 +143,5 @@ def accuracy(volume: np.ndarray, occupancy: np.ndarray, *, potential: float, dz:
         thickness_error=thickness_error(volume, occupancy, **kw),
         core_thickness=core_thickness_error(volume, occupancy, **kw),
         layer_recall=layer_recall(volume, layers, potential=potential) if layers else (),
+        mass_ratio=mass_ratio(volume, occupancy, potential=potential),
     )

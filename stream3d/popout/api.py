@@ -10,7 +10,7 @@ threaded scheduler, on a distributed Client, or synchronously.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import dask
 import numpy as np
@@ -19,12 +19,14 @@ from scipy import ndimage
 from stream3d.config import Config
 from stream3d.errors import UserError
 from stream3d.physics import wavelength
-from stream3d.popout import maps
+from stream3d.popout import maps, texture_spectrum
 from stream3d.popout.ctf_fit import FitDesign, PatchFits, fit_design, fit_profiles
 from stream3d.popout.heights import object_heights
 from stream3d.popout.layers import stacked_columns
 from stream3d.popout.mask_growth import fill_gaps, follow_taper
-from stream3d.popout.ctf_model import Optics, ring_count, ring_phase, search_defoci, thon_model
+from stream3d.popout.ctf_model import (
+    Optics, lens_envelope, ring_count, ring_phase, search_defoci, thon_model,
+)
 from stream3d.popout.normalise import Normalised, check_frame, normalise
 from stream3d.popout.patches import PatchGrid, hann_window, patch_grid, windowed_patches
 from stream3d.popout.segment import material_mask
@@ -63,6 +65,9 @@ _RESOLVED_FOURIER_PX = 2.0
 
 #: Rounds of (solvent offset -> thickness -> mask -> solvent offset).
 _SOLVENT_ROUNDS = 3
+
+#: Rounds of (ring fits -> texture spectrum implied by them) after the first estimate.
+_TEXTURE_ROUNDS = 2
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: == on arrays is ambiguous; compare fields
@@ -167,17 +172,32 @@ def _block_profiles(intensity: np.ndarray, setup: _Setup, rows: tuple[int, int])
 
 
 def _fit_all(blocks: list[np.ndarray], setup: _Setup, counts_per_unit: float,
-             mean_intensity: float) -> tuple[PatchFits, FitDesign]:
-    """Fit every patch's spectrum; weights from the frame's Poisson noise and median spectrum."""
+             mean_intensity: float) -> tuple[PatchFits, FitDesign, Optics]:
+    """Fit every patch's spectrum, alternating with the texture spectrum it implies (see
+    :mod:`stream3d.popout.texture_spectrum`); weights from the frame's Poisson noise and
+    typical material spectrum. Returns the fits, their design and the optics with the
+    measured texture."""
     profiles = np.concatenate(blocks, axis=0)
     p = setup.grid.patch
     bins = radial_bins(p, setup.optics.pixel_size, setup.k_low, setup.k_high, setup.optics.ellipse)
-    model = thon_model(setup.defoci, p, setup.optics, setup.k_low, setup.k_high)
     # White Poisson noise: variance I / counts per pixel, times the window's energy.
     noise = mean_intensity / counts_per_unit * float((hann_window(p) ** 2).sum())
-    signal = _signal_level(profiles - noise, model.level)
-    design = fit_design(model, bins.counts, noise, signal)
-    return fit_profiles(profiles, design), design
+    excess = profiles - noise
+    band = (bins.k, setup.k_low, setup.k_high)
+    lens = lens_envelope(bins.k, setup.optics)
+    optics = replace(setup.optics, texture=texture_spectrum.first_estimate(excess, lens, *band))
+    flat = thon_model(setup.defoci, p, replace(setup.optics, texture=texture_spectrum.FLAT),
+                      setup.k_low, setup.k_high)
+    for round_ in range(_TEXTURE_ROUNDS + 1):
+        model = thon_model(setup.defoci, p, optics, setup.k_low, setup.k_high)
+        design = fit_design(model, bins.counts, noise, _signal_level(excess, model.level))
+        fits = fit_profiles(profiles, design)
+        if round_ == _TEXTURE_ROUNDS:
+            return fits, design, optics
+        nearest = np.clip(np.searchsorted(flat.defoci, fits.defocus), 0, len(flat.defoci) - 1)
+        trust = np.where(np.isfinite(fits.sigma), fits.score, 0.0)
+        optics = replace(optics, texture=texture_spectrum.refined_estimate(
+            excess, flat.rings[nearest], fits.amplitude, trust, *band))
 
 
 def _signal_level(excess: np.ndarray, level: np.ndarray) -> float:
@@ -193,9 +213,10 @@ def _signal_level(excess: np.ndarray, level: np.ndarray) -> float:
     return max(float(np.percentile(amplitudes, 90)), 0.0)
 
 
-def _assemble(fitted: tuple[PatchFits, FitDesign], norm: Normalised, setup: _Setup,
+def _assemble(fitted: tuple[PatchFits, FitDesign, Optics], norm: Normalised, setup: _Setup,
               config: Config) -> PopoutResult:
-    fits, design = fitted
+    fits, design, optics = fitted
+    setup = replace(setup, optics=optics)  # with the texture spectrum measured from the frame
     p, s = config.popout, config.sample
     grid, optics = setup.grid, setup.optics
     rows, cols = grid.grid_shape

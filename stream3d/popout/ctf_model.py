@@ -7,8 +7,9 @@ spectrum of its amorphous texture is
     PS(k) = noise + A E(k) sin^2(chi(k) - alpha)
 
 with chi from :func:`stream3d.physics.chi` (defocus > 0 underfocus) and E(k) the texture's
-power spectrum exp(-(pi l k)^2) (correlation length l, a material prior) times the squared
-temporal-coherence envelope. The Hann window blurs the spectrum of a patch by the window's own
+power spectrum S(k), measured from the frame (:mod:`stream3d.popout.texture_spectrum`; never
+read from the config: a real specimen's is unknown), times the squared temporal-coherence
+envelope. The Hann window blurs the spectrum of a patch by the window's own
 power spectrum; that blur shifts the minima of a steeply falling spectrum outwards, so it is
 applied to the model too (without it, depths come out biased by up to ~60 Å).
 """
@@ -25,6 +26,7 @@ from stream3d.config import Config
 from stream3d.physics import astigmatic_chi, band_limit_cutoff, chi, wavelength
 from stream3d.popout.patches import hann_window
 from stream3d.popout.spectrum import radial_bins
+from stream3d.popout.texture_spectrum import FLAT, evaluate
 
 
 @dataclass(frozen=True)
@@ -36,18 +38,20 @@ class Optics:
     aperture: float  # mrad, 0 = none
     focal_spread: float  # Å, 1/e half-width
     absorption: float  # imaginary / real potential of the material
-    texture_length: float  # Å, correlation length of the amorphous texture
     pixel_size: float  # Å
     astigmatism: float = 0.0  # Å, C12
     astigmatism_angle: float = 0.0  # degrees, phi12
     reference_defocus: float = 0.0  # Å, where elliptical averaging matches the rings exactly
+    # The texture's power spectrum S(k) as measured from the frame (texture_spectrum.FLAT
+    # until it is): see :func:`stream3d.popout.texture_spectrum.evaluate`.
+    texture: tuple[float, ...] = FLAT
 
     @classmethod
     def from_config(cls, config: Config) -> Optics:
         m, s = config.microscope, config.sample
         middle = m.defocus - s.slices * s.slice_thickness / 2  # the middle of the cell
-        return cls(m.energy, m.cs, m.aperture, m.focal_spread, s.absorption, s.texture_length,
-                   s.pixel_size, m.astigmatism, m.astigmatism_angle, middle)
+        return cls(m.energy, m.cs, m.aperture, m.focal_spread, s.absorption, s.pixel_size,
+                   m.astigmatism, m.astigmatism_angle, middle)
 
     @property
     def ellipse(self) -> tuple[float, float, float, float, float] | None:
@@ -88,12 +92,16 @@ def ring_count(defocus: np.ndarray | float, optics: Optics, k_low: float, k_high
     return np.abs(np.diff(phase, axis=-1)).sum(axis=-1) / math.pi
 
 
-def envelope(k: np.ndarray, optics: Optics) -> np.ndarray:
-    """E(k): texture power exp(-(pi l k)^2) x temporal envelope^2, zero beyond :meth:`Optics.k_max`."""
+def lens_envelope(k: np.ndarray, optics: Optics) -> np.ndarray:
+    """T(k): the temporal-coherence envelope squared, zero beyond :meth:`Optics.k_max`."""
     lam = wavelength(optics.energy)
-    texture = np.exp(-((math.pi * optics.texture_length * k) ** 2))
     temporal = np.exp(-((math.pi * lam * optics.focal_spread * k**2) ** 2) / 2.0)
-    return texture * temporal * (k <= optics.k_max())
+    return temporal * (k <= optics.k_max())
+
+
+def envelope(k: np.ndarray, optics: Optics) -> np.ndarray:
+    """E(k) = S(k) T(k): the measured texture power times :func:`lens_envelope`."""
+    return evaluate(optics.texture, k) * lens_envelope(k, optics)
 
 
 def search_defoci(config: Config) -> np.ndarray:
