@@ -12,7 +12,7 @@ import json
 import math
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from stream3d.viewer import images
 from stream3d.viewer.table import FAILED, REFINED, SKIPPED, Table
 
 KINDS = ("raw", "popout", "height", "thickness", "render")
-HISTORY = 3600  # samples of (s, stored, refined) kept, one per refresh
+HISTORY_POINTS = 600  # the plots over time get this many samples from first frame to now
 RATE_WINDOW_S = 10.0  # frames/s are averaged over this many seconds of history
 MAX_LOSS_POINTS = 2000  # the loss plot gets at most this many points (every k-th frame)
 
@@ -53,7 +53,6 @@ class RunView:
         self.table = Table(self.path)
         self._attrs: dict[str, Any] = {}
         self._finished = False
-        self._history: deque[tuple[float, int, int]] = deque(maxlen=HISTORY)
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple, Any] = OrderedDict()
         self._cache_size = cache
@@ -64,15 +63,13 @@ class RunView:
 
     # ------------------------------------------------------------------------------ state
     def refresh(self) -> None:
-        """Read what changed in the store (table, attributes) and add a history sample."""
+        """Read what changed in the store (table, attributes)."""
         meta = _group_meta(self.path) or {}
         self.table.refresh()
-        n, status, _ = self.table.snapshot()
         with self._lock:
             self._attrs = dict(meta.get("attributes", {}).get("stream3d", {}))
             # RunStore.close writes consolidated metadata; reopening for writing removes it.
             self._finished = bool(meta.get("consolidated_metadata"))
-            self._history.append((time.time(), n, int((status == REFINED).sum())))
             self._refreshed = time.monotonic()
 
     def refresh_if_older(self, seconds: float) -> None:
@@ -117,8 +114,11 @@ class RunView:
         refined = np.flatnonzero(status == REFINED)
         with self._lock:
             attrs = dict(self._attrs)
-            history = list(self._history)
             finished = self._finished
+        now = time.time()
+        # A finished run's history ends with its last frame, a live one's now.
+        history = self.table.history(now if not finished else 0.0, HISTORY_POINTS)
+        received_fps, fps = self.table.rates(now, RATE_WINDOW_S) if not finished else (0.0, 0.0)
         nz, dz, px, potential = self._geometry()
         skipped, failed = int((status == SKIPPED).sum()), int((status == FAILED).sum())
         step = max(1, math.ceil(refined.size / MAX_LOSS_POINTS))
@@ -132,18 +132,18 @@ class RunView:
             "failed": failed,
             "pending": n - int(refined.size) - skipped - failed,
             "lag": n - int(refined.size) - skipped - failed,  # frames stored, not yet done
-            "fps": _rate(history, 2),
-            "received_fps": _rate(history, 1),
+            "fps": round(fps, 3),
+            "received_fps": round(received_fps, 3),
             "writing": not finished,
             "counters": dict(attrs.get("counters") or {}),
             "frame_interval": attrs.get("frame_interval"),
             "volume_shape": [nz, *((attrs.get("view") or {}).get("shape") or [])],
             "sampling": [dz, px, px],
             "scales": {k: s.describe() for k, s in self.scales().items()},
-            "history": [[round(t, 3), a, b] for t, a, b in history[-600:]],
+            "history": [[round(t, 3), a, b] for t, a, b in history],
             "loss": {"t": shown.tolist(),
                      "v": [None if not np.isfinite(v) else float(v) for v in loss[shown]]},
-            "time": time.time(),
+            "time": now,
         }
 
     # ------------------------------------------------------------------------------ frames
@@ -250,15 +250,3 @@ class RunView:
 
 def _finite(v: float) -> float | None:
     return v if math.isfinite(v) else None
-
-
-def _rate(history: list[tuple[float, int, int]], column: int) -> float:
-    """Frames/s of history ``column`` (1 stored, 2 refined) over the last RATE_WINDOW_S."""
-    if len(history) < 2:
-        return 0.0
-    now = history[-1]
-    old = next((h for h in history if now[0] - h[0] <= RATE_WINDOW_S), history[0])
-    if old is now:
-        old = history[-2]
-    dt = now[0] - old[0]
-    return round((now[column] - old[column]) / dt, 3) if dt > 0 else 0.0

@@ -11,6 +11,9 @@ only what changed since its last look:
 * statuses: a status chunk file exists only once the writer has set it (pending is the fill
   value), so one directory listing says which frames have a result; only frames not yet known
   to be refined are (re)read, with their loss (written before the status).
+* when: a chunk file's modification time is when the writer stored it, so ``frame_id``'s says
+  when each frame was stored and ``status``'s when it got its result (s since the epoch, this
+  machine's clock): the run's history, even for a view opened after the run.
 
 Arrays in another form (compressed tables of an older or foreign store) are read through zarr.
 """
@@ -103,6 +106,18 @@ class Column:
                 out[i] = np.frombuffer(payload, dtype=self.dtype)[0]
         return out
 
+    def mtimes(self, ts: np.ndarray) -> np.ndarray:
+        """Modification times (s since the epoch) of chunks ``ts``; NaN where not written."""
+        out = np.full(len(ts), np.nan)
+        if not self.raw:
+            return out
+        for i, t in enumerate(ts):
+            try:
+                out[i] = os.stat(self.chunk_path(int(t))).st_mtime
+            except FileNotFoundError:
+                pass
+        return out
+
     def _read_zarr(self, ts: np.ndarray, out: np.ndarray) -> np.ndarray:
         import zarr
 
@@ -126,6 +141,8 @@ class Table:
         self.n = 0  # committed frames
         self.status = np.zeros(0, np.uint8)  # (n,) 0 pending, 1 refined, 2 skipped, 3 failed
         self.loss = np.zeros(0, np.float32)  # (n,) final data loss; NaN until known
+        self.stored_at = np.zeros(0)  # (n,) s since the epoch when frame t was stored
+        self.done_at = np.zeros(0)  # (n,) s since the epoch of frame t's status; NaN: pending
         self._cols: dict[str, Column] = {}
 
     def _column(self, name: str) -> Column | None:
@@ -146,6 +163,9 @@ class Table:
             if n > self.n:
                 self.status = np.concatenate([self.status, np.zeros(n - self.n, np.uint8)])
                 self.loss = np.concatenate([self.loss, np.full(n - self.n, np.nan, np.float32)])
+                self.stored_at = np.concatenate([self.stored_at,
+                                                 ids.mtimes(np.arange(self.n, n))])
+                self.done_at = np.concatenate([self.done_at, np.full(n - self.n, np.nan)])
                 self.n = n
             st, loss = self._column("status"), self._column("loss")
             if st is None:
@@ -155,6 +175,7 @@ class Table:
             todo = have[self.status[have] != REFINED]  # refined frames do not change again
             if todo.size:
                 self.status[todo] = st.read(todo).astype(np.uint8)
+                self.done_at[todo] = st.mtimes(todo)
                 if loss is not None:
                     self.loss[todo] = loss.read(todo).astype(np.float32)
 
@@ -180,3 +201,32 @@ class Table:
         """(frames, status copy, loss copy) as of the last refresh."""
         with self._lock:
             return self.n, self.status.copy(), self.loss.copy()
+
+    def history(self, now: float, points: int = 600) -> list[tuple[float, int, int]]:
+        """(time s since the epoch, frames stored, frames refined by then) at up to ``points``
+        times from the first frame stored to ``now``, from the chunk files' times."""
+        with self._lock:
+            stored = np.sort(self.stored_at[np.isfinite(self.stored_at)])
+            refined = self.status == REFINED
+            done = np.sort(self.done_at[refined & np.isfinite(self.done_at)])
+        if not stored.size:
+            return []
+        end = max(now, stored[-1], done[-1] if done.size else 0.0)
+        times = np.linspace(stored[0], end, points) if end > stored[0] else stored[:1]
+        return list(zip(times.tolist(),
+                        np.searchsorted(stored, times, side="right").tolist(),
+                        np.searchsorted(done, times, side="right").tolist()))
+
+    def rates(self, now: float, window: float) -> tuple[float, float]:
+        """(frames stored, frames refined) per second over the last ``window`` s before
+        ``now`` (or since the first frame was stored, when that is more recent)."""
+        with self._lock:
+            stored = self.stored_at[np.isfinite(self.stored_at)]
+            done = self.done_at[(self.status == REFINED) & np.isfinite(self.done_at)]
+        if not stored.size:
+            return 0.0, 0.0
+        span = min(window, now - float(stored.min()))
+        if span <= 0:
+            return 0.0, 0.0
+        start = now - span
+        return (float((stored > start).sum() / span), float((done > start).sum() / span))

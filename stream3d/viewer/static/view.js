@@ -14,7 +14,9 @@ let statusOf = {};     // t -> status name, from the last info.json
 function fmt(v, digits) {
   if (v === null || v === undefined || Number.isNaN(v)) return "–";
   if (typeof v !== "number") return String(v);
-  if (Math.abs(v) >= 1e4 || (Math.abs(v) > 0 && Math.abs(v) < 1e-3)) return v.toExponential(2);
+  if (digits === undefined && Number.isInteger(v)) return String(v);
+  if (Math.abs(v) >= 1e5) return v.toExponential(2);
+  if (Math.abs(v) > 0 && Math.abs(v) < 0.1) return v.toPrecision(2);
   return v.toFixed(digits === undefined ? 2 : digits);
 }
 
@@ -151,7 +153,7 @@ function update(st) {
   $("path").textContent = st.path;
   for (const k of ["frames", "refined", "lag", "skipped", "failed"]) $(k).textContent = st[k];
   $("latest").textContent = st.latest >= 0 ? st.latest : "none";
-  $("fps").textContent = fmt(st.fps);
+  $("fps").textContent = fmt(st.fps, 2);
   const rs = $("run-state");
   rs.textContent = st.writing ? "being written" : "finished";
   rs.className = "chip " + (st.writing ? "writing" : "finished");
