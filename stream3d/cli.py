@@ -125,6 +125,20 @@ MaxFramesOption = Annotated[
     Optional[int], typer.Option("--max-frames", help="Stop receiving after this many new frames.")
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No live status line.")]
+ViewOption = Annotated[bool, typer.Option(
+    "--view", help="Serve the live view of the run store beside the run (loopback; the URL "
+    "is printed; it stops with the run).")]
+ViewPortOption = Annotated[int, typer.Option(
+    "--view-port", help="Port of the --view page (0 = a free one).")]
+
+
+def _beside(out: Path, view: bool, port: int):
+    """The viewer beside a run when --view is given (a context manager either way)."""
+    if not view:
+        return contextlib.nullcontext()
+    from stream3d.viewer.beside import view_beside
+
+    return view_beside(out, port=port, announce=typer.echo)
 
 
 @app.command()
@@ -143,6 +157,8 @@ def reconstruct(
     record_only: Annotated[bool, typer.Option(
         "--record-only", help="Only import the raw frames, exactly as read (reconstruct "
         "later with `stream3d reconstruct RUN.zarr --out RUN.zarr`).")] = False,
+    view: ViewOption = False,
+    view_port: ViewPortOption = 0,
 ) -> None:
     """Replay a recorded movie through pop-out and refinement into a 4D Zarr run store.
 
@@ -158,9 +174,10 @@ def reconstruct(
     _logging()
     with user_errors():
         cfg = commands.run_config(out, config, set_ or ())  # resuming: the store's own config
-        summary = commands.reconstruct(movie, out, cfg, scheduler=scheduler,
-                                       max_frames=max_frames, show_status=not quiet,
-                                       record_only=record_only)
+        with _beside(out, view, view_port):
+            summary = commands.reconstruct(movie, out, cfg, scheduler=scheduler,
+                                           max_frames=max_frames, show_status=not quiet,
+                                           record_only=record_only)
     typer.echo(render_summary(summary))
     if summary.interrupted:
         raise typer.Exit(130)
@@ -191,6 +208,8 @@ def live(
         help="native, or dectris (SIMPLON stream v2 from a DCU: --connect tcp://DCU:31001; "
              "runs across series until --idle-timeout, --max-frames or Ctrl-C). "
              "Default: stream.protocol.")] = None,
+    view: ViewOption = False,
+    view_port: ViewPortOption = 0,
 ) -> None:
     """Reconstruct a live detector stream (native ZeroMQ protocol, or a DECTRIS detector's
     SIMPLON stream v2 with --protocol dectris) into a 4D Zarr run store.
@@ -207,6 +226,8 @@ def live(
     _logging()
     with user_errors():
         cfg = commands.run_config(out, config, set_ or ())  # resuming: the store's own config
+        commands.check_live_options(connect, bind, max_frames, idle_timeout)
+    with user_errors(), _beside(out, view, view_port):
         if (protocol or cfg.stream.protocol) != "native":
             from stream3d.stream.dectris_cli import run_live
 
@@ -493,6 +514,51 @@ def analyze(
     analysed = int(result.table.analysed.sum())
     typer.echo(f"analysed {analysed} of {len(result.table.frame)} frames: {len(result.tracks)} "
                f"tracks, {len(result.tip_velocities)} growth fronts (tips); open {result.index}")
+
+
+@app.command()
+def view(
+    run: Annotated[Path, typer.Argument(help="Run store (RUN.zarr), finished or being written.")],
+    host: Annotated[str, typer.Option(help="Address to serve on; anything but loopback is "
+                                      "reachable from other machines (a warning says so).")
+                    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port (0 = a free one).")] = 8765,
+    wait: Annotated[bool, typer.Option(
+        "--wait", help="Wait for RUN to be created (used by reconstruct/live --view).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not print the URL.")] = False,
+) -> None:
+    """Serve a page that follows a run store while it is written: the newest raw frame, its
+    pop-out and refined height maps and thickness map (nm, fixed colour scales), the refined
+    volume in 3D, frames stored / refined, lag, frames/s and the loss over time, and a time
+    slider over the stored frames. `/api/state` gives the run's state as JSON.
+
+    Read-only: it never takes the writer's lock and reads only what it shows.
+
+    Example: stream3d view out/run.zarr   (then open http://127.0.0.1:8765/)
+    """
+    from stream3d.viewer.server import serve
+    from stream3d.viewer.state import check_store
+
+    with user_errors():
+        if port < 0 or port > 65535:
+            raise UserError(f"--port {port} is not a TCP port (0..65535)")
+        if wait:
+            _wait_for_store(run)
+        check_store(run)
+        serve(run, host, port, announce=(lambda _: None) if quiet else typer.echo)
+
+
+def _wait_for_store(run: Path) -> None:
+    """Block until ``run`` is a run store (its creator renames it into place when complete)."""
+    import time
+
+    from stream3d.viewer.state import check_store
+
+    while True:
+        try:
+            return check_store(run)
+        except UserError:
+            time.sleep(0.2)
 
 
 @app.command()
