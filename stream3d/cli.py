@@ -153,7 +153,7 @@ def reconstruct(
     its pending, skipped and failed frames are reconstructed in place.
     """
     from stream3d.stream import commands
-    from stream3d.stream.status import render_summary
+    from stream3d.stream.status import exit_code, render_summary
 
     _logging()
     with user_errors():
@@ -162,8 +162,7 @@ def reconstruct(
                                        max_frames=max_frames, show_status=not quiet,
                                        record_only=record_only)
     typer.echo(render_summary(summary))
-    if summary.interrupted:
-        raise typer.Exit(130)
+    raise typer.Exit(exit_code(summary))
 
 
 @app.command()
@@ -202,7 +201,7 @@ def live(
     always leaving a consistent store, and prints a summary.
     """
     from stream3d.stream import commands
-    from stream3d.stream.status import render_summary
+    from stream3d.stream.status import exit_code, render_summary
 
     _logging()
     with user_errors():
@@ -218,8 +217,7 @@ def live(
                                 idle_timeout=idle_timeout, record_only=record_only,
                                 show_status=not quiet, stages=_auto_dose_stages(cfg))
     typer.echo(render_summary(summary))
-    if summary.interrupted:
-        raise typer.Exit(130)
+    raise typer.Exit(exit_code(summary))
 
 
 def _auto_dose_stages(cfg: config_mod.Config):

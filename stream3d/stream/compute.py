@@ -106,6 +106,7 @@ class Reconstructor:
         # Built now, before any frame arrives: a bad device or config fails the run at once.
         self._refiner: RefinerLike = _build_refiner(stages, config, client)
         self.refined = 0  # this session
+        self.first_failure = ""  # "frame t: why", the first frame that failed this session
         self.current: int | None = None  # store index being refined
         # Wall time of the latest refined frames (pop-out wait + refine), s; bounded so that
         # a day-long run does not grow with it.
@@ -193,13 +194,17 @@ class Reconstructor:
             status = Status.REFINED
             if not np.isfinite(volume).all():  # a refinement that kept no usable volume
                 status, volume = Status.FAILED, None
-                if self.counters["failed"] == 0:
+                if not self.first_failure:
+                    self.first_failure = f"frame {t}: no finite refined volume"
                     log.warning("frame %d: refinement ended %r without a finite volume; later "
                                 "failures are only counted", t, getattr(result, "status", ""))
         except Exception as exc:  # noqa: BLE001 - one bad frame must not end a live run
             status, volume, loss = Status.FAILED, None, math.nan
-            if self.counters["failed"] == 0:
-                log.exception("frame %d failed (%s); later failures are only counted", t, exc)
+            if not self.first_failure:  # one line for the user; the trace for debugging
+                self.first_failure = f"frame {t}: {_reason(exc)}"
+                log.warning("frame %d failed: %s; later failures are only counted", t,
+                            _reason(exc))
+                log.debug("frame %d failed", t, exc_info=True)
         if status == Status.FAILED:
             self.counters["failed"] += 1
         else:
@@ -210,3 +215,10 @@ class Reconstructor:
 
     def _all_counters(self) -> dict[str, int]:
         return dict(self.counters)
+
+
+def _reason(exc: BaseException) -> str:
+    """One line saying why a frame failed: the message of bad input, else the error's type
+    and message (the trace is logged at debug level)."""
+    text = " ".join(str(exc).split()) or "no message"
+    return text if isinstance(exc, UserError) else f"{type(exc).__name__}: {text}"
