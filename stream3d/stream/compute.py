@@ -39,6 +39,9 @@ SECONDS_KEPT = 4096  # per-frame times kept for the summary (the latest ones)
 # future was released and the scheduler forgot it; the uuid keeps runs sharing a scheduler
 # apart.
 POPOUT_KEYS = 64
+# Frames waiting (backlog + pop-outs in flight) at which a live run under policy "all" is
+# warned, once, that it falls behind (at least 4 x stream.window).
+BEHIND_FRAMES = 20
 
 
 class RefinerLike(Protocol):
@@ -95,8 +98,11 @@ class Reconstructor:
     """Runs in the pipeline's main thread; results and status marks go through the writer."""
 
     def __init__(self, config: Config, stages: Stages, client: Any, writer: Writer,
-                 backlog: Backlog, counters: dict[str, int]) -> None:
+                 backlog: Backlog, counters: dict[str, int], *, live: bool = False) -> None:
         self.config, self.stages, self.client = config, stages, client
+        # A detector source under policy "all": warn once when the lag passes this many frames.
+        self._behind_at = max(BEHIND_FRAMES, 4 * config.stream.window) \
+            if live and config.stream.policy == "all" else None
         self.writer, self.backlog = writer, backlog
         self.counters = {"skipped": int(counters.get("skipped", 0)),
                          "failed": int(counters.get("failed", 0))}
@@ -140,6 +146,24 @@ class Reconstructor:
             self._finish(t, future, frame)
             self.current = None
             self.seconds.append(time.perf_counter() - started)
+            self._warn_if_behind()
+
+    def _warn_if_behind(self) -> None:
+        """Once per run: a live run under policy "all" whose lag passed ``_behind_at`` frames
+        is told that it falls behind and how to stay live (stream.policy = "latest")."""
+        if self._behind_at is None:
+            return
+        lag = len(self.backlog) + self.inflight
+        if lag < self._behind_at:
+            return
+        self._behind_at = None
+        recent = list(self.seconds)[-10:]
+        rate = len(recent) / sum(recent) if sum(recent) > 0 else 0.0
+        log.warning('falling behind the detector: %d frames wait (%.2f frames/s reconstructed). '
+                    'stream.policy = "all" reconstructs every frame, later; to stay live, '
+                    'run with --set stream.policy=latest (frames passed over are kept raw and '
+                    'marked skipped: `stream3d reconstruct RUN --out RUN` does them afterwards)',
+                    lag, rate)
 
     def cancel(self) -> None:
         """Drop the pop-outs in flight; their frames stay pending (status 0) in the store."""

@@ -165,7 +165,8 @@ class Pipeline:
                     torch_threads(self._refine_threads()):
                 if self.options.reconstruct:
                     self._recon = Reconstructor(self.config, stages, client, writer, backlog,
-                                                store.counters)
+                                                store.counters,
+                                                live=bool(getattr(self.source, "live", True)))
                 ingest.start()
                 with (monitor(self.snapshot) if monitor else nullcontext()):
                     try:
