@@ -98,3 +98,17 @@ def test_a_halo_made_huge_by_the_optics_names_the_optics_key():
     assert str(err.value).startswith("refine.tile = 512 px leaves no interior")
     assert str(err.value).endswith("the halo comes from microscope.defocus = 500000 Å: is that "
                                    "value meant?")
+
+
+def test_an_all_zero_frame_is_failed_with_its_reason_not_reported_refined(tmp_path):
+    frames = hrtem_movie(2)
+    frames[1] = 0  # beam blanked: no counts at all
+    movie = write_mrc_movie(tmp_path / "zero.mrc", frames, pixel_size=REAL.sample.pixel_size)
+    out = tmp_path / "run.zarr"
+    got = reconstruct(movie, out)
+    assert got.returncode == 1, got.stdout + got.stderr
+    assert "1 refined, 0 skipped, 1 failed, 0 pending" in got.stdout
+    assert "(first: frame 1: frame has no counts (all zero): nothing to reconstruct" in got.stdout
+    g = zarr.open_group(out, mode="r")
+    assert list(np.asarray(g["status"])) == [1, 3]
+    assert np.isnan(np.asarray(g["volume"][1])).all()
