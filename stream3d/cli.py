@@ -554,6 +554,11 @@ def calibrate(
         help="Spectrum tile in px (default: half the frame, 64-512).")] = None,
     pixel_size: Annotated[Optional[float], typer.Option(
         help="Å per pixel (default: the file's, else sample.pixel_size).")] = None,
+    height: Annotated[Optional[float], typer.Option(
+        help="Height (Å above the exit plane) of what the rings were fitted on; --write "
+             "records lens defocus = effective defocus + height. 0 for a support film or cell "
+             "window at the exit plane; default: the middle of the cell "
+             "(sample.slices x sample.slice_thickness / 2).")] = None,
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
@@ -577,7 +582,8 @@ def calibrate(
         cfg = load_config(config, set_)
         result = run_calibrate(movie, cfg, frames=frames, region=region, fit_cs=fit_cs,
                                resolution=resolution, defocus_range=defocus_range, tile=tile,
-                               pixel_size=pixel_size, per_frame=per_frame, out=out, write=write)
+                               pixel_size=pixel_size, per_frame=per_frame, out=out, write=write,
+                               height=height)
     if json_out:
         payload = dict(result.summary)
         if per_frame:

@@ -117,9 +117,12 @@ def calibrate(path: Path, config: Config, *, frames: str | None = None, region: 
               fit_cs: bool = False, resolution: str | None = None,
               defocus_range: str | None = None, tile: int | None = None,
               pixel_size: float | None = None, per_frame: bool = False, out: Path | None = None,
-              write: Path | None = None) -> Calibration:
-    """Fit the lens to frames of ``path`` (see ``stream3d calibrate --help``)."""
+              write: Path | None = None, height: float | None = None) -> Calibration:
+    """Fit the lens to frames of ``path`` (see ``stream3d calibrate --help``). ``height``: Å
+    above the exit plane of the fitted scatterer, added to its effective defocus for the lens
+    defocus that ``write`` records (None: the middle of the cell, :func:`scatterer_height`)."""
     path = Path(path)
+    height = scatterer_height(config, height)
     movie, recorded = open_frames(path)
     try:
         chosen = parse_frames(frames, len(movie))
@@ -152,6 +155,7 @@ def calibrate(path: Path, config: Config, *, frames: str | None = None, region: 
         "file": str(path), "frames": [chosen.start, chosen.stop],
         "region": list(box) if box else None,
         "pixel_size": px, "energy": options.energy, "cs_fitted": fit_cs,
+        "height": height, "lens_defocus": fit.defocus + height,
         "scatterer": SCATTERER_NOTE, "seconds": seconds,
     }
     result = Calibration(summary, fit)
@@ -172,9 +176,28 @@ def calibrate(path: Path, config: Config, *, frames: str | None = None, region: 
         write = Path(write)
         write.parent.mkdir(parents=True, exist_ok=True)
         write.write_text(calibrated_config(config.replace("sample", pixel_size=px), fit,
-                                           dose=dose.dose, source=source, fit_cs=fit_cs))
+                                           dose=dose.dose, source=source, fit_cs=fit_cs,
+                                           height=height))
         result.paths.append(write)
     return result
+
+
+def scatterer_height(config: Config, height: float | None) -> float:
+    """Height (Å above the exit plane) of the scatterer whose rings were fitted: ``height``
+    when given, else the middle of the cell (sample.slices x sample.slice_thickness / 2).
+
+    One image gives only the effective defocus (lens defocus - height): where the material
+    sits along the beam is not in it. Without a known reference (a support film or cell window
+    at the exit plane: --height 0) the middle of the cell is the guess whose error is at most
+    half the cell, and it keeps the material inside the reconstructed volume; the heights
+    pop-out then measures are relative to it."""
+    if height is None:
+        return config.sample.slices * config.sample.slice_thickness / 2
+    cell = config.sample.slices * config.sample.slice_thickness
+    if not (math.isfinite(height) and 0 <= height <= cell):
+        raise UserError(f"--height {height:g} Å must lie in the cell, 0 to {cell:g} Å "
+                        "(sample.slices x sample.slice_thickness) above the exit plane")
+    return float(height)
 
 
 def _per_frame(raw, chosen, box, tile, px, options, average: LensFit) -> list[dict]:
