@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from stream3d import config as config_mod
-from stream3d.errors import UserError
+from stream3d.errors import UserError, os_error_line
 
 app = typer.Typer(
     name="stream3d",
@@ -63,7 +63,10 @@ def user_errors() -> Iterator[None]:
     """Turn bad-input exceptions into one line on stderr and exit code 2."""
     try:
         yield
-    except (UserError, ValueError, OSError) as exc:
+    except OSError as exc:  # no raw "[Errno N]" text: the path and what is wrong with it
+        typer.echo(f"stream3d: error: {os_error_line(exc)}", err=True)
+        raise typer.Exit(2) from None
+    except (UserError, ValueError) as exc:
         typer.echo(f"stream3d: error: {exc}", err=True)
         raise typer.Exit(2) from None
 

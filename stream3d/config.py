@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stream3d.errors import UserError
+from stream3d.errors import UserError, reason
 
 
 class ConfigError(UserError):
@@ -387,7 +387,7 @@ def load(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Confi
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {path} cannot be read: {exc}") from None
+            raise ConfigError(f"config file {path} cannot be read: {reason(exc)}") from None
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:

@@ -19,7 +19,7 @@ from stream3d.calibrate.report import (
 from stream3d.calibrate.spectrum import crop_region, power_spectrum
 from stream3d.calibrate.track import FocusTracker
 from stream3d.config import Config
-from stream3d.errors import UserError
+from stream3d.errors import UserError, reason
 
 SCATTERER_NOTE = ("the fit reports the dominant scatterer: with material at several heights "
                   "the strongest Thon rings win; use --region on a support film or cell window "
@@ -89,7 +89,7 @@ def open_frames(path: Path):
         try:
             data = np.load(path, mmap_mode="r")
         except (OSError, ValueError) as exc:
-            raise UserError(f"{path} is not a readable .npy array: {exc}") from None
+            raise UserError(f"{path} is not a readable .npy array: {reason(exc)}") from None
         if data.ndim not in (2, 3):
             raise UserError(f"{path}: expected a frame (y, x) or a movie (t, y, x), got "
                             f"shape {data.shape}")
@@ -123,6 +123,9 @@ def calibrate(path: Path, config: Config, *, frames: str | None = None, region: 
     defocus that ``write`` records (None: the middle of the cell, :func:`scatterer_height`)."""
     path = Path(path)
     height = scatterer_height(config, height)
+    for folder in (Path(write).parent if write is not None else None, out):
+        if folder is not None:  # before the fit: a bad destination is said at once
+            Path(folder).mkdir(parents=True, exist_ok=True)
     movie, recorded = open_frames(path)
     try:
         chosen = parse_frames(frames, len(movie))

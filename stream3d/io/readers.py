@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from stream3d.errors import UserError
+from stream3d.errors import UserError, reason
 from stream3d.io.meta import MovieMeta, is_reciprocal, length_in_angstrom, time_in_seconds
 
 MRC = (".mrc", ".mrcs", ".st", ".map")
@@ -71,7 +71,7 @@ def read_mrc(path: Path) -> tuple[Any, MovieMeta, Any]:
             extended = int(header.nsymbt)
             size = float(mrc.voxel_size.x)
     except (ValueError, OSError) as exc:
-        raise UserError(f"movie {path} is not a readable MRC file: {exc}") from None
+        raise UserError(f"movie {path} is not a readable MRC file: {reason(exc)}") from None
     try:
         dtype = data_dtype_from_header(header)
     except ValueError as exc:

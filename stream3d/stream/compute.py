@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from stream3d.config import Config
-from stream3d.errors import UserError
+from stream3d.errors import UserError, reason
 from stream3d.store import Status
 from stream3d.stream.backlog import Backlog
 from stream3d.stream.cluster import gpu_workers
@@ -244,5 +244,5 @@ class Reconstructor:
 def _reason(exc: BaseException) -> str:
     """One line saying why a frame failed: the message of bad input, else the error's type
     and message (the trace is logged at debug level)."""
-    text = " ".join(str(exc).split()) or "no message"
+    text = " ".join(reason(exc).split()) or "no message"
     return text if isinstance(exc, UserError) else f"{type(exc).__name__}: {text}"
