@@ -322,3 +322,21 @@ def test_rosettasciio_beam_energy_is_read_in_kilovolts():
     _instrument_and_detector({"metadata": {"Acquisition_instrument": {"TEM": {
         "beam_energy": 80.0}}}}, meta)
     assert meta.energy == 80e3
+
+
+def test_calibrate_takes_the_voltage_the_file_records(tmp_path, caplog):
+    from stream3d import config as config_mod
+    from stream3d.calibrate.command import _recorded_energy
+
+    path = tmp_path / "ceta.emd"
+    write_velox(path, stack(2), pixel_m=1e-10, exposure_s=0.1)
+    movie = open_movie(path)
+    try:
+        with caplog.at_level("WARNING", logger="stream3d"):
+            cfg = _recorded_energy(movie, config_mod.Config(), "ceta.emd")
+    finally:
+        movie.close()
+    assert cfg.microscope.energy == 200e3
+    assert [r.getMessage() for r in caplog.records] == [
+        "ceta.emd was recorded at 200 kV, the config says microscope.energy = 300000 eV: "
+        "using the file's"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from stream3d.calibrate.spectrum import crop_region, power_spectrum
 from stream3d.calibrate.track import FocusTracker
 from stream3d.config import Config
 from stream3d.errors import UserError, reason
+
+log = logging.getLogger("stream3d.calibrate")
 
 SCATTERER_NOTE = ("the fit reports the dominant scatterer: with material at several heights "
                   "the strongest Thon rings win; use --region on a support film or cell window "
@@ -128,6 +131,7 @@ def calibrate(path: Path, config: Config, *, frames: str | None = None, region: 
             Path(folder).mkdir(parents=True, exist_ok=True)
     movie, recorded = open_frames(path)
     try:
+        config = _recorded_energy(movie, config, path.name)
         chosen = parse_frames(frames, len(movie))
         box = parse_region(region)
         px = float(pixel_size or recorded or config.sample.pixel_size)
@@ -183,6 +187,19 @@ def calibrate(path: Path, config: Config, *, frames: str | None = None, region: 
                                            height=height))
         result.paths.append(write)
     return result
+
+
+def _recorded_energy(movie, config: Config, name: str) -> Config:
+    """``config`` with the voltage the movie file records (SER, EMD, DM), as a replay takes
+    it: the wavelength sets where the rings fall, so a wrong one gives a wrong defocus."""
+    meta = getattr(movie, "meta", None)
+    energy = getattr(meta, "energy", None)
+    if energy is None:
+        return config
+    if abs(energy - config.microscope.energy) > 0.01 * config.microscope.energy:
+        log.warning("%s was recorded at %.4g kV, the config says microscope.energy = %.6g eV: "
+                    "using the file's", name, energy / 1e3, config.microscope.energy)
+    return config.replace("microscope", energy=energy)
 
 
 def scatterer_height(config: Config, height: float | None) -> float:
