@@ -448,7 +448,9 @@ def analyze(
     frame: Annotated[Optional[int], typer.Option(
         help="Store index t of the frame shown in orthogonal slices (default: last reconstructed).")] = None,
     line: Annotated[Optional[str], typer.Option(
-        help="Kymograph line 'y0,x0,y1,x1' in nm (default: along x, through the row crossing most material).")] = None,
+        help="Kymograph line 'y0,x0,y1,x1' in nm (default: along the path of the growth "
+             "tip that travelled furthest sideways, else along x through the row crossing "
+             "most material).")] = None,
     array: Annotated[Optional[str], typer.Option(
         help="(t, z, y, x) array to analyse, e.g. popout (default: volume, else occupancy, else potential).")] = None,
     min_part: Annotated[float, typer.Option(

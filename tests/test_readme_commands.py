@@ -62,3 +62,22 @@ def test_the_own_movie_section_names_every_key_a_user_must_set():
                 "detector.dose", "sample.slices", "sample.slice_thickness", "stream3d info",
                 "stream3d calibrate"):
         assert key in section, key
+
+
+def test_small_items_of_issue_22():
+    from stream3d.analysis.truth import FrameErrors, summary_lines
+
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    assert "keys/" in ignored and "*.key_secret" in ignored  # CURVE secret keys stay out of git
+    demo = (ROOT / "deploy" / "demo.sh").read_text()
+    (hint,) = [ln for ln in demo.splitlines() if "stream3d camera" in ln]
+    camera = hint.split("&")[0]
+    assert "--config $out/config.toml" in camera  # its start message carries the run's optics
+    header, row, mean = summary_lines([FrameErrors(0, 0, "refined", 12.5, 0.8, 7.25, 0.9)])
+    assert "pop-out height error (Å)" in header and "refined height error (Å)" in header
+    assert "depth" not in header and mean.startswith("mean over 1 frames: mean column height "
+                                                     "error pop-out 12.5 Å")
+    group = typer.main.get_command(app)
+    (line,) = [p for p in group.commands["analyze"].params if p.name == "line"]
+    assert "tip that travelled furthest sideways" in line.help  # as the README says
+    assert "tip that travelled furthest sideways" in README
