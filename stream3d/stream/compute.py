@@ -24,7 +24,7 @@ import numpy as np
 
 from stream3d.config import Config
 from stream3d.errors import UserError, reason
-from stream3d.store import Status
+from stream3d.store import COMPUTE_COUNTERS, Status
 from stream3d.stream.backlog import Backlog
 from stream3d.stream.cluster import gpu_workers
 from stream3d.stream.writer import Writer
@@ -104,8 +104,7 @@ class Reconstructor:
         self._behind_at = max(BEHIND_FRAMES, 4 * config.stream.window) \
             if live and config.stream.policy == "all" else None
         self.writer, self.backlog = writer, backlog
-        self.counters = {"skipped": int(counters.get("skipped", 0)),
-                         "failed": int(counters.get("failed", 0))}
+        self.counters = {k: int(counters.get(k, 0)) for k in COMPUTE_COUNTERS}
         self.latest = config.stream.policy == "latest"
         self.capacity = min(config.stream.window, 2) if self.latest else config.stream.window
         self._inflight: OrderedDict[int, tuple[Any, np.ndarray]] = OrderedDict()
