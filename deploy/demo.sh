@@ -18,4 +18,5 @@ echo
 echo "report: $out/report/index.html   (open it in a browser: tracks, growth fronts, truth side by side)"
 echo "4D run store: $out/run.zarr   (zarr.open_group(\"$out/run.zarr\")[\"volume\"]: t, z, y, x in V)"
 echo "ground truth: $out/truth.zarr; run it again to resume, or stream it live with:"
-echo "  stream3d camera $out/movie.mrc --fps 10 &  stream3d live --connect tcp://127.0.0.1:5555 --config $out/config.toml --out $out/live.zarr"
+echo "  source .venv/bin/activate"
+echo "  stream3d camera $out/movie.mrc --config $out/config.toml --fps 10 &  stream3d live --connect tcp://127.0.0.1:5555 --config $out/config.toml --out $out/live.zarr"

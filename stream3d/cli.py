@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from stream3d import config as config_mod
-from stream3d.errors import UserError
+from stream3d.errors import UserError, os_error_line
 
 app = typer.Typer(
     name="stream3d",
@@ -63,7 +63,10 @@ def user_errors() -> Iterator[None]:
     """Turn bad-input exceptions into one line on stderr and exit code 2."""
     try:
         yield
-    except (UserError, ValueError, OSError) as exc:
+    except OSError as exc:  # no raw "[Errno N]" text: the path and what is wrong with it
+        typer.echo(f"stream3d: error: {os_error_line(exc)}", err=True)
+        raise typer.Exit(2) from None
+    except (UserError, ValueError) as exc:
         typer.echo(f"stream3d: error: {exc}", err=True)
         raise typer.Exit(2) from None
 
@@ -169,7 +172,7 @@ def reconstruct(
     its pending, skipped and failed frames are reconstructed in place.
     """
     from stream3d.stream import commands
-    from stream3d.stream.status import render_summary
+    from stream3d.stream.status import exit_code, render_summary
 
     _logging()
     with user_errors():
@@ -179,8 +182,7 @@ def reconstruct(
                                            max_frames=max_frames, show_status=not quiet,
                                            record_only=record_only)
     typer.echo(render_summary(summary))
-    if summary.interrupted:
-        raise typer.Exit(130)
+    raise typer.Exit(exit_code(summary))
 
 
 @app.command()
@@ -221,7 +223,7 @@ def live(
     always leaving a consistent store, and prints a summary.
     """
     from stream3d.stream import commands
-    from stream3d.stream.status import render_summary
+    from stream3d.stream.status import exit_code, render_summary
 
     _logging()
     with user_errors():
@@ -239,8 +241,7 @@ def live(
                                 idle_timeout=idle_timeout, record_only=record_only,
                                 show_status=not quiet, stages=_auto_dose_stages(cfg))
     typer.echo(render_summary(summary))
-    if summary.interrupted:
-        raise typer.Exit(130)
+    raise typer.Exit(exit_code(summary))
 
 
 def _auto_dose_stages(cfg: config_mod.Config):
@@ -468,7 +469,9 @@ def analyze(
     frame: Annotated[Optional[int], typer.Option(
         help="Store index t of the frame shown in orthogonal slices (default: last reconstructed).")] = None,
     line: Annotated[Optional[str], typer.Option(
-        help="Kymograph line 'y0,x0,y1,x1' in nm (default: along x, through the row crossing most material).")] = None,
+        help="Kymograph line 'y0,x0,y1,x1' in nm (default: along the path of the growth "
+             "tip that travelled furthest sideways, else along x through the row crossing "
+             "most material).")] = None,
     array: Annotated[Optional[str], typer.Option(
         help="(t, z, y, x) array to analyse, e.g. popout (default: volume, else occupancy, else potential).")] = None,
     min_part: Annotated[float, typer.Option(
@@ -622,6 +625,11 @@ def calibrate(
         help="Spectrum tile in px (default: half the frame, 64-512).")] = None,
     pixel_size: Annotated[Optional[float], typer.Option(
         help="Å per pixel (default: the file's, else sample.pixel_size).")] = None,
+    height: Annotated[Optional[float], typer.Option(
+        help="Height (Å above the exit plane) of what the rings were fitted on; --write "
+             "records lens defocus = effective defocus + height. 0 for a support film or cell "
+             "window at the exit plane; default: the middle of the cell "
+             "(sample.slices x sample.slice_thickness / 2).")] = None,
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
@@ -645,7 +653,8 @@ def calibrate(
         cfg = load_config(config, set_)
         result = run_calibrate(movie, cfg, frames=frames, region=region, fit_cs=fit_cs,
                                resolution=resolution, defocus_range=defocus_range, tile=tile,
-                               pixel_size=pixel_size, per_frame=per_frame, out=out, write=write)
+                               pixel_size=pixel_size, per_frame=per_frame, out=out, write=write,
+                               height=height)
     if json_out:
         payload = dict(result.summary)
         if per_frame:

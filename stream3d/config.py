@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stream3d.errors import UserError
+from stream3d.errors import UserError, reason
 
 
 class ConfigError(UserError):
@@ -42,6 +42,13 @@ class Microscope:
         _require(self.focal_spread >= 0, "microscope.focal_spread", "must be >= 0 Å")
         _require(self.astigmatism >= 0, "microscope.astigmatism", "must be >= 0 Å (C12; turn "
                  "the direction with astigmatism_angle)")
+        _plausible(self.energy, 1e3, 5e6, "microscope.energy", "eV", "300e3 for 300 kV")
+        _plausible(self.defocus, -1e6, 1e6, "microscope.defocus", "Å",
+                   "2000 for 200 nm underfocus")
+        _plausible(self.cs, 0.0, 1e8, "microscope.cs", "Å", "1e7 for 1 mm")
+        _plausible(self.aperture, 0.0, 200.0, "microscope.aperture", "mrad", "10, or 0 for none")
+        _plausible(self.focal_spread, 0.0, 1e4, "microscope.focal_spread", "Å", "30")
+        _plausible(self.astigmatism, 0.0, 1e5, "microscope.astigmatism", "Å", "50")
         _require(math.isfinite(self.astigmatism_angle), "microscope.astigmatism_angle",
                  "must be a finite angle in degrees")
 
@@ -68,6 +75,10 @@ class Sample:
         _require(self.texture_length > 0, "sample.texture_length", "must be > 0 Å")
         _require(self.texture_spectrum in ("gaussian", "powerlaw", "peaked"),
                  "sample.texture_spectrum", 'must be "gaussian", "powerlaw" or "peaked"')
+        _plausible(self.pixel_size, 1e-3, 1e4, "sample.pixel_size", "Å", "1.0")
+        _plausible(self.slices, 1, 4096, "sample.slices", "slices", "32")
+        _plausible(self.slice_thickness, 0.1, 1e5, "sample.slice_thickness", "Å", "20")
+        _plausible(self.potential, -1e3, 1e3, "sample.potential", "V", "5")
 
     @property
     def sampling(self) -> tuple[float, float, float]:
@@ -85,6 +96,8 @@ class Detector:
     def check(self) -> None:
         _require(self.dose == "auto" or (not isinstance(self.dose, str) and self.dose > 0),
                  "detector.dose", 'must be > 0 e/Å² or "auto"')
+        if self.dose != "auto":
+            _plausible(self.dose, 0.0, 1e8, "detector.dose", "e/Å² per frame", "2000")
         _require(self.dtype in ("uint16", "float32"), "detector.dtype",
                  'must be "uint16" or "float32"')
 
@@ -275,6 +288,15 @@ def _check_roi(roi: tuple[int, ...], bin_: int) -> None:
              f"e.g. {fit}")
 
 
+def _plausible(value: float, low: float, high: float, key: str, unit: str, example: str
+               ) -> None:
+    """:class:`ConfigError` naming ``key`` when ``value`` lies outside the physically sensible
+    range [low, high] (in ``unit``): a typo such as 1e30 Å of defocus must be refused here,
+    in one line naming the key, not fail later in whatever computation it derails."""
+    _require(low <= value <= high, key, f"= {value:g} {unit} is not physically sensible: "
+             f"expected {low:g} to {high:g} {unit} (e.g. {example})")
+
+
 def _require(ok: bool, key: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"{key} {message}")
@@ -370,7 +392,7 @@ def load(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Confi
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {path} cannot be read: {exc}") from None
+            raise ConfigError(f"config file {path} cannot be read: {reason(exc)}") from None
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:

@@ -64,7 +64,11 @@ from stream3d.ome import multiscales
 from stream3d.store_lock import StoreLock
 from stream3d.view import View, view_for
 
-COUNTERS = ("received", "malformed", "gaps", "duplicates", "skipped", "failed")
+# The run's counters (DESIGN.md), defined here once: ingest (stream.tracker) counts the first
+# four, compute (stream.compute) the last two, the store persists all of them.
+INGEST_COUNTERS = ("received", "malformed", "gaps", "duplicates")
+COMPUTE_COUNTERS = ("skipped", "failed")
+COUNTERS = INGEST_COUNTERS + COMPUTE_COUNTERS
 TABLE = ("frame_id", "timestamp", "status", "loss")
 ARRAYS = ("frames", "popout", "volume", *TABLE)
 # Per-frame arrays a store may lack (made by an older version): absent ones are not written.
@@ -83,7 +87,8 @@ _RAW_CODECS = (BloscCodec(cname="lz4", clevel=1, shuffle="bitshuffle"),)
 
 
 class Status(enum.IntEnum):
-    """Per-frame reconstruction state, stored in ``status`` (uint8)."""
+    """Per-frame reconstruction state, stored in ``status`` (uint8): the one definition of the
+    codes (analysis and the summaries take names and values from here)."""
 
     PENDING = 0
     REFINED = 1

@@ -220,7 +220,10 @@ def test_cli_json_write_pictures_and_per_frame_csv(movie, tmp_path):
     for t, row in enumerate(rows):
         assert abs(float(row["defocus"]) - (2380.0 + 40.0 * t)) < 30
     cfg = config.load(written)
-    assert cfg.microscope.defocus == pytest.approx(data["defocus"], abs=0.1)
+    # The lens defocus written: effective + the scatterer's height, by default the middle of
+    # the default 32 x 20 Å cell (test_calibrate_write.py reconstructs with such a config).
+    assert data["height"] == 320.0 and data["lens_defocus"] == data["defocus"] + 320.0
+    assert cfg.microscope.defocus == pytest.approx(data["lens_defocus"], abs=0.1)
     assert cfg.microscope.astigmatism == pytest.approx(data["astigmatism"], abs=0.1)
     text = written.read_text()
     assert "Written by stream3d calibrate from movie.npy frames 0:4" in text

@@ -175,7 +175,8 @@ def test_ncem_emd(tmp_path):
     facts = info_json(path)
     assert facts["format"] == "NCEM EMD" and facts["frames"] == 4 and facts["dtype"] == "float32"
     assert facts["pixel_size"] == pytest.approx(1.2) and facts["frame_interval"] == 0.5
-    assert facts["from_metadata"] == {"pixel_size": True, "frame_interval": True, "dose": False}
+    assert facts["from_metadata"] == {"pixel_size": True, "frame_interval": True, "dose": False,
+                                     "energy": False}
     record(path, tmp_path / "run.zarr")
     np.testing.assert_array_equal(open_run(tmp_path / "run.zarr")["frames"][:],
                                   rsciio_frames(file_reader, path))
@@ -229,7 +230,8 @@ def test_plain_tiff_and_compressed_tiff_read_page_by_page(tmp_path):
     assert done.returncode == 2 and "expected pages of 2D frames" in done.stderr
     facts = info_json(path, "sample.pixel_size=0.9", "stream.frame_interval=2")
     assert (facts["pixel_size"], facts["frame_interval"]) == (0.9, 2.0)
-    assert facts["from_metadata"] == {"pixel_size": False, "frame_interval": False, "dose": False}
+    assert facts["from_metadata"] == {"pixel_size": False, "frame_interval": False, "dose": False,
+                                     "energy": False}
 
 
 def test_mrc_and_run_store_info(tmp_path):
@@ -294,3 +296,47 @@ def test_unreadable_vendor_files_are_one_line_errors(tmp_path):
         done = cli("info", str(tmp_path / name))
         assert done.returncode == 2, name
         assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_voltage_the_file_records_is_used_and_a_disagreeing_config_is_said_once(tmp_path):
+    path = tmp_path / "ceta.emd"
+    write_velox(path, stack(3), pixel_m=1e-10, exposure_s=0.1)  # recorded at 200 kV
+    facts = info_json(path)
+    assert facts["energy"] == 200e3 and facts["from_metadata"]["energy"]
+    done = record(path, tmp_path / "a.zarr", "detector.dose=80")  # the config says 300 kV
+    lines = [ln for ln in done.stderr.splitlines() if "kV" in ln]
+    assert lines == ["stream3d: ceta.emd was recorded at 200 kV, the config says "
+                     "microscope.energy = 300000 eV (300 kV): using the file's (the wavelength, "
+                     "and so every height, depends on it)"]
+    g = open_run(tmp_path / "a.zarr")
+    assert g.attrs["stream3d"]["config"]["microscope"]["energy"] == 200e3
+    done = record(path, tmp_path / "b.zarr", "detector.dose=80", "microscope.energy=200e3")
+    assert "kV" not in done.stderr  # they agree: nothing to say
+
+
+def test_rosettasciio_beam_energy_is_read_in_kilovolts():
+    from stream3d.io.meta import MovieMeta
+    from stream3d.io.readers import _instrument_and_detector
+
+    meta = MovieMeta()
+    _instrument_and_detector({"metadata": {"Acquisition_instrument": {"TEM": {
+        "beam_energy": 80.0}}}}, meta)
+    assert meta.energy == 80e3
+
+
+def test_calibrate_takes_the_voltage_the_file_records(tmp_path, caplog):
+    from stream3d import config as config_mod
+    from stream3d.calibrate.command import _recorded_energy
+
+    path = tmp_path / "ceta.emd"
+    write_velox(path, stack(2), pixel_m=1e-10, exposure_s=0.1)
+    movie = open_movie(path)
+    try:
+        with caplog.at_level("WARNING", logger="stream3d"):
+            cfg = _recorded_energy(movie, config_mod.Config(), "ceta.emd")
+    finally:
+        movie.close()
+    assert cfg.microscope.energy == 200e3
+    assert [r.getMessage() for r in caplog.records] == [
+        "ceta.emd was recorded at 200 kV, the config says microscope.energy = 300000 eV: "
+        "using the file's"]

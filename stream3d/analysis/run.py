@@ -20,8 +20,9 @@ import numpy as np
 
 from stream3d import config as config_mod
 from stream3d.errors import UserError
+from stream3d.store import Status
 
-STATUS_NAMES = {0: "pending", 1: "refined", 2: "skipped", 3: "failed"}
+STATUS_NAMES = {int(s): s.name.lower() for s in Status}  # the store's codes, by name
 # Units and meanings of the xarray variables (CF conventions: flag_values / flag_meanings map
 # a status code to its name).
 VARIABLE_ATTRS = {
@@ -36,7 +37,7 @@ VARIABLE_ATTRS = {
     "status": {"units": "1", "long_name": "frame status",
                "flag_values": list(STATUS_NAMES), "flag_meanings": " ".join(STATUS_NAMES.values())},
 }
-REFINED = 1
+REFINED = int(Status.REFINED)
 # What to analyse, first present wins. A truth store's occupancy is the material itself; its
 # potential carries the amorphous texture, which would speckle a threshold at half the level.
 VOLUME_NAMES = ("volume", "occupancy", "potential")

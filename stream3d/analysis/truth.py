@@ -93,15 +93,16 @@ def write_csv(rows: list[FrameErrors], path: str | Path) -> Path:
 
 def summary_lines(rows: list[FrameErrors]) -> list[str]:
     """A small table for the terminal, then the means over frames that have both volumes."""
-    lines = [f"{'t':>4} {'frame':>6} {'status':<8} {'pop-out depth (Å)':>18} {'IoU':>6} "
-             f"{'refined depth (Å)':>18} {'IoU':>6}"]
+    lines = [f"{'t':>4} {'frame':>6} {'status':<8} {'pop-out height error (Å)':>25} "
+             f"{'IoU':>6} {'refined height error (Å)':>25} {'IoU':>6}"]
     for r in rows:
-        lines.append(f"{r.t:>4} {r.frame_id:>6} {r.status:<8} {r.popout_depth:>18.1f} "
-                     f"{r.popout_iou:>6.3f} {r.refined_depth:>18.1f} {r.refined_iou:>6.3f}")
+        lines.append(f"{r.t:>4} {r.frame_id:>6} {r.status:<8} {r.popout_depth:>25.1f} "
+                     f"{r.popout_iou:>6.3f} {r.refined_depth:>25.1f} {r.refined_iou:>6.3f}")
     both = [r for r in rows if not (math.isnan(r.popout_depth) or math.isnan(r.refined_depth))]
     if both:
         mean = lambda xs: float(np.mean(xs))  # noqa: E731
-        lines.append(f"mean over {len(both)} frames: pop-out {mean([r.popout_depth for r in both]):.1f} Å, "
+        lines.append(f"mean over {len(both)} frames: mean column height error pop-out "
+                     f"{mean([r.popout_depth for r in both]):.1f} Å, "
                      f"IoU {mean([r.popout_iou for r in both]):.3f}; refined "
                      f"{mean([r.refined_depth for r in both]):.1f} Å, "
                      f"IoU {mean([r.refined_iou for r in both]):.3f}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -19,7 +20,9 @@ from stream3d.calibrate.report import (
 from stream3d.calibrate.spectrum import crop_region, power_spectrum
 from stream3d.calibrate.track import FocusTracker
 from stream3d.config import Config
-from stream3d.errors import UserError
+from stream3d.errors import UserError, reason
+
+log = logging.getLogger("stream3d.calibrate")
 
 SCATTERER_NOTE = ("the fit reports the dominant scatterer: with material at several heights "
                   "the strongest Thon rings win; use --region on a support film or cell window "
@@ -89,7 +92,7 @@ def open_frames(path: Path):
         try:
             data = np.load(path, mmap_mode="r")
         except (OSError, ValueError) as exc:
-            raise UserError(f"{path} is not a readable .npy array: {exc}") from None
+            raise UserError(f"{path} is not a readable .npy array: {reason(exc)}") from None
         if data.ndim not in (2, 3):
             raise UserError(f"{path}: expected a frame (y, x) or a movie (t, y, x), got "
                             f"shape {data.shape}")
@@ -117,11 +120,18 @@ def calibrate(path: Path, config: Config, *, frames: str | None = None, region: 
               fit_cs: bool = False, resolution: str | None = None,
               defocus_range: str | None = None, tile: int | None = None,
               pixel_size: float | None = None, per_frame: bool = False, out: Path | None = None,
-              write: Path | None = None) -> Calibration:
-    """Fit the lens to frames of ``path`` (see ``stream3d calibrate --help``)."""
+              write: Path | None = None, height: float | None = None) -> Calibration:
+    """Fit the lens to frames of ``path`` (see ``stream3d calibrate --help``). ``height``: Å
+    above the exit plane of the fitted scatterer, added to its effective defocus for the lens
+    defocus that ``write`` records (None: the middle of the cell, :func:`scatterer_height`)."""
     path = Path(path)
+    height = scatterer_height(config, height)
+    for folder in (Path(write).parent if write is not None else None, out):
+        if folder is not None:  # before the fit: a bad destination is said at once
+            Path(folder).mkdir(parents=True, exist_ok=True)
     movie, recorded = open_frames(path)
     try:
+        config = _recorded_energy(movie, config, path.name)
         chosen = parse_frames(frames, len(movie))
         box = parse_region(region)
         px = float(pixel_size or recorded or config.sample.pixel_size)
@@ -152,6 +162,7 @@ def calibrate(path: Path, config: Config, *, frames: str | None = None, region: 
         "file": str(path), "frames": [chosen.start, chosen.stop],
         "region": list(box) if box else None,
         "pixel_size": px, "energy": options.energy, "cs_fitted": fit_cs,
+        "height": height, "lens_defocus": fit.defocus + height,
         "scatterer": SCATTERER_NOTE, "seconds": seconds,
     }
     result = Calibration(summary, fit)
@@ -172,9 +183,41 @@ def calibrate(path: Path, config: Config, *, frames: str | None = None, region: 
         write = Path(write)
         write.parent.mkdir(parents=True, exist_ok=True)
         write.write_text(calibrated_config(config.replace("sample", pixel_size=px), fit,
-                                           dose=dose.dose, source=source, fit_cs=fit_cs))
+                                           dose=dose.dose, source=source, fit_cs=fit_cs,
+                                           height=height))
         result.paths.append(write)
     return result
+
+
+def _recorded_energy(movie, config: Config, name: str) -> Config:
+    """``config`` with the voltage the movie file records (SER, EMD, DM), as a replay takes
+    it: the wavelength sets where the rings fall, so a wrong one gives a wrong defocus."""
+    meta = getattr(movie, "meta", None)
+    energy = getattr(meta, "energy", None)
+    if energy is None:
+        return config
+    if abs(energy - config.microscope.energy) > 0.01 * config.microscope.energy:
+        log.warning("%s was recorded at %.4g kV, the config says microscope.energy = %.6g eV: "
+                    "using the file's", name, energy / 1e3, config.microscope.energy)
+    return config.replace("microscope", energy=energy)
+
+
+def scatterer_height(config: Config, height: float | None) -> float:
+    """Height (Å above the exit plane) of the scatterer whose rings were fitted: ``height``
+    when given, else the middle of the cell (sample.slices x sample.slice_thickness / 2).
+
+    One image gives only the effective defocus (lens defocus - height): where the material
+    sits along the beam is not in it. Without a known reference (a support film or cell window
+    at the exit plane: --height 0) the middle of the cell is the guess whose error is at most
+    half the cell, and it keeps the material inside the reconstructed volume; the heights
+    pop-out then measures are relative to it."""
+    if height is None:
+        return config.sample.slices * config.sample.slice_thickness / 2
+    cell = config.sample.slices * config.sample.slice_thickness
+    if not (math.isfinite(height) and 0 <= height <= cell):
+        raise UserError(f"--height {height:g} Å must lie in the cell, 0 to {cell:g} Å "
+                        "(sample.slices x sample.slice_thickness) above the exit plane")
+    return float(height)
 
 
 def _per_frame(raw, chosen, box, tile, px, options, average: LensFit) -> list[dict]:

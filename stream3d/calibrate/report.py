@@ -101,9 +101,14 @@ def profile_picture(path: Path, spectrum: Spectrum, fit: LensFit, options: FitOp
 
 
 def calibrated_config(config: Config, fit: LensFit, *, dose: float | None, source: str,
-                      fit_cs: bool) -> str:
-    """TOML text of ``config`` with the measured lens (and dose), each marked with its origin."""
-    lens = {"defocus": round(fit.defocus, 1), "astigmatism": round(fit.astigmatism, 1),
+                      fit_cs: bool, height: float = 0.0) -> str:
+    """TOML text of ``config`` with the measured lens (and dose), each marked with its origin.
+
+    The fit measures the scatterer's *effective* defocus (Å); the lens defocus written is that
+    plus ``height``, the scatterer's height (Å) above the exit plane (DESIGN.md: material at
+    height h is seen at defocus - h), so that a reconstruction with this config puts the
+    scatterer back at ``height``."""
+    lens = {"defocus": round(fit.defocus + height, 1), "astigmatism": round(fit.astigmatism, 1),
             "astigmatism_angle": round(fit.astigmatism_angle, 1)}
     if fit_cs:
         lens["cs"] = round(fit.cs, -2)
@@ -111,8 +116,8 @@ def calibrated_config(config: Config, fit: LensFit, *, dose: float | None, sourc
     if dose is not None:
         updated = updated.replace("detector", dose=round(dose, 1))
     notes = {
-        ("microscope", "defocus"): f"effective defocus of the dominant scatterer, ± "
-                                   f"{fit.defocus_error:.1f} Å",
+        ("microscope", "defocus"): f"effective defocus {fit.defocus:.1f} ± "
+                                   f"{fit.defocus_error:.1f} Å + height {height:g} Å",
         ("microscope", "astigmatism"): f"C12, ± {fit.astigmatism_error:.1f} Å",
         ("microscope", "astigmatism_angle"): f"phi12, ± {fit.astigmatism_angle_error:.1f}°",
         ("microscope", "cs"): f"± {fit.cs_error or 0:.3g} Å",
@@ -127,9 +132,10 @@ def calibrated_config(config: Config, fit: LensFit, *, dose: float | None, sourc
             line = f"{line}  # measured by stream3d calibrate: {notes[(section, key)]}"
         lines.append(line)
     header = [f"# Written by stream3d calibrate from {source}.",
-              f"# The Thon rings fit to {fit.resolution:.2f} Å resolution. The defocus is the",
-              "# effective defocus of the dominant scatterer: the lens defocus from the exit plane",
-              "# only when that scatterer (a support film, a cell window) lies at the exit plane.",
+              f"# The Thon rings fit to {fit.resolution:.2f} Å resolution. They give the",
+              "# effective defocus of the dominant scatterer; the lens defocus (from the exit",
+              f"# plane) written below adds that scatterer's height, taken as {height:g} Å above",
+              "# the exit plane (calibrate --height; default: the middle of the cell).",
               ""]
     return "\n".join(header + lines) + "\n"
 

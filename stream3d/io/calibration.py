@@ -1,8 +1,9 @@
-"""Which pixel size, frame interval and dose a replay uses, and saying so.
+"""Which pixel size, frame interval, voltage and dose a replay uses, and saying so.
 
-Pixel size (Å) and frame interval (s) come from the movie file's metadata when it records them,
-from the config (sample.pixel_size, stream.frame_interval) otherwise; a disagreement of more
-than 5% between the two is reported once. The dose (e/Å² per frame) is checked against the
+Pixel size (Å), frame interval (s) and accelerating voltage (eV) come from the movie file's
+metadata when it records them, from the config (sample.pixel_size, stream.frame_interval,
+microscope.energy) otherwise; a disagreement of more than 5% (voltage: 1%) between the two is
+reported once. The dose (e/Å² per frame) is checked against the
 frames' counts: a configured dose more than 20% away from mean counts / pixel_size², or one a
 frame's dtype cannot hold, is reported once; ``detector.dose = "auto"`` takes it from the counts.
 """
@@ -23,6 +24,7 @@ log = logging.getLogger("stream3d.io")
 
 DISAGREE = 0.05  # relative difference of file and config calibrations that is reported
 DOSE_DISAGREE = 0.20  # relative difference of configured and counted dose that is reported
+ENERGY_DISAGREE = 0.01  # relative difference of file and config voltage that is reported
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class Calibration:
     frame_interval: float  # s
     frame_interval_from: str
     messages: tuple[str, ...] = ()
+    energy: float | None = None  # eV; None: the config's microscope.energy
+    energy_from: str = "config"
 
 
 def calibrate(meta: MovieMeta, config: Config, name: str = "movie") -> Calibration:
@@ -53,14 +57,25 @@ def calibrate(meta: MovieMeta, config: Config, name: str = "movie") -> Calibrati
                             f"config says stream.frame_interval = {interval:.4g} s: using "
                             "the file's")
         interval, interval_from = meta.frame_interval, "metadata"
-    return Calibration(size, size_from, interval, interval_from, tuple(messages))
+    energy, energy_from = config.microscope.energy, "config"
+    if meta.energy is not None:
+        if abs(meta.energy - energy) > ENERGY_DISAGREE * energy:
+            messages.append(f"{name} was recorded at {meta.energy / 1e3:.4g} kV, the config "
+                            f"says microscope.energy = {energy:.6g} eV ({energy / 1e3:.4g} kV): "
+                            "using the file's (the wavelength, and so every height, "
+                            "depends on it)")
+        energy, energy_from = meta.energy, "metadata"
+    return Calibration(size, size_from, interval, interval_from, tuple(messages), energy,
+                       energy_from)
 
 
 def apply(config: Config, cal: Calibration) -> Config:
     """``config`` with the calibration's pixel size and frame interval."""
+    energy = cal.energy if cal.energy is not None else config.microscope.energy
     return dataclasses.replace(
         config, sample=dataclasses.replace(config.sample, pixel_size=cal.pixel_size),
-        stream=dataclasses.replace(config.stream, frame_interval=cal.frame_interval))
+        stream=dataclasses.replace(config.stream, frame_interval=cal.frame_interval),
+        microscope=dataclasses.replace(config.microscope, energy=energy))
 
 
 def _differs(a: float, b: float) -> bool:

@@ -57,7 +57,7 @@ def _positive(value: Any) -> bool:
 class MovieMeta:
     """A movie's calibrations from its file (None = the file does not say).
 
-    ``pixel_size`` Å, ``frame_interval`` s, ``dose`` e/Å² per frame; ``notes`` say what was
+    ``pixel_size`` Å, ``frame_interval`` s, ``dose`` e/Å² per frame, ``energy`` eV; ``notes`` say what was
     found but not used (e.g. a reciprocal-space calibration)."""
 
     format: str = ""
@@ -66,5 +66,6 @@ class MovieMeta:
     instrument: str | None = None
     detector: str | None = None
     dose: float | None = None
+    energy: float | None = None  # eV, the accelerating voltage the file records
     notes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)

@@ -10,6 +10,7 @@ NCEM EMD and TIA SER/EMI. Each reader returns the frames as an array-like (t, y,
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from collections.abc import Mapping
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from stream3d.errors import UserError
+from stream3d.errors import UserError, reason
 from stream3d.io.meta import MovieMeta, is_reciprocal, length_in_angstrom, time_in_seconds
 
 MRC = (".mrc", ".mrcs", ".st", ".map")
@@ -70,7 +71,7 @@ def read_mrc(path: Path) -> tuple[Any, MovieMeta, Any]:
             extended = int(header.nsymbt)
             size = float(mrc.voxel_size.x)
     except (ValueError, OSError) as exc:
-        raise UserError(f"movie {path} is not a readable MRC file: {exc}") from None
+        raise UserError(f"movie {path} is not a readable MRC file: {reason(exc)}") from None
     try:
         dtype = data_dtype_from_header(header)
     except ValueError as exc:
@@ -300,11 +301,24 @@ def _instrument_and_detector(signal: Mapping[str, Any], meta: MovieMeta) -> None
         _get(om, "ObjectInfo", "AcquireInfo", "CameraNamePath")) or _text(
         _get(om, "DetectorMetadata", "DetectorName")) or _text(
         _get(om, "ImageList", "TagGroup0", "ImageTags", "Acquisition", "Device", "Name"))
-    voltage = _get(om, "ObjectInfo", "ExperimentalConditions", "MicroscopeConditions",
-                   "AcceleratingVoltage") or _get(om, "Optics", "AccelerationVoltage") \
-        or tem.get("beam_energy")
+    # TIA SER and Velox EMD record volts; rosettasciio's beam_energy (DM's Microscope Info
+    # Voltage, among others) is in kV.
+    volts = _get(om, "ObjectInfo", "ExperimentalConditions", "MicroscopeConditions",
+                 "AcceleratingVoltage") or _get(om, "Optics", "AccelerationVoltage")
+    kilovolts = tem.get("beam_energy")
+    voltage = volts if volts is not None else kilovolts
     if voltage is not None:
         meta.extra["accelerating_voltage"] = _text(voltage)
+        meta.energy = _electron_volts(voltage, 1.0 if volts is not None else 1e3)
+
+
+def _electron_volts(value: Any, scale: float) -> float | None:
+    """``value`` x ``scale`` as eV when it is a positive finite number, else None."""
+    try:
+        energy = float(value) * scale
+    except (TypeError, ValueError):
+        return None
+    return energy if math.isfinite(energy) and energy > 0 else None
 
 
 def _get(tree: Any, *keys: str) -> Any:

@@ -8,7 +8,7 @@ import mrcfile
 import numpy as np
 
 from stream3d.config import Config
-from stream3d.errors import UserError
+from stream3d.errors import UserError, reason
 from stream3d.popout.api import popout
 from stream3d.popout.picture import save_picture
 
@@ -34,7 +34,7 @@ def read_frame(path: Path, index: int) -> np.ndarray:
     except (ValueError, OSError) as exc:
         if isinstance(exc, UserError):
             raise
-        raise UserError(f"{path} is not a readable MRC file: {exc}") from None
+        raise UserError(f"{path} is not a readable MRC file: {reason(exc)}") from None
 
 
 def run_popout(movie: Path, index: int, out: Path, config: Config, *,

@@ -62,6 +62,8 @@ class DaskTiles:
             index[key] = i
         if self.affinity:
             self._held = dict(enumerate(futures))
-        for future in as_completed(futures):
+        # The loop of our own client: it is not the default client (set_as_default=False, so
+        # that a user's own dask client is never replaced), and as_completed would look for one.
+        for future in as_completed(futures, loop=self.client.loop):
             yield index[future.key], future.result()
 

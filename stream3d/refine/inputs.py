@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stream3d.errors import UserError
+from stream3d.errors import UserError, reason
 
 ZARR_VOLUMES = ("volume", "potential", "popout")
 
@@ -41,7 +41,7 @@ def _load(path: Path) -> np.ndarray:
     except (OSError, ValueError) as exc:
         if isinstance(exc, UserError):
             raise
-        raise UserError(f"{path} cannot be read: {exc}") from None
+        raise UserError(f"{path} cannot be read: {reason(exc)}") from None
     raise UserError(f"{path}: unknown file type {suffix!r} (use .npy, .mrc or .zarr)")
 
 

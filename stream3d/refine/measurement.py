@@ -27,6 +27,9 @@ def measured_intensity(frame: np.ndarray, model: ImagingModel,
         raise UserError("frame contains NaN or infinite counts")
     if (array < 0).any():
         raise UserError("frame contains negative counts")
+    if not array.any():
+        raise UserError("frame has no counts (all zero): nothing to reconstruct (beam blanked, "
+                        "shutter closed or a detector dropout?)")
     return torch.as_tensor(array / model.counts_per_unit, device=device)
 
 

@@ -99,7 +99,24 @@ def check_tile(config) -> None:
     a refiner is built, before any frame arrives)."""
     tile, halo = config.refine.tile, halo_px(config)
     if 0 < tile <= 2 * halo:
-        raise UserError(_too_small(tile, halo))
+        raise UserError(_too_small(tile, halo) + _halo_cause(config))
+
+
+def _halo_cause(config) -> str:
+    """Which optics key makes the halo large, when one does (so that a mistyped defocus or Cs
+    is named rather than refine.tile alone)."""
+    m, s = config.microscope, config.sample
+    lam = wavelength(m.energy)
+    k_max = band_limit_cutoff((s.pixel_size, s.pixel_size))
+    if m.aperture > 0:
+        k_max = min(k_max, m.aperture * 1e-3 / lam)
+    terms = {"microscope.defocus": (lam * abs(m.defocus) * k_max, m.defocus),
+             "microscope.cs": (lam**3 * m.cs * k_max**3, m.cs),
+             "microscope.astigmatism": (lam * m.astigmatism * k_max, m.astigmatism)}
+    key, (reach, value) = max(terms.items(), key=lambda item: item[1][0])
+    if reach / s.pixel_size < 64:  # a halo of tens of px: the optics are ordinary
+        return ""
+    return f"; the halo comes from {key} = {value:g} Å: is that value meant?"
 
 
 def _too_small(tile: int, halo: int) -> str:

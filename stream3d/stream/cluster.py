@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from stream3d.errors import UserError
+from stream3d.errors import UserError, reason
 
 # dask settings for the objects stream3d builds (read when they are built): bounded
 # bookkeeping, so that a day-long live run keeps a flat memory.
@@ -80,7 +80,7 @@ def dask_client(scheduler: str | None, *, threads: int, timeout: float = 20.0) -
     except (OSError, TimeoutError) as exc:
         if cluster is not None:
             cluster.close()
-        raise UserError(f"cannot reach the dask scheduler {scheduler}: {exc}") from None
+        raise UserError(f"cannot reach the dask scheduler {scheduler}: {reason(exc)}") from None
     try:
         yield client
     finally:

@@ -20,7 +20,8 @@ from stream3d.stream.compute import Stages, check_frames_fit
 from stream3d.stream.curve import client_from_config, server_from_config
 from stream3d.stream.pipeline import RunOptions, Summary, run_pipeline
 from stream3d.stream.pixel_mask import stages_for_store
-from stream3d.stream.sources import FileSource, NoSource, ZmqSource
+from stream3d.stream.sources import (FileSource, NoSource, ZmqSource, check_host_resolves,
+                                     endpoint)
 from stream3d.stream.status import live_status
 from stream3d.view import view_for
 
@@ -132,6 +133,8 @@ def live(out: str | Path, config: Config, *, connect: str | None = None, bind: s
     ``record_only``: persist raw frames only (status pending), to reconstruct later with
     ``reconstruct RUN --out RUN``."""
     check_live_options(connect, bind, max_frames, idle_timeout)
+    if connect is not None:
+        check_host_resolves(endpoint(connect))
     source = ZmqSource(connect or bind, pattern=pattern, bind=bind is not None,
                        hwm=config.stream.hwm, curve=server_from_config(config.stream))
     options = RunOptions(scheduler=scheduler, max_frames=max_frames, idle_timeout=idle_timeout,

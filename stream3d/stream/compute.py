@@ -23,8 +23,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from stream3d.config import Config
-from stream3d.errors import UserError
-from stream3d.store import Status
+from stream3d.errors import UserError, reason
+from stream3d.store import COMPUTE_COUNTERS, Status
 from stream3d.stream.backlog import Backlog
 from stream3d.stream.cluster import gpu_workers
 from stream3d.stream.writer import Writer
@@ -39,6 +39,9 @@ SECONDS_KEPT = 4096  # per-frame times kept for the summary (the latest ones)
 # future was released and the scheduler forgot it; the uuid keeps runs sharing a scheduler
 # apart.
 POPOUT_KEYS = 64
+# Frames waiting (backlog + pop-outs in flight) at which a live run under policy "all" is
+# warned, once, that it falls behind (at least 4 x stream.window).
+BEHIND_FRAMES = 20
 
 
 class RefinerLike(Protocol):
@@ -95,17 +98,20 @@ class Reconstructor:
     """Runs in the pipeline's main thread; results and status marks go through the writer."""
 
     def __init__(self, config: Config, stages: Stages, client: Any, writer: Writer,
-                 backlog: Backlog, counters: dict[str, int]) -> None:
+                 backlog: Backlog, counters: dict[str, int], *, live: bool = False) -> None:
         self.config, self.stages, self.client = config, stages, client
+        # A detector source under policy "all": warn once when the lag passes this many frames.
+        self._behind_at = max(BEHIND_FRAMES, 4 * config.stream.window) \
+            if live and config.stream.policy == "all" else None
         self.writer, self.backlog = writer, backlog
-        self.counters = {"skipped": int(counters.get("skipped", 0)),
-                         "failed": int(counters.get("failed", 0))}
+        self.counters = {k: int(counters.get(k, 0)) for k in COMPUTE_COUNTERS}
         self.latest = config.stream.policy == "latest"
         self.capacity = min(config.stream.window, 2) if self.latest else config.stream.window
         self._inflight: OrderedDict[int, tuple[Any, np.ndarray]] = OrderedDict()
         # Built now, before any frame arrives: a bad device or config fails the run at once.
         self._refiner: RefinerLike = _build_refiner(stages, config, client)
         self.refined = 0  # this session
+        self.first_failure = ""  # "frame t: why", the first frame that failed this session
         self.current: int | None = None  # store index being refined
         # Wall time of the latest refined frames (pop-out wait + refine), s; bounded so that
         # a day-long run does not grow with it.
@@ -139,6 +145,24 @@ class Reconstructor:
             self._finish(t, future, frame)
             self.current = None
             self.seconds.append(time.perf_counter() - started)
+            self._warn_if_behind()
+
+    def _warn_if_behind(self) -> None:
+        """Once per run: a live run under policy "all" whose lag passed ``_behind_at`` frames
+        is told that it falls behind and how to stay live (stream.policy = "latest")."""
+        if self._behind_at is None:
+            return
+        lag = len(self.backlog) + self.inflight
+        if lag < self._behind_at:
+            return
+        self._behind_at = None
+        recent = list(self.seconds)[-10:]
+        rate = len(recent) / sum(recent) if sum(recent) > 0 else 0.0
+        log.warning('falling behind the detector: %d frames wait (%.2f frames/s reconstructed). '
+                    'stream.policy = "all" reconstructs every frame, later; to stay live, '
+                    'run with --set stream.policy=latest (frames passed over are kept raw and '
+                    'marked skipped: `stream3d reconstruct RUN --out RUN` does them afterwards)',
+                    lag, rate)
 
     def cancel(self) -> None:
         """Drop the pop-outs in flight; their frames stay pending (status 0) in the store."""
@@ -193,13 +217,17 @@ class Reconstructor:
             status = Status.REFINED
             if not np.isfinite(volume).all():  # a refinement that kept no usable volume
                 status, volume = Status.FAILED, None
-                if self.counters["failed"] == 0:
+                if not self.first_failure:
+                    self.first_failure = f"frame {t}: no finite refined volume"
                     log.warning("frame %d: refinement ended %r without a finite volume; later "
                                 "failures are only counted", t, getattr(result, "status", ""))
         except Exception as exc:  # noqa: BLE001 - one bad frame must not end a live run
             status, volume, loss = Status.FAILED, None, math.nan
-            if self.counters["failed"] == 0:
-                log.exception("frame %d failed (%s); later failures are only counted", t, exc)
+            if not self.first_failure:  # one line for the user; the trace for debugging
+                self.first_failure = f"frame {t}: {_reason(exc)}"
+                log.warning("frame %d failed: %s; later failures are only counted", t,
+                            _reason(exc))
+                log.debug("frame %d failed", t, exc_info=True)
         if status == Status.FAILED:
             self.counters["failed"] += 1
         else:
@@ -210,3 +238,10 @@ class Reconstructor:
 
     def _all_counters(self) -> dict[str, int]:
         return dict(self.counters)
+
+
+def _reason(exc: BaseException) -> str:
+    """One line saying why a frame failed: the message of bad input, else the error's type
+    and message (the trace is logged at debug level)."""
+    text = " ".join(reason(exc).split()) or "no message"
+    return text if isinstance(exc, UserError) else f"{type(exc).__name__}: {text}"

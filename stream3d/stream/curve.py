@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stream3d.errors import UserError
+from stream3d.errors import UserError, reason
 
 log = logging.getLogger("stream3d.stream")
 
@@ -68,7 +68,7 @@ def _load(path: str, key: str, *, secret: bool) -> tuple[bytes, bytes | None]:
     try:
         public, private = zmq.auth.load_certificate(path)
     except (OSError, ValueError) as exc:
-        raise UserError(f"{key} = {path!r} is not a readable ZeroMQ key file: {exc}") from None
+        raise UserError(f"{key} = {path!r} is not a readable ZeroMQ key file: {reason(exc)}") from None
     if secret and not private:
         raise UserError(f"{key} = {path!r} holds no secret key (give the NAME.key_secret file)")
     return public, private

@@ -20,7 +20,7 @@ def run_live(out: Path, config: Config, protocol: str, *, connect: str | None,
              idle_timeout: float | None, record_only: bool, quiet: bool) -> None:
     """``live --protocol dectris``: run, print the summary and where other series went."""
     from stream3d.stream.dectris_commands import live
-    from stream3d.stream.status import render_summary
+    from stream3d.stream.status import exit_code, render_summary
 
     _check(protocol)
     result = live(out, config, connect=connect, bind=bind, scheduler=scheduler,
@@ -30,8 +30,7 @@ def run_live(out: Path, config: Config, protocol: str, *, connect: str | None,
     for path in result.side_stores:
         typer.echo(f"a series with other frame size or dtype went to {path} (raw frames; "
                    f"reconstruct with: stream3d reconstruct {path} --out {path})")
-    if result.summary.interrupted:
-        raise typer.Exit(130)
+    raise typer.Exit(exit_code(result.summary))
 
 
 def run_camera(movie: Path, config: Config, protocol: str, *, endpoint: str, fps: float,

@@ -15,6 +15,7 @@ from stream3d.stream.dectris_camera import StreamFormat, play_dectris
 from stream3d.stream.dectris_source import DectrisSource, dectris_endpoint
 from stream3d.stream.pipeline import RunOptions, Summary, _load_default_stages, run_pipeline
 from stream3d.stream.pixel_mask import RuleHolder, masked_stages
+from stream3d.stream.sources import check_host_resolves
 from stream3d.stream.status import live_status
 
 
@@ -35,6 +36,8 @@ def live(out: str | Path, config: Config, *, connect: str | None = None, bind: s
     A detector arms series after series, so the run goes on across series ends: it stops on
     Ctrl-C, ``max_frames`` or ``idle_timeout`` s without a message."""
     check_live_options(connect, bind, max_frames, idle_timeout)
+    if connect is not None:
+        check_host_resolves(dectris_endpoint(connect))
     holder = RuleHolder()
     source = DectrisSource(dectris_endpoint(connect or bind), config, out=out,
                            bind=bind is not None, holder=holder)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -89,6 +90,7 @@ class Summary:
     spilled: int = 0
     ingest_seconds: float = 0.0  # first frame received -> last frame persisted (this session)
     shape: tuple[int, ...] | None = None  # (t, z, y, x) of the volume array
+    first_failure: str = ""  # "frame t: why" of the first frame that failed this session
 
     @property
     def ingest_fps(self) -> float:
@@ -116,8 +118,25 @@ class Pipeline:
 
     def run(self, monitor: Callable[[Callable[[], Snapshot]], AbstractContextManager] | None = None
             ) -> Summary:
-        """Run to the end; ``monitor(snapshot)`` is entered for the duration (a status line)."""
+        """Run to the end; ``monitor(snapshot)`` is entered for the duration (a status line).
+
+        A start refused after this run created the store (a bad device, a tile too small for
+        the optics, an unreachable scheduler) removes the still empty store, so that the
+        corrected command is not refused as a resume with other optics (DESIGN.md: exit 2,
+        nothing written)."""
+        created = not (self.out / "zarr.json").exists()
         store = RunStore.open(self.out, self.config)
+        try:
+            return self._run(store, monitor)
+        except BaseException:
+            if created and len(store) == 0:
+                store.release()
+                shutil.rmtree(self.out, ignore_errors=True)
+            raise
+
+    def _run(self, store: RunStore,
+             monitor: Callable[[Callable[[], Snapshot]], AbstractContextManager] | None
+             ) -> Summary:
         stages = self.stages or (_load_default_stages() if self.options.reconstruct else None)
         self._refined_before = store.status_counts()[Status.REFINED]
         spec = (store.frame_shape, store.frame_dtype) if store.frame_shape else None
@@ -146,7 +165,8 @@ class Pipeline:
                     torch_threads(self._refine_threads()):
                 if self.options.reconstruct:
                     self._recon = Reconstructor(self.config, stages, client, writer, backlog,
-                                                store.counters)
+                                                store.counters,
+                                                live=bool(getattr(self.source, "live", True)))
                 ingest.start()
                 with (monitor(self.snapshot) if monitor else nullcontext()):
                     try:
@@ -238,7 +258,8 @@ class Pipeline:
             seconds_per_frame=list(self._recon.seconds) if self._recon else [],
             stalls=self._writer.stalls, spilled=self._backlog.spilled,
             ingest_seconds=_span(self._ingest.first_at, self._writer.last_append_at),
-            shape=(len(store), *store.volume_shape) if store.volume_shape else None)
+            shape=(len(store), *store.volume_shape) if store.volume_shape else None,
+            first_failure=self._recon.first_failure if self._recon else "")
 
 
 def refine_threads(config: Config) -> int:

@@ -56,6 +56,38 @@ def endpoint(text: str) -> str:
     return text
 
 
+def check_host_resolves(address: str, *, option: str = "--connect",
+                        timeout: float = 5.0) -> None:
+    """:class:`UserError` (one line) when the host of ``tcp://HOST:PORT`` does not resolve
+    within ``timeout`` s. ZeroMQ resolves in the background and retries for ever, so a
+    mistyped detector name would otherwise wait silently until --idle-timeout."""
+    import socket
+    import threading
+
+    match = re.fullmatch(r"tcp://\[?([^\]\s]+?)\]?:(\d+)", address)
+    if match is None or match.group(1) == "*":
+        return  # ipc://, inproc://, or a wildcard
+    host, port = match.group(1), int(match.group(2))
+    outcome: list[BaseException | None] = []
+
+    def resolve() -> None:
+        try:
+            socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            outcome.append(None)
+        except (OSError, UnicodeError) as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=resolve, name="stream3d-resolve", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not outcome:
+        raise UserError(f"{option} {address}: the host {host!r} did not resolve within "
+                        f"{timeout:g} s (is the name right, and the network up?)")
+    if outcome[0] is not None:
+        raise UserError(f"{option} {address}: the host {host!r} does not resolve (a typo in "
+                        "the detector's name or address?)")
+
+
 class ZmqSource:
     """A SUB (subscribed to everything) or PULL socket that connects or binds to ``address``."""
 

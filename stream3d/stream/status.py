@@ -120,8 +120,27 @@ def render_summary(summary: Summary) -> str:
     ]
     if summary.stalls:
         lines.append(f"backpressure  ingest waited for the store {summary.stalls} times")
-    todo = st["pending"] + st["skipped"] + st["failed"]
+    todo = st["pending"] + st["skipped"]
     if todo:
         lines.append(f"next          {todo} frame(s) not reconstructed: `stream3d reconstruct "
                      f"{summary.path} --out {summary.path}` reconstructs them in place")
+    if st["failed"]:
+        first = f" (first: {summary.first_failure})" if summary.first_failure else ""
+        lines.append(f"failed        {st['failed']} frame(s) failed{first}. Run unchanged "
+                     "they fail again: fix the movie or the config (--set section.key=value), "
+                     f"then `stream3d reconstruct {summary.path} --out {summary.path}` "
+                     "retries them in place")
     return "\n".join(lines)
+
+
+#: Exit codes of ``reconstruct`` and ``live`` (DESIGN.md); 2 (bad input, refused start) is
+#: the CLI's one-line error.
+EXIT_DONE, EXIT_FAILED_FRAMES, EXIT_INTERRUPTED = 0, 1, 130
+
+
+def exit_code(summary: Summary) -> int:
+    """130 when interrupted (resumable), 1 when the store holds failed frames, else 0 (every
+    frame reconstructed, skipped by policy, or deliberately left pending: --record-only)."""
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED_FRAMES if summary.statuses.get("failed", 0) else EXIT_DONE

@@ -24,13 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from stream3d.store import MAX_FRAME_ID, STORABLE_DTYPES, RawFrame, native_dtype
+from stream3d.store import (
+    INGEST_COUNTERS, MAX_FRAME_ID, STORABLE_DTYPES, RawFrame, native_dtype,
+)
 from stream3d.stream.meta import clean_meta
 from stream3d.stream.protocol import End, FrameMessage, Kind, Malformed, Message, Start
 
 log = logging.getLogger("stream3d.stream")
 
-INGEST_COUNTERS = ("received", "malformed", "gaps", "duplicates")
 # Frame numbers further than this below a series' highest are taken as seen (duplicates): it
 # bounds the memory of the missing-set on long runs (a frame later than this never arrives).
 SEEN_WINDOW = 1 << 16
