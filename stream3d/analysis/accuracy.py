@@ -86,6 +86,16 @@ def core_thickness_error(volume: np.ndarray, occupancy: np.ndarray, *, potential
     return float(t_recon[inside].mean() / t_true[inside].mean() - 1.0)
 
 
+def mass_ratio(volume: np.ndarray, occupancy: np.ndarray, *, potential: float) -> float:
+    """sum(Re V) / (potential x sum(occupancy)): the reconstructed material over the true
+    material (1 = right, > 1 too much); NaN when the truth is empty."""
+    volume, occupancy = np.asarray(volume), np.asarray(occupancy)
+    if volume.shape != occupancy.shape:
+        raise ValueError(f"volume {volume.shape} and occupancy {occupancy.shape} differ")
+    true = float(np.sum(occupancy, dtype=np.float64)) * potential
+    return float(np.sum(np.real(volume), dtype=np.float64) / true) if true > 0 else float("nan")
+
+
 def layer_recall(volume: np.ndarray, layers: Sequence[np.ndarray], *,
                  potential: float) -> tuple[float, ...]:
     """Per layer: the fraction of its voxels (occupancy >= 0.5) in the shared columns (those
@@ -116,6 +126,7 @@ class Accuracy:
     thickness_error: float  # Å, mean over the union of footprints
     core_thickness: float  # relative error of the thickest object's core thickness
     layer_recall: tuple[float, ...] = field(default=())  # per layer, shared columns only
+    mass_ratio: float | None = None  # sum of V over potential x true occupancy (1 = right)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -135,4 +146,5 @@ def accuracy(volume: np.ndarray, occupancy: np.ndarray, *, potential: float, dz:
         thickness_error=thickness_error(volume, occupancy, **kw),
         core_thickness=core_thickness_error(volume, occupancy, **kw),
         layer_recall=layer_recall(volume, layers, potential=potential) if layers else (),
+        mass_ratio=mass_ratio(volume, occupancy, potential=potential),
     )
