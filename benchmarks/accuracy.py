@@ -1,7 +1,8 @@
 """Accuracy suite (issue 10): pop-out vs refined against the 3D truth on 13 frames and a movie.
 
     python benchmarks/accuracy.py [--quick | --cases a,b,...] [--seed N]
-                                  [--simulator ours|abtem] [--json FILE]
+                                  [--simulator ours|abtem|abtem-atoms]
+                                  [--material carbon|silicon] [--json FILE]
                                   [--threads 1] [--device auto]
 
 Every frame is 256 x 256 px at 1 Å/px, 32 slices x 20 Å, 300 kV, Cs 1 mm, 10 mrad aperture,
@@ -23,6 +24,10 @@ representative frames only (discs, layers, dendrite, particle: ~1 min on a GPU, 
 one CPU core). The full suite is 13 frames + 3 uniform rows + 8 movie frames x 2.
 --simulator abtem simulates the same potential with abTEM's multislice and CTF (the `bench`
 extra), an independent check that the method does not fit our own model's quirks.
+--simulator abtem-atoms fills the truth's occupancy with real atoms (--material: amorphous
+carbon, the default, or silicon; see benchmarks/abtem_atoms.py) and images them with abTEM;
+the reconstruction's config then gets the material's mean inner potential (sample.potential,
+computed from abTEM's potential of those atoms and printed), nothing about their texture.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _timing import pick_device, sync  # noqa: E402
+from abtem_atoms import atoms_intensity, mean_inner_potential  # noqa: E402
 
 from stream3d.analysis.accuracy import Accuracy, accuracy  # noqa: E402
 from stream3d.config import Config, load  # noqa: E402
@@ -53,6 +59,7 @@ from stream3d.popout import popout  # noqa: E402
 from stream3d.refine import Refiner  # noqa: E402
 from stream3d.simulate import simulate_intensity  # noqa: E402
 from stream3d.specimen import amorphous_texture, occupancy_to_potential  # noqa: E402
+from stream3d.specimen.atoms import MATERIALS  # noqa: E402
 from stream3d.specimen.suite_shapes import (  # noqa: E402
     branched_dendrite, overlapping_layers, scattered_discs, thick_particle, tilted_plate,
 )
@@ -175,16 +182,24 @@ SIMULATORS: dict[str, Callable[[np.ndarray, Config, torch.device], np.ndarray]] 
     "ours": lambda potential, config, device: simulate_intensity(potential, config, device=device),
     "abtem": lambda potential, config, device: abtem_intensity(potential, config),
 }
+#: Simulators of the occupancy itself (atoms), not of our continuous potential.
+ATOM_SIMULATORS = ("abtem-atoms",)
 
 
 def make_frame(occupancy: np.ndarray, config: Config, *, seed: int, simulator: str = "ours",
                device: torch.device = torch.device("cpu"),
-               texture: np.ndarray | None = None) -> np.ndarray:
+               texture: np.ndarray | None = None, material: str = "carbon") -> np.ndarray:
     """Raw counts (y, x) float32 of ``occupancy``: texture (drawn from ``seed`` unless given,
-    e.g. one field for a whole movie), multislice + lens by ``simulator``, Poisson noise."""
+    e.g. one field for a whole movie), multislice + lens by ``simulator``, Poisson noise. An
+    atom simulator (:data:`ATOM_SIMULATORS`) fills the occupancy with ``material`` atoms drawn
+    from ``seed`` instead (``texture`` unused: each frame gets new atoms)."""
     rng = np.random.default_rng(seed)
-    potential = occupancy_to_potential(occupancy, config.sample, rng=rng, field=texture)
-    intensity = torch.from_numpy(SIMULATORS[simulator](potential, config, device))
+    if simulator in ATOM_SIMULATORS:
+        noise_free = atoms_intensity(occupancy, config, material=material, rng=rng)
+    else:
+        potential = occupancy_to_potential(occupancy, config.sample, rng=rng, field=texture)
+        noise_free = SIMULATORS[simulator](potential, config, device)
+    intensity = torch.from_numpy(noise_free)
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
     counts = detect(intensity, dose=config.detector.dose, pixel_size=config.sample.pixel_size,
                     generator=gen)
@@ -302,16 +317,17 @@ def case_seed(seed: int, *key: int) -> np.random.Generator:
 
 
 def run_case(case: Case, config: Config, *, seed: int, index: int, simulator: str,
-             device: torch.device, uniform: bool = False, family: str = "gaussian") -> CaseResult:
-    """Simulate (texture ``family``), pop out and refine one case's frame (``config``: see
-    :func:`case_config`); score both against the truth. ``index`` picks the case's own random
-    stream."""
+             device: torch.device, uniform: bool = False, family: str = "gaussian",
+             material: str = "carbon") -> CaseResult:
+    """Simulate (texture ``family``; atoms of ``material`` for abtem-atoms), pop out and refine
+    one case's frame (``config``: see :func:`case_config`); score both against the truth.
+    ``index`` picks the case's own random stream."""
     s = config.sample
     shape = (s.slices, config.simulate.ny, config.simulate.nx)
     rng = case_seed(seed, index)
     truth = SPECIMENS[case.specimen](shape, s.sampling, rng)
     frame = make_frame(truth.occupancy, simulated(config, family), seed=int(rng.integers(2**31)),
-                       simulator=simulator, device=device)
+                       simulator=simulator, device=device, material=material)
     pop, pop_row = popout_row(frame, truth, config)
 
     def forward() -> float:
@@ -328,7 +344,7 @@ def run_case(case: Case, config: Config, *, seed: int, index: int, simulator: st
 
 # ---- the growing movie ---------------------------------------------------------------------
 def run_movie(base: Config, *, seed: int, simulator: str, device: torch.device,
-              frames: int = MOVIE_FRAMES, family: str = "gaussian",
+              frames: int = MOVIE_FRAMES, family: str = "gaussian", material: str = "carbon",
               progress: Callable[[str], None] = print) -> dict[str, list[Row]]:
     """A dendrite growing 15 Å per frame (one texture field of ``family`` for all frames): per
     frame the pop-out row, a cold refinement (fresh Refiner) and a warm one (one Refiner for
@@ -350,7 +366,8 @@ def run_movie(base: Config, *, seed: int, simulator: str, device: torch.device,
     for t in range(frames):
         truth = Truth(tree.occupancy(t))
         frame = make_frame(truth.occupancy, sim, seed=int(rng.integers(2**31)),
-                           simulator=simulator, device=device, texture=texture)
+                           simulator=simulator, device=device, texture=texture,
+                           material=material)
         pop, pop_row = popout_row(frame, truth, base)
         rows["popout"].append(pop_row)
         rows["cold"].append(refine_row(Refiner(base, device), frame, pop, truth, base, forward,
@@ -546,6 +563,11 @@ def markdown(results: Sequence[CaseResult], movie: dict | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _median_mass(metrics: Sequence[Accuracy]) -> str:
+    masses = [m.mass_ratio for m in metrics if m.mass_ratio is not None]
+    return f"{np.median(masses):.2f}" if masses else "-"
+
+
 def summary_lines(results: Sequence[CaseResult], movie: dict | None) -> list[str]:
     lines = []
     if results:
@@ -558,6 +580,7 @@ def summary_lines(results: Sequence[CaseResult], movie: dict | None) -> list[str
                              f"  IoU {np.median([m.iou for m in ok]):.3f}"
                              f"  footprint IoU {np.median([m.footprint_iou for m in ok]):.3f}"
                              f"  thickness {np.median([m.thickness_error for m in ok]):6.1f} Å"
+                             f"  mass {_median_mass(ok)}"
                              f"  ({len(ok)} of {len(ms)} frames)")
     if movie is not None:
         lines.append(f"movie ({MOVIE_FRAMES} frames, means): " + "; ".join(
@@ -616,7 +639,7 @@ def read_report(path: Path, header: dict) -> tuple[dict[str, CaseResult], dict |
     """(cases by name, movie rows or None) of an earlier run with the same seed, simulator and
     overrides; ValueError naming the difference otherwise."""
     old = json.loads(path.read_text())
-    for key in ("seed", "simulator", "texture", "sets"):
+    for key in ("seed", "simulator", "texture", "sets", "material"):
         # reports from before --texture were all of the default family
         was, now = (d.get(key, "gaussian" if key == "texture" else None) for d in (old, header))
         if was != now:
@@ -634,10 +657,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"only {', '.join(QUICK)} (no movie, no uniform rows)")
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     parser.add_argument("--seed", type=int, default=0, help="specimen, texture and noise seed")
-    parser.add_argument("--simulator", choices=tuple(SIMULATORS), default="ours")
+    parser.add_argument("--simulator", choices=(*SIMULATORS, *ATOM_SIMULATORS), default="ours")
     parser.add_argument("--texture", choices=tuple(FAMILIES), default="gaussian",
                         help="the texture family the simulator gives material (never the "
                         "reconstruction)")
+    parser.add_argument("--material", choices=tuple(MATERIALS), default="carbon",
+                        help="the atoms of --simulator abtem-atoms (amorphous)")
     parser.add_argument("--json", default=None,
                         help="write every figure to this JSON file (after every case)")
     parser.add_argument("--markdown", default=None,
@@ -659,23 +684,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.resume and not args.json:
         print("accuracy: --resume needs --json FILE (the run to resume)", file=sys.stderr)
         return 2
-    if args.simulator == "abtem":
+    if args.simulator != "ours":
         try:
             import abtem  # noqa: F401
+            import ase  # noqa: F401
         except ImportError:
-            print("accuracy: --simulator abtem needs abTEM (pip install -e '.[bench]')",
-                  file=sys.stderr)
+            print(f"accuracy: --simulator {args.simulator} needs abTEM and ASE "
+                  "(pip install -e '.[bench]')", file=sys.stderr)
             return 2
     torch.set_num_threads(max(args.threads, 1))
     try:
         device = pick_device(args.device)
         base_sets = [*BASE, f"refine.device={device}", f"popout.threads={max(args.threads, 1)}"]
+        if args.simulator in ATOM_SIMULATORS:
+            # the one thing a user knows about the material: its mean inner potential
+            mip = mean_inner_potential(args.material)
+            print(f"{args.material}: mean inner potential {mip:.3f} V (abTEM, Lobato, from the "
+                  "atoms' projected potential) -> sample.potential", flush=True)
+            base_sets.append(f"sample.potential={mip:.4f}")
         base = load(None, [*base_sets, *args.sets])
     except (UserError, RuntimeError) as exc:
         print(f"accuracy: {exc}", file=sys.stderr)
         return 2
     header = {"seed": args.seed, "simulator": args.simulator, "texture": args.texture,
               "sets": list(args.sets),
+              "material": args.material if args.simulator in ATOM_SIMULATORS else None,
               "device": str(device), "threads": torch.get_num_threads()}
     done: dict[str, CaseResult] = {}
     movie_rows: dict[str, list[Row]] | None = None
@@ -705,7 +738,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             index = next(i for i, c in enumerate(CASES) if c.name == case.name)
             r = run_case(case, case_config(case, base_sets, args.sets), seed=args.seed,
                          index=index, simulator=args.simulator, device=device, uniform=uniform,
-                         family=args.texture)
+                         family=args.texture, material=args.material)
         elif not uniform:
             r.uniform = None
         results.append(r)
@@ -716,7 +749,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if with_movie and movie_rows is None:
         print(f"growing dendrite movie, {MOVIE_FRAMES} frames", flush=True)
         movie_rows = run_movie(base, seed=args.seed, simulator=args.simulator, device=device,
-                               family=args.texture, progress=lambda line: print(line, flush=True))
+                               family=args.texture, material=args.material,
+                               progress=lambda line: print(line, flush=True))
     if json_path:
         write_report(json_path, header, results, movie_rows)
     print()

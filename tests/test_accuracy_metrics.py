@@ -7,7 +7,7 @@ import pytest
 
 from stream3d.analysis.accuracy import (
     accuracy, core_thickness_error, footprint, footprint_iou, height_error, layer_recall,
-    thickness_error,
+    mass_ratio, thickness_error,
 )
 
 P, DZ, NZ = 5.0, 20.0, 16
@@ -118,3 +118,12 @@ def test_mismatched_shapes_are_refused():
         layer_recall(np.zeros((NZ, 8, 8)), [np.zeros((NZ, 4, 4))], potential=P)
     with pytest.raises(ValueError, match="> 0"):
         thickness_error(np.zeros((NZ, 8, 8)), np.zeros((NZ, 8, 8)), potential=0.0, dz=DZ)
+
+
+def test_mass_ratio_is_reconstructed_over_true_material():
+    truth = slab(4, 8)  # 4 slices x 16 columns
+    assert mass_ratio(truth * P, truth, potential=P) == pytest.approx(1.0)
+    # 1.5x the potential, or the same potential over 6 slices instead of 4: 1.5x the mass
+    assert mass_ratio(truth * 1.5 * P, truth, potential=P) == pytest.approx(1.5)
+    assert accuracy(slab(3, 9) * P, truth, potential=P, dz=DZ).mass_ratio == pytest.approx(1.5)
+    assert math.isnan(mass_ratio(truth, truth * 0, potential=P))

@@ -86,6 +86,16 @@ def core_thickness_error(volume: np.ndarray, occupancy: np.ndarray, *, potential
     return float(t_recon[inside].mean() / t_true[inside].mean() - 1.0)
 
 
+def mass_ratio(volume: np.ndarray, occupancy: np.ndarray, *, potential: float) -> float:
+    """sum(Re V) / (potential x sum(occupancy)): the reconstructed material over the true
+    material (1 = right, > 1 too much); NaN when the truth is empty."""
+    volume, occupancy = np.asarray(volume), np.asarray(occupancy)
+    if volume.shape != occupancy.shape:
+        raise ValueError(f"volume {volume.shape} and occupancy {occupancy.shape} differ")
+    true = float(np.sum(occupancy, dtype=np.float64)) * potential
+    return float(np.sum(np.real(volume), dtype=np.float64) / true) if true > 0 else float("nan")
+
+
 def layer_recall(volume: np.ndarray, layers: Sequence[np.ndarray], *,
                  potential: float) -> tuple[float, ...]:
     """Per layer: the fraction of its voxels (occupancy >= 0.5) in the shared columns (those
@@ -104,13 +114,6 @@ def layer_recall(volume: np.ndarray, layers: Sequence[np.ndarray], *,
         voxels = m & shared[None]
         out.append(float(np.count_nonzero(voxels & found) / np.count_nonzero(voxels)))
     return tuple(out)
-
-
-def mass_ratio(volume: np.ndarray, occupancy: np.ndarray, *, potential: float) -> float:
-    """Reconstructed over true projected potential, sum V / (potential x sum occupancy): the
-    material's mass relative to the truth's (NaN for an empty truth)."""
-    true = float(np.sum(occupancy, dtype=np.float64)) * potential
-    return float(np.sum(np.real(volume), dtype=np.float64)) / true if true > 0 else float("nan")
 
 
 @dataclass(frozen=True)
