@@ -17,7 +17,10 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 py="$venv/bin/python"
 stamp="$venv/.stream3d-installed"
-want="$(cat "$root/pyproject.toml" | sha256sum | cut -d' ' -f1)"
+# test: pytest and friends; bench: abTEM, the independent multislice code the physics
+# cross-checks (tests/test_astigmatism.py, tests/test_accuracy_bench.py) compare against.
+extras="test,bench"
+want="$( (cat "$root/pyproject.toml"; echo "$extras") | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     "$py" -m pip install -q --disable-pip-version-check --upgrade pip >&2
     if ! "$py" -c "import torch" 2>/dev/null; then
@@ -26,7 +29,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
         "$py" -m pip install -q --disable-pip-version-check ${STREAM3D_TORCH:-torch==2.13.0} >&2
     fi
     echo "stream3d setup: installing stream3d and its dependencies" >&2
-    "$py" -m pip install -q --disable-pip-version-check -e "$root[test]" >&2
+    "$py" -m pip install -q --disable-pip-version-check -e "$root[$extras]" >&2
     echo "$want" > "$stamp"
 fi
 export PATH="$venv/bin:$PATH"
