@@ -10,8 +10,9 @@ from importlib.metadata import packages_distributions
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# Imported only on request, with a clear message when missing; declared as an extra.
-OPTIONAL = {"xarray"}
+# Imported only on request (ase: by specimen.atoms for the abtem-atoms benchmark); declared as
+# an extra.
+OPTIONAL = {"xarray", "ase"}
 # Modules that ship inside another distribution under a different top-level name.
 SHIPPED_WITH = {"mpl_toolkits": "matplotlib"}
 

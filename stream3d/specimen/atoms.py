@@ -194,7 +194,10 @@ def amorphous_atoms(occupancy: np.ndarray, sampling, material: Material | str,
     """``ase.Atoms`` of ``material`` (a :class:`Material` or a key of :data:`MATERIALS`) filling
     ``occupancy`` (z, y, x) in [0, 1] at ``sampling`` (dz, dy, dx) Å: positions from
     :func:`amorphous_positions`, cell (nx·dx, ny·dy, nz·dz) Å, periodic in x and y."""
-    from ase import Atoms
+    try:
+        from ase import Atoms
+    except ImportError:
+        raise ImportError("amorphous_atoms needs ASE (pip install -e '.[bench]')") from None
 
     mat = material if isinstance(material, Material) else get_material(material)
     occupancy, sampling_a = _check(occupancy, sampling)
