@@ -20,6 +20,7 @@ import numpy as np
 
 from stream3d.errors import UserError
 from stream3d.viewer import images
+from stream3d.store import Status
 from stream3d.viewer.table import FAILED, REFINED, SKIPPED, Table
 
 KINDS = ("raw", "popout", "height", "thickness", "render")
@@ -227,8 +228,7 @@ class RunView:
         code = self._check_index(t)
         _, _, loss = self.table.snapshot()
         out: dict[str, Any] = {
-            "t": t, "status": {0: "pending", 1: "refined", 2: "skipped", 3: "failed"}.get(
-                code, str(code)),
+            "t": t, "status": _status_name(code),
             "frame_id": int(self._read("frame_id", t)),
             "timestamp": _finite(float(self._read("timestamp", t))),
             "loss": _finite(float(loss[t])),
@@ -250,3 +250,11 @@ class RunView:
 
 def _finite(v: float) -> float | None:
     return v if math.isfinite(v) else None
+
+
+def _status_name(code: int) -> str:
+    """The store's name of a status code, lower case ("refined"); the number if unknown."""
+    try:
+        return Status(code).name.lower()
+    except ValueError:
+        return str(code)

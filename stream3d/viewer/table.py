@@ -28,7 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-REFINED, SKIPPED, FAILED = 1, 2, 3
+from stream3d.store import Status
+
+# The store owns the status codes; plain ints here because the table compares numpy arrays.
+REFINED, SKIPPED, FAILED = int(Status.REFINED), int(Status.SKIPPED), int(Status.FAILED)
 
 
 @dataclass(frozen=True)
