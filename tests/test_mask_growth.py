@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from stream3d.popout.mask_growth import TAPER_PX, fill_gaps, follow_taper
+from stream3d.popout.mask_growth import (
+    MIN_GAP_PX, TAPER_PX, fill_gaps, follow_taper, keep_apart, split_necks,
+)
 
 
 def _radius(shape: tuple[int, int], centre: tuple[float, float]) -> np.ndarray:
@@ -72,3 +74,55 @@ def test_the_thinnest_column_counts_as_material_wherever_float32_puts_its_edges(
     assert (thickness(dz / 2) < dz / 2).any()  # why the margin exists
     assert (thickness(least_column(dz)) >= dz / 2).all()
     assert least_column(dz) - dz / 2 < 0.01  # and it is only a hair
+
+
+def _two_discs(gap: float, n: int = 128, radius: float = 30.0) -> tuple[np.ndarray, np.ndarray]:
+    """Two 60 Å discs ``gap`` px apart along x: (left, right) footprints."""
+    left = _radius((n, n), (n / 2, n / 2 - radius - gap / 2)) <= radius
+    right = _radius((n, n), (n / 2, n / 2 + radius + gap / 2)) <= radius
+    return left, right
+
+
+def test_growth_stops_at_a_neighbour_at_another_height():
+    left, right = _two_discs(gap=8)
+    seeds = ndimage.binary_erosion(left | right, iterations=3)  # the threshold's mask
+    grown = ndimage.binary_dilation(seeds, iterations=8)  # taper, core, fill: blind growth
+    assert ndimage.label(grown)[1] == 1
+    height = np.where(left, 200.0, 400.0)
+    apart = keep_apart(grown, seeds, height, tolerance=40.0)
+    labels, count = ndimage.label(apart)
+    assert count == 2
+    assert set(np.unique(labels[left & apart])) == {1} or set(np.unique(labels[left & apart])) == {2}
+    assert (grown & ~apart).sum() < 0.05 * grown.sum()  # a line, not a moat
+
+
+def test_a_crack_in_one_object_is_not_a_gap():
+    disc = _radius((96, 96), (48, 48)) <= 30
+    crack = np.abs(np.indices((96, 96))[1] - 48) <= 1  # 3 px of noise under the threshold
+    seeds = disc & ~crack
+    assert ndimage.label(seeds)[1] == 2
+    grown = ndimage.binary_dilation(seeds, iterations=3)
+    kept = keep_apart(grown, seeds, np.full((96, 96), 300.0), tolerance=40.0)
+    assert ndimage.label(kept)[1] == 1 and (kept == grown).all()
+    # the same pieces at heights 100 Å apart are two objects
+    split = keep_apart(grown, seeds, np.where(np.indices((96, 96))[1] < 48, 250.0, 350.0), 40.0)
+    assert ndimage.label(split)[1] == 2
+
+
+def test_necks_the_resolution_blurred_are_cut_branches_are_not():
+    # Two 60 Å discs 4 px apart, seen through the thickness map's 2.5 px resolution: the gap
+    # fills to ~25 Å, above a 15 Å threshold, so the threshold sees one object.
+    left, right = _two_discs(gap=MIN_GAP_PX)
+    t = ndimage.gaussian_filter(60.0 * (left | right), 2.5)
+    mask = t > 15.0
+    assert ndimage.label(mask)[1] == 1
+    cut = split_necks(mask, t, depth=15.0)
+    labels, count = ndimage.label(cut)
+    assert count == 2
+    assert (cut & (left | right)).sum() > 0.97 * (left | right).sum()  # the cut is the gap
+    # A 40 Å branch on a 60 Å trunk: the thickness never dips below the branch's own.
+    trunk = _radius((128, 128), (64, 50)) <= 25
+    branch = (np.abs(np.indices((128, 128))[0] - 64) <= 6) & (np.indices((128, 128))[1] > 60)
+    t = ndimage.gaussian_filter(np.where(trunk, 60.0, np.where(branch, 40.0, 0.0)), 2.5)
+    mask = t > 15.0
+    assert ndimage.label(split_necks(mask, t, depth=15.0))[1] == 1

@@ -23,7 +23,7 @@ from stream3d.popout import maps, texture_spectrum
 from stream3d.popout.ctf_fit import FitDesign, PatchFits, fit_design, fit_profiles
 from stream3d.popout.heights import object_heights
 from stream3d.popout.layers import stacked_columns
-from stream3d.popout.mask_growth import fill_gaps, follow_taper
+from stream3d.popout.mask_growth import fill_gaps, follow_taper, keep_apart, split_necks
 from stream3d.popout.ctf_model import (
     Optics, lens_envelope, ring_count, ring_phase, search_defoci, thon_model,
 )
@@ -297,6 +297,7 @@ def _material(norm: Normalised, height: np.ndarray, setup: _Setup,
     texture = mask
     mask, t, threshold = _segment(raw, texture, norm, p.min_thickness, min_area_px,
                                   _BACKGROUND / optics.pixel_size)
+    mask = split_necks(mask, t, threshold)
     # A step of thickness T blurred by the map's resolution crosses T/2 at the edge: keep the
     # pixels above a share of their neighbourhood's thickness, not everything above the noise
     # (a little below half, for round objects whose edges thin out).
@@ -324,6 +325,7 @@ def _material(norm: Normalised, height: np.ndarray, setup: _Setup,
     grow = int(round(p.resolution / optics.pixel_size))
     if grow > 0:
         edged = ndimage.binary_dilation(edged, iterations=grow) & norm.valid
+    edged = keep_apart(edged, mask, height, p.tolerance)
     # Material prior (as refinement's): a material column holds at least half a slice.
     thickness = np.clip(t, least_column(s.slice_thickness), depth)
     return edged, np.where(edged, thickness, 0.0), mask & norm.valid

@@ -3,7 +3,9 @@
 Two ways the threshold loses material it should not: a round object thins out gradually, so
 its edges fall under the threshold well inside the material (a missed column costs its whole
 height); and phase contrast hardly transfers the middle of a wide object (at low dose its
-texture is lost in the noise too), so the map can leave a gap there.
+texture is lost in the noise too), so the map can leave a gap there. Growth stops at a
+neighbour: two objects the threshold sees apart stay apart (:func:`keep_apart`), since the
+lens's fringes and the texture mask reach across a gap of a few px and would merge them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,16 @@ TAPER_SIGMAS = 2.0
 
 #: px, Gaussian smoothing of the thickness map before an edge is followed.
 TAPER_SMOOTH_PX = 1.5
+
+#: Two thickness maxima are one object when the thickness between them never drops below this
+#: share of the lower one (a branch on a trunk); below it, a gap the map's resolution blurred
+#: (two discs 4 px apart dip to ~0.4 of their thickness at 2.5 Å resolution).
+NECK_SHARE = 0.6
+
+#: px: seed pieces at most this far apart (centre to centre) may be one object with a crack
+#: (the thickness map's noise dips under the threshold inside a disc, ~3 px wide); a neck cut
+#: by :func:`split_necks` is wider, so the objects it separates stay apart.
+MIN_GAP_PX = 4
 
 #: px, width of a crack through which a gap may reach the solvent and still be filled; also
 #: the width of the material around a gap whose median thickness fills it.
@@ -56,3 +68,88 @@ def fill_gaps(mask: np.ndarray, thickness: np.ndarray, floor: float,
         if around.size:
             fill[label] = max(float(np.median(around)), floor)
     return mask | gaps, np.where(gaps, fill[labels], thickness), gaps
+
+
+def keep_apart(grown: np.ndarray, seeds: np.ndarray, height: np.ndarray,
+               tolerance: float) -> np.ndarray:
+    """``grown`` (a superset of ``seeds`` grown by rules that know nothing of neighbours)
+    without the pixels where two objects of ``seeds`` would meet.
+
+    Seed pieces closer than :data:`MIN_GAP_PX` whose median ``height`` (Å) agrees within
+    ``tolerance`` Å are one object (a crack the thickness map's noise left, not a gap). Each
+    grown pixel belongs to its nearest object (Euclidean); a pixel with a neighbour (3 x 3)
+    that belongs to another object is solvent, so objects apart in ``seeds`` stay apart, by a
+    line of at least one px on each side.
+    """
+    pieces, count = ndimage.label(seeds)
+    if count < 2:
+        return grown
+    _, (iy, ix) = ndimage.distance_transform_edt(pieces == 0, return_indices=True)
+    nearest = pieces[iy, ix]
+    parent = list(range(count + 1))
+    if count > 1:
+        levels = ndimage.median(height, pieces, index=np.arange(count + 1))
+        near = ndimage.distance_transform_edt(~seeds) <= MIN_GAP_PX / 2
+        for a, b in _touching(np.where(near, nearest, 0), count):
+            if abs(levels[a] - levels[b]) <= tolerance:
+                parent[_root(parent, a)] = _root(parent, b)
+    objects = np.array([_root(parent, i) for i in range(count + 1)])
+    owner = np.where(grown, objects[nearest], 0)
+    higher = ndimage.maximum_filter(owner, size=3) != owner
+    lower = ndimage.minimum_filter(np.where(owner > 0, owner, count + 1), size=3) != owner
+    return grown & ~((higher | lower) & (owner > 0))
+
+
+def _touching(labels: np.ndarray, count: int) -> set[tuple[int, int]]:
+    """Pairs (a, b), a < b, of labels > 0 that are 8-neighbours somewhere in ``labels``."""
+    high = ndimage.maximum_filter(labels, size=3)
+    low = ndimage.minimum_filter(np.where(labels > 0, labels, count + 1), size=3)
+    meet = (labels > 0) & (high != low) & (low <= count)
+    return {(int(a), int(b)) for a, b in zip(low[meet], high[meet]) if a != b}
+
+
+def _root(parent: list[int], i: int) -> int:
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+def split_necks(mask: np.ndarray, thickness: np.ndarray, depth: float) -> np.ndarray:
+    """``mask`` cut along the necks where two objects that the thickness map's resolution
+    blurred together meet.
+
+    Maxima of ``thickness`` (Å) at least ``depth`` Å above their surroundings seed a watershed
+    of the mask; two basins stay one object unless the highest thickness on the line between
+    them (the saddle) is below :data:`NECK_SHARE` x the lower of their two peaks.
+    """
+    from skimage.morphology import h_maxima
+    from skimage.segmentation import watershed
+
+    if not mask.any() or depth <= 0:
+        return mask
+    t = np.where(mask, thickness, 0.0)
+    markers, count = ndimage.label(h_maxima(t, depth) & mask)
+    if count < 2:
+        return mask
+    basins = watershed(-t, markers, mask=mask, watershed_line=True)
+    peaks = ndimage.maximum(t, basins, index=np.arange(count + 1))
+    line = mask & (basins == 0)
+    high = ndimage.maximum_filter(basins, size=3)
+    low = ndimage.minimum_filter(np.where(basins > 0, basins, count + 1), size=3)
+    pairs = line & (high > 0) & (low <= count) & (high != low)
+    saddle: dict[tuple[int, int], float] = {}
+    for a, b, value in zip(low[pairs], high[pairs], t[pairs]):
+        key = (int(a), int(b))
+        saddle[key] = max(saddle.get(key, 0.0), float(value))
+    parent = list(range(count + 1))
+    for (a, b), value in saddle.items():
+        if value >= NECK_SHARE * min(peaks[a], peaks[b]):
+            parent[_root(parent, a)] = _root(parent, b)
+    merged = np.array([_root(parent, i) for i in range(count + 1)])[basins]
+    # A line pixel between basins of one object is that object's again; a neck between two
+    # objects is cut MIN_GAP_PX wide (the gap the resolution blurred).
+    split = line & (ndimage.maximum_filter(merged, size=3) !=
+                    ndimage.minimum_filter(np.where(merged > 0, merged, count + 1), size=3))
+    cut = ndimage.distance_transform_edt(~split) <= MIN_GAP_PX / 2
+    return mask & ~cut
