@@ -58,10 +58,12 @@ from stream3d.physics import detect, image, multislice  # noqa: E402
 from stream3d.popout import popout  # noqa: E402
 from stream3d.refine import Refiner  # noqa: E402
 from stream3d.simulate import simulate_intensity  # noqa: E402
-from stream3d.specimen import amorphous_texture, occupancy_to_potential  # noqa: E402
+from stream3d.specimen import (  # noqa: E402
+    amorphous_texture, column_height, discs, occupancy_to_potential,
+)
 from stream3d.specimen.atoms import MATERIALS  # noqa: E402
 from stream3d.specimen.suite_shapes import (  # noqa: E402
-    branched_dendrite, overlapping_layers, scattered_discs, thick_particle, tilted_plate,
+    approaching_discs, branched_dendrite, overlapping_layers, scattered_discs, thick_particle, tilted_plate,
 )
 
 #: The suite's optics and sample (issue 10), as --set overrides of the default config.
@@ -154,7 +156,7 @@ CASES = (
 )
 QUICK = ("discs", "layers", "dendrite", "particle")
 UNIFORM = ("discs", "dendrite", "plate")  # cases that also get a uniform-start row
-EXTRAS = ("movie", "uniform")
+EXTRAS = ("movie", "uniform", "approach")
 
 
 # ---- simulation ----------------------------------------------------------------------------
@@ -392,6 +394,62 @@ def movie_means(rows: dict[str, list[Row]]) -> dict[str, dict[str, float]]:
                      for k in ("height_error", "iou", "footprint_iou", "thickness_error")}
         out[kind]["cost"] = float(np.mean([r.cost for r in rs]))
     return out
+
+
+def run_approach(base: Config, *, seed: int, simulator: str, device: torch.device,
+                 frames: int = MOVIE_FRAMES, family: str = "gaussian", material: str = "carbon",
+                 progress: Callable[[str], None] = print) -> dict:
+    """Two discs growing towards each other, never touching (gap 20 -> 2.5 px), static in z,
+    one texture field for the movie, one warm Refiner: per frame the refined accuracy, how
+    many objects the footprint has, whether each disc lies in its own, and each disc's
+    median refined height over its true footprint (Å)."""
+    from scipy import ndimage
+
+    sim = simulated(base, family)
+    s = sim.sample
+    shape = (s.slices, base.simulate.ny, base.simulate.nx)
+    rng = case_seed(seed, 2000)
+    movie = approaching_discs(shape, s.sampling, rng, frames=frames)
+    texture = amorphous_texture(shape, s.sampling, length=s.texture_length, rng=rng,
+                                spectrum=s.texture_spectrum)
+    warm = Refiner(base, device)
+    out = {"truth_heights": [d.height for d in movie[0]], "frames": []}
+    for t, items in enumerate(movie):
+        occupancy = discs(shape, s.sampling, items)
+        frame = make_frame(occupancy, sim, seed=int(rng.integers(2**31)), simulator=simulator,
+                           device=device, texture=texture, material=material)
+        result = warm.refine(frame, popout(frame, base))
+        found, count = ndimage.label(np.real(result.volume).sum(axis=0) > 0)
+        heights, owners = [], []
+        for d in items:
+            own = discs(shape, s.sampling, [d]).sum(axis=0) > 0
+            owners.append(int(np.bincount(found[own], minlength=2)[1:].argmax()) + 1
+                          if found[own].any() else 0)
+            column = column_height(np.real(result.volume) / s.potential, s.slice_thickness)
+            heights.append(float(np.nanmedian(column[own])))  # NaN: no material there
+        apart = owners[0] != owners[1] and min(owners) > 0
+        row = {"objects": int(count), "apart": apart, "heights": heights,
+               "metrics": score(result.volume, Truth(occupancy), base).as_dict()}
+        out["frames"].append(row)
+        progress(f"  approach frame {t}: {count} objects, discs apart {apart}, heights "
+                 + " / ".join(f"{h:.0f}" for h in heights) + " Å (truth "
+                 + " / ".join(f"{d.height:.0f}" for d in items) + ")")
+    return out
+
+
+def approach_check(approach: dict | None) -> Check:
+    """Issue 20: two tracks through every frame (no merge), a static disc's height moves at
+    most 20 Å between frames."""
+    name = "approaching discs: apart in every frame, height steps <= 20 Å"
+    if approach is None:
+        return Check(name, "SKIP", "not run")
+    frames = approach["frames"]
+    apart = sum(f["apart"] for f in frames)
+    steps = np.abs(np.diff([f["heights"] for f in frames], axis=0)) if len(frames) > 1 else \
+        np.zeros((1, 2))
+    worst = float(np.max(steps))
+    return Check(name, _verdict(apart == len(frames) and worst <= 20.0),
+                 f"apart in {apart} of {len(frames)} frames; largest height step {worst:.1f} Å")
 
 
 # ---- report --------------------------------------------------------------------------------
@@ -679,8 +737,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{c.name:<11}{c.label}")
         print(f"{'movie':<11}growing dendrite, {MOVIE_FRAMES} frames: pop-out, cold, warm")
         print(f"{'uniform':<11}refine.init=uniform rows on {', '.join(UNIFORM)}")
+        print(f"{'approach':<11}two discs growing towards each other, {MOVIE_FRAMES} frames, warm")
         return 0
     cases, with_movie, with_uniform = parse_cases(args.cases, args.quick)
+    with_approach = ((args.cases is None and not args.quick)
+                     or "approach" in [c.strip() for c in (args.cases or "").split(",")])
     if args.resume and not args.json:
         print("accuracy: --resume needs --json FILE (the run to resume)", file=sys.stderr)
         return 2
@@ -751,12 +812,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         movie_rows = run_movie(base, seed=args.seed, simulator=args.simulator, device=device,
                                family=args.texture, material=args.material,
                                progress=lambda line: print(line, flush=True))
+    approach = None
+    if with_approach:
+        print(f"approaching discs, {MOVIE_FRAMES} frames", flush=True)
+        approach = run_approach(base, seed=args.seed, simulator=args.simulator, device=device,
+                                family=args.texture, material=args.material,
+                                progress=lambda line: print(line, flush=True))
+        header["approach"] = approach
     if json_path:
         write_report(json_path, header, results, movie_rows)
     print()
     movie = None if movie_rows is None else movie_means(movie_rows)
     for line in summary_lines(results, movie):
         print(line)
+    check = approach_check(approach)
+    print(f"{check.verdict:<5} {check.name}: {check.detail}")
     print(f"(suite wall time {time.perf_counter() - t_start:.0f} s)")
     if args.markdown:
         Path(args.markdown).write_text(markdown(results, movie))

@@ -167,3 +167,30 @@ def branched_dendrite(shape: Sequence[int], sampling: Sequence[float],
                             radius=radius, initial_length=initial_length,
                             seed=int(rng.integers(2**31)))
     return Dendrite(params, shape, sampling)
+
+
+def approaching_discs(shape: Sequence[int], sampling: Sequence[float], rng: np.random.Generator,
+                      *, frames: int, gap_first: float = 20.0, gap_last: float = 2.5,
+                      thickness: float = 60.0) -> list[list[Disc]]:
+    """Two discs that grow towards each other and never touch, static in z: per frame the
+    two :class:`Disc` s. Their gap (Å, edge to edge) shrinks linearly from ``gap_first`` to
+    ``gap_last``; heights are drawn from ``rng`` at least 150 Å apart within the cell, the pair's
+    axis at a random angle through the field's centre.
+    """
+    depth, fy, fx = _field(shape, sampling)
+    lo, hi = thickness / 2 + 40.0, depth - thickness / 2 - 40.0
+    while True:
+        heights = rng.uniform(lo, hi, size=2)
+        if abs(heights[0] - heights[1]) >= 150.0:
+            break
+    angle = rng.uniform(0, np.pi)
+    distance = 0.5 * min(fy, fx)  # centre to centre
+    cy, cx = fy / 2, fx / 2
+    out = []
+    for t in range(frames):
+        gap = gap_first + (gap_last - gap_first) * t / max(frames - 1, 1)
+        radius = (distance - gap) / 2
+        out.append([Disc(cy + s * 0.5 * distance * math.sin(angle),
+                         cx + s * 0.5 * distance * math.cos(angle), radius, float(h), thickness)
+                    for s, h in zip((-1, 1), heights)])
+    return out
