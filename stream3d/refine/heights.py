@@ -41,9 +41,40 @@ class RegionShifts:
     texture: tuple[float, ...]
 
 
-def height_regions(material: np.ndarray, pixel_size: float) -> tuple[np.ndarray, np.ndarray, int]:
-    """(regions (ny, nx) 1..count, objects (ny, nx), count) of a column mask ``material``."""
-    objects, n_objects = ndimage.label(material)
+#: Å: neighbouring columns whose heights differ by more belong to different objects (two
+#: discs at different heights that touch or overlap are not one object whose height is fitted
+#: as one: their texture rings are of two heights).
+JUMP = 60.0
+
+
+def height_objects(material: np.ndarray, height: np.ndarray | None,
+                   layers: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """Objects (ny, nx) 1..count of a column mask: connected columns, split where the
+    column ``height`` (Å) jumps by more than :data:`JUMP` between neighbours and between
+    columns holding one and two slabs (``layers`` (ny, nx) bool: two)."""
+    if height is None:
+        return ndimage.label(material)
+    h = np.where(material, height, np.nan)
+    big, small = np.where(material, h, -np.inf), np.where(material, h, np.inf)
+    jump = (ndimage.maximum_filter(big, size=3) - ndimage.minimum_filter(small, size=3)) > JUMP
+    core = material & ~jump
+    if layers is not None:
+        both = material & layers
+        edge = ndimage.binary_dilation(both) & ~both | ndimage.binary_dilation(~both) & both
+        core &= ~edge
+    objects, count = ndimage.label(core)
+    if count == 0:
+        return ndimage.label(material)
+    # Boundary columns join the nearest core object.
+    _, (iy, ix) = ndimage.distance_transform_edt(objects == 0, return_indices=True)
+    return np.where(material, objects[iy, ix], 0), count
+
+
+def height_regions(material: np.ndarray, pixel_size: float, height: np.ndarray | None = None,
+                   layers: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """(regions (ny, nx) 1..count, objects (ny, nx), count) of a column mask ``material``
+    (objects from :func:`height_objects`)."""
+    objects, n_objects = height_objects(material, height, layers)
     labels = np.zeros(material.shape, dtype=np.int64)
     cell = max(int(round(REGION / pixel_size)), 1)
     ny, nx = material.shape
@@ -96,12 +127,17 @@ def fit_region_shifts(measured: torch.Tensor, modelled: torch.Tensor, occupancy:
     whose likelihood ratio is below ``significance``^2 is 0.
     """
     pixel_size = lens.optics.pixel_size
-    material = (occupancy > 0).any(dim=0).cpu().numpy()
-    labels, objects, count = height_regions(material, pixel_size)
+    occ = occupancy.detach().double().cpu().numpy()
+    material = (occ > 0).any(axis=0)
+    nz = occ.shape[0]
+    seen = (nz - np.arange(nz)) * dz  # a slice's material is seen at its top face
+    with np.errstate(invalid="ignore", divide="ignore"):
+        height = (occ * seen[:, None, None]).sum(axis=0) / occ.sum(axis=0)
+    present = occ > 1e-6
+    runs = (present[1:] & ~present[:-1]).sum(axis=0) + present[0]
+    labels, objects, count = height_regions(material, pixel_size, height, runs >= 2)
     if count == 0:
         return RegionShifts(np.zeros(material.shape), None, labels, lens.optics.texture)
-    nz = occupancy.shape[0]
-    seen = (nz - np.arange(nz)) * dz  # a slice's material is seen at its top face
     size = spectral.crop_size(pixel_size, REGION, tuple(material.shape))
     regions = spectral.build_regions(measured - modelled, measured, labels, count, occupancy,
                                      seen, lens, counts_per_unit=counts_per_unit, band=band,

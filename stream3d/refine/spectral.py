@@ -191,7 +191,7 @@ def build_regions(residual: torch.Tensor, intensity: torch.Tensor, labels: np.nd
     bin_index = np.empty(int(np.asarray(bins.select).sum()), dtype=np.int64)
     position = np.searchsorted(np.flatnonzero(np.asarray(bins.select).ravel()), columns)
     bin_index[position] = inverse
-    counts = torch.as_tensor(np.asarray(bins.counts), dtype=f64, device=dev)
+    counts = torch.as_tensor(np.array(bins.counts), dtype=f64, device=dev)
 
     # The crop grid's frequencies and the lens on it.
     ky = np.fft.fftfreq(size, d=optics.pixel_size)
