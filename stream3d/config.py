@@ -114,6 +114,9 @@ class Refine:
     plateau_window: int = 5  # iterations over which the plateau rule looks back
     plateau_tolerance: float = 1e-3  # relative improvement over the window that counts as none
     significance: float = 2.0  # z-score of an object's loss drop that keeps its refined shape
+    heights: bool = True  # fit each region's height by the texture's spectral likelihood
+    height_significance: float = 2.0  # z-score (sqrt of the likelihood ratio) a height move needs
+    height_limit: float = 150.0  # Å, largest height move searched per region
     window: int = 8  # px, an object's loss window extends this far beyond it
     warm_blend: float = 0.25  # weight of the previous frame's heights in a warm start (vs pop-out's)
     scene_change: float = 2.0  # warm start replaced by pop-out where loss > this x before
@@ -127,7 +130,8 @@ class Refine:
         _require(self.init in ("popout", "uniform"), "refine.init", 'must be "popout" or "uniform"')
         _require(self.loss in ("l2", "poisson"), "refine.loss", 'must be "l2" or "poisson"')
         _require(self.learning_rate > 0, "refine.learning_rate", "must be > 0 Å")
-        for key in ("tv_lateral", "tv_axial", "significance", "window", "plateau_tolerance"):
+        for key in ("tv_lateral", "tv_axial", "significance", "window", "plateau_tolerance",
+                    "height_significance", "height_limit"):
             _require(getattr(self, key) >= 0, f"refine.{key}", "must be >= 0")
         _require(self.plateau_window >= 1, "refine.plateau_window", "must be >= 1")
         _require(0 <= self.warm_blend <= 1, "refine.warm_blend", "must be in [0, 1]")

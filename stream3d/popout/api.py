@@ -80,6 +80,9 @@ class PopoutResult:
     smoothed and plotted): use ``thickness > 0`` as the material mask. thickness: Å of
     material, 0 = solvent. confidence: in [0, 1], how far to trust ``height``; 0 in solvent
     and where depth could not be measured. message: "" or human-readable warnings.
+    texture: the amorphous texture's power spectrum S(k) measured from the frame (see
+    :func:`stream3d.popout.texture_spectrum.evaluate`; () = not measured), for refinement's
+    spectral height fit.
     """
 
     volume: np.ndarray
@@ -87,6 +90,7 @@ class PopoutResult:
     thickness: np.ndarray
     confidence: np.ndarray
     message: str
+    texture: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -263,7 +267,8 @@ def _assemble(fitted: tuple[PatchFits, FitDesign, Optics], norm: Normalised, set
     volume = layered_volume(height_px, thickness, layers, slices=s.slices,
                             slice_thickness=s.slice_thickness, potential=s.potential)
     return PopoutResult(volume, height_px.astype(np.float32), thickness.astype(np.float32),
-                        np.clip(conf_px, 0.0, 1.0).astype(np.float32), "; ".join(messages))
+                        np.clip(conf_px, 0.0, 1.0).astype(np.float32), "; ".join(messages),
+                        tuple(optics.texture))
 
 
 def _material(norm: Normalised, height: np.ndarray, setup: _Setup,

@@ -48,7 +48,8 @@ class DaskTiles:
             key = f"refine-tile-{frame}-{i}"
             if self.affinity:
                 held = self._held.get(i) if job.previous is not None else None
-                light = TileJob(job.frame, job.popout)  # the warm state stays on the worker
+                # the warm state stays on the worker
+                light = TileJob(job.frame, job.popout, texture=job.texture)
                 holders = list(self.client.who_has([held]).get(held.key, ())) \
                     if held is not None else []
                 where = {"workers": holders} if holders else {}  # a lost worker: anywhere

@@ -1,31 +1,36 @@
-"""One frame's refinement: the thickness of every column's slabs, by automatic differentiation
-through the multislice model, with the heights held where pop-out (or the previous frames)
-put them.
+"""One frame's refinement: each region's height by the texture's spectral likelihood, then
+the thickness of every column's slabs, by automatic differentiation through the multislice
+model.
 
-Why heights are held: from a pop-out start the texture-free model's loss is already at the
-level the true volume leaves (shot noise plus the amorphous texture it cannot explain), and
-its loss over a region's depth is nearly flat (the paper's Fig. 1B: a narrow valley with
-vanishing gradients). Measured on the accuracy suite, letting the optimiser or an explicit
-search move heights on that evidence made them worse as often as better, merged overlapping
-layers into one slab and shrank thin branches; letting the fit remove columns near the start's
-edge removed more true edge columns than false ones. What is fitted is how much material each
-column holds (the phase contrast, and the Fresnel fringes at the edges):
+Why heights need their own loss: from a pop-out start the texture-free model's pixel loss is
+already at the level the true volume leaves (shot noise plus the amorphous texture it cannot
+explain), and it is nearly flat in depth (the paper's Fig. 1B: a narrow valley with vanishing
+gradients); measured on the accuracy suite, moving heights on that evidence made them worse as
+often as better. The height is written in the texture's Thon rings, which a model that knows
+the texture only statistically (its spectrum, measured by pop-out) can predict:
 
-1. Shape: every column holds up to two homogeneous slabs (:mod:`stream3d.refine.slabs`) at the
-   start's heights.
-2. Thickness region by region: one factor per object region (a large object is split on a
+1. Heights: every object region (a compact object, or a 64 Å cell of a large one) gets a
+   height shift, a parameter fitted by Fisher scoring on the Whittle likelihood of its
+   residual's local power spectrum (:mod:`stream3d.refine.spectral`,
+   :mod:`stream3d.refine.heights`; gradients by automatic differentiation). A region moves
+   only where the likelihood ratio says so (z >= ``refine.height_significance``); the Fisher
+   information gives each height's standard error. Every slab of a column moves with it.
+2. Shape: every column holds up to two homogeneous slabs (:mod:`stream3d.refine.slabs`) at
+   those heights.
+3. Thickness region by region: one factor per object region (a large object is split on a
    grid), picked by the low-passed data loss from a few candidates
    (:mod:`stream3d.refine.object_scale`; a few forward passes). Per column, the texture's
    speckle drowns that evidence; summed over a region it is clear.
-3. Then a per-column thickness change (Å), shared by its slabs in proportion, is fitted by
+4. Then a per-column thickness change (Å), shared by its slabs in proportion, is fitted by
    Adam on the L2 (or Poisson) data loss plus L1 total variation.
-4. Material prior: every start column keeps at least half a slice of material (the fit thins
+5. Material prior: every start column keeps at least half a slice of material (the fit thins
    and thickens; it neither adds nor removes columns).
-5. Evidence: an object keeps its refined shape only where the data loss in its window dropped
-   significantly (z >= ``refine.significance``); elsewhere the start stays.
+6. Evidence: an object keeps its refined thickness only where the data loss in its window
+   dropped significantly (z >= ``refine.significance``); elsewhere the start's thickness stays
+   (at the heights of step 1, which have their own evidence).
 
-Heights improve over time instead: a warm start carries the previous frames' heights,
-averaged with pop-out's by their confidence (:mod:`stream3d.refine.warmstart`).
+Over time, a warm start carries the previous frames' heights, averaged with pop-out's by their
+confidence (:mod:`stream3d.refine.warmstart`).
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from scipy import ndimage
 
 from stream3d.config import Config
 from stream3d.device import resolve_device
+from stream3d.refine import spectral
+from stream3d.refine.heights import fit_region_shifts, moved_centres
 from stream3d.refine.losses import loss_map
 from stream3d.refine.measurement import checked_volume, measured_intensity
 from stream3d.refine.model import ImagingModel
@@ -65,13 +72,17 @@ class _State:
 
 def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, config: Config, *,
                   device: str | torch.device | None = None, support: np.ndarray | None = None,
-                  warm: bool = False, callback: Callback | None = None) -> RefineResult:
+                  warm: bool = False, callback: Callback | None = None,
+                  texture: tuple[float, ...] = (), height_sign: float = 1.0) -> RefineResult:
     """Refine ``init_volume`` (nz, ny, nx) V against ``frame`` (raw counts, (ny, nx)).
 
     ``device`` None uses ``refine.device``. ``support`` (ny, nx) bool: columns outside it end
     as solvent. ``warm`` marks a start from the previous frame (reported, and the message says
     so). ``callback(stage, iteration, state)`` runs at the start and after every optimiser step
-    (e.g. to track the error against a known truth). Raises
+    (e.g. to track the error against a known truth). ``texture`` is the amorphous texture's
+    spectrum S(k) measured by pop-out (:attr:`stream3d.popout.PopoutResult.texture`; () =
+    measure it here from the objects' own spectra). ``height_sign`` -1 flips the spectral
+    loss's gradient (tests only: it must make heights worse). Raises
     :class:`stream3d.errors.UserError` for a frame or volume that cannot be used; NaN or
     infinity in the loss ("nan") keeps the best volume so far.
     """
@@ -103,13 +114,32 @@ def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, con
     centre = torch.as_tensor(slabs.centre, dtype=real, device=dev)
     base = torch.as_tensor(slabs.thickness, dtype=real, device=dev)
 
+    evaluations = 0
+    found = None
+    if settings.heights:
+        # 1. Heights from the texture's spectra (one forward pass: the start's image).
+        with torch.no_grad():
+            modelled = model.intensity(volume.real if volume.is_complex() else volume)
+        evaluations += 1
+        occupancy = ((volume.real if volume.is_complex() else volume) / model.potential)
+        found = fit_region_shifts(measured, modelled, occupancy.clamp(0.0, 1.0), dz=dz,
+                                  lens=spectral.lens_from_config(config, texture),
+                                  counts_per_unit=model.counts_per_unit,
+                                  band=spectral.band(config), limit=settings.height_limit,
+                                  significance=settings.height_significance, sign=height_sign)
+        centre = moved_centres(centre, found.shift)
+
     def build(thickness: torch.Tensor) -> torch.Tensor:
         return slab_volume(centre, thickness, nz=nz, dz=dz, potential=model.potential)
+
+    # The start at the fitted heights: what the thickness evidence is judged against.
+    start = build(base).detach() if found is not None else (
+        volume.real if volume.is_complex() else volume)
 
     # First each object region's thickness as a whole (a few forward passes), then per column.
     base = base * object_factors(base, build, model.intensity, measured,
                                  pixel_size=config.sample.pixel_size, pad=settings.window)
-    evaluations = len(FACTORS)
+    evaluations += len(FACTORS)
     column = base.sum(dim=0)
     share = torch.where(column > 0, base / column.clamp_min(1e-6), torch.full_like(base, 0.5))
     # Material stays in the start's columns (and ``support``): the fit thins and thickens;
@@ -162,18 +192,23 @@ def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, con
         total = (column + gaussian_blur(change, _SMOOTH_PX)).clamp(0.0, nz * dz) * allowed
         total = total.clamp_min(least_column(dz)) * (column > 0)
         refined = build(share * total)
-    refined, kept = keep_significant(residual, volume.real if volume.is_complex() else volume,
-                                     refined, pad=settings.window,
+    refined, kept = keep_significant(residual, start, refined, pad=settings.window,
                                      z=settings.significance)
     with torch.no_grad():
         loss = float(residual(refined).mean())
     evaluations += 3
-    start = "the previous frame" if warm else "the start"
+    origin = "the previous frame" if warm else "the start"
+    fit = None if found is None else found.fit
+    moved = "" if fit is None else (f"; heights: {int(fit.moved.sum())} of {len(fit.moved)} "
+                                    "region(s) moved by the texture's spectra")
     return RefineResult(
         volume=_numpy(refined), loss=loss, loss_history=history, iterations=len(history),
         seconds=time.perf_counter() - clock, status=status, warm=warm, evaluations=evaluations,
-        message=(f"{len(history)} iterations, stopped: {status}; {kept} object(s) kept from "
-                 f"{start} for want of evidence (loss {loss:.4g})"))
+        regions=0 if fit is None else len(fit.shift),
+        shifts=[] if fit is None else [float(x) for x in fit.shift],
+        height_errors=[] if fit is None else [float(x) for x in fit.error],
+        message=(f"{len(history)} iterations, stopped: {status}; {kept} object(s) kept "
+                 f"{origin}'s thickness for want of evidence{moved} (loss {loss:.4g})"))
 
 
 #: px, Gaussian width of the fitted thickness change: a change per pixel would fit the

@@ -40,13 +40,15 @@ if TYPE_CHECKING:  # pop-out is built beside this package; only its volume is us
 
 @dataclass
 class TileJob:
-    """One tile's inputs (crops): raw counts (y, x), pop-out's volume (z, y, x) V, and the warm
-    state, the previous volume (V) and its per-pixel loss on its own frame (None: cold)."""
+    """One tile's inputs (crops): raw counts (y, x), pop-out's volume (z, y, x) V, the warm
+    state, the previous volume (V) and its per-pixel loss on its own frame (None: cold), and
+    the texture spectrum pop-out measured on the frame (() = none)."""
 
     frame: np.ndarray
     popout: np.ndarray
     previous: np.ndarray | None = None
     reference: np.ndarray | None = None
+    texture: tuple[float, ...] = ()
 
 
 @dataclass
@@ -80,7 +82,7 @@ def refine_tile(job: TileJob, config: Config, device: str | torch.device | None 
         support |= _support(previous)
     result = refine_volume(job.frame, start, config, device=dev,
                            support=support if support.any() else None, warm=warm,
-                           callback=callback)
+                           callback=callback, texture=tuple(job.texture))
     measured = measured_intensity(job.frame, model, dev)
     reference = residual_map(measured, result.volume, model, kind=settings.loss)
     return TileOutcome(result, reference)
@@ -144,9 +146,11 @@ class Refiner:
         plan = frame_plan(frame.shape, self.config)
         warm = (self.previous is not None and self.previous.shape == popout_volume.shape
                 and self.references is not None and len(self.references) == len(plan))
+        texture = tuple(getattr(popout, "texture", ()))
         jobs = [TileJob(frame[t.crop], popout_volume[(slice(None), *t.crop)],
                         self.previous[(slice(None), *t.crop)] if warm else None,
-                        self.references[i] if warm else None) for i, t in enumerate(plan)]
+                        self.references[i] if warm else None, texture)
+                for i, t in enumerate(plan)]
         if len(plan) == 1:  # the whole frame: exactly the untiled refinement
             outcome = next(iter(self.tiles.run(jobs, self.config, self.device, self.callback)))[1]
             self.previous, self.references = outcome.result.volume, [outcome.reference]

@@ -40,6 +40,7 @@ class RefineResult:
     evaluations: int = 0  # forward-model evaluations, depth search included
     regions: int = 0  # regions whose depth was searched
     shifts: list[float] = field(default_factory=list)  # Å, depth shift found for each region
+    height_errors: list[float] = field(default_factory=list)  # Å, its standard error (Fisher)
     scales: list[float] = field(default_factory=list)  # relief stretch found for each region
     thickness_scales: list[float] = field(default_factory=list)  # thickness factor per region
     message: str = ""  # one line for the user: what happened, why it stopped

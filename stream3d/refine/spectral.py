@@ -1,0 +1,408 @@
+"""A loss that sees depth: the Whittle likelihood of each region's local power spectrum.
+
+The texture-free multislice model explains the mean image of an object (its phase contrast and
+edge fringes), but its pixel loss is nearly flat in the object's height: the height is written
+in the Thon rings of the amorphous texture, which that model does not hold. Known only
+statistically (its power spectrum S(k), measured from the frame by pop-out,
+:mod:`stream3d.popout.texture_spectrum`), the texture gives the residual image r = I - I_model
+of a region an expected windowed periodogram that is a smooth, differentiable function of the
+region's height shift Delta (Å):
+
+    mu(k; Delta) = b N + a W (*) [ S(k) T(k) sum_z m_z sin^2(chi(k; D - z - Delta) - alpha) ]
+
+- D the microscope defocus (Å, > 0 underfocus, from the exit plane); material at height z is
+  seen at effective defocus D - z; a slice's material at its top face (multislice).
+- m_z (Å of material x window^2) the region's material at height z: a slab of thickness t
+  spreads over t, two layers give two humps, so thickness and the two-layer shape enter.
+- T(k) the lens (temporal envelope squared, aperture, band limit), alpha = atan(absorption).
+- W (*): the blur by the window's own power spectrum |FFT(w)|^2 (circular, on the crop grid).
+- N the shot-noise periodogram sum_pixels w^2 I / (counts per unit intensity) (flat in k).
+- a >= 0 (texture strength) and b > 0 (noise scale, ~1) are profiled out.
+
+With sin^2 x = (1 - cos 2x) / 2 the sum over heights is one complex map per region,
+F(k) = sum_z m_z exp(2 i c(k) z), c = pi lambda |k|^2, so
+
+    sum_z m_z sin^2(phi0 + c (z + Delta)) = m / 2 - Re[exp(2 i (phi0 + c Delta)) F] / 2
+
+costs one complex product per frequency, whatever the number of slices.
+
+The measured periodogram P_b (radial bin means over the band) of n_b independent exponential
+samples gives the Whittle negative log-likelihood sum_b n_b (log mu_b + P_b / mu_b); n_b = bin
+pixels x (effective window area / crop area). Its curvature is the Fisher information
+I(Delta) = sum_b n_b (d mu_b / d Delta)^2 / mu_b^2 (nuisance a, b projected out), whose
+inverse square root is the height's standard error and the Cramer-Rao bound.
+
+Everything is torch, on the device of the inputs; float64 internally (the likelihood sums
+thousands of terms).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from stream3d.optics import astigmatic_chi, wavelength
+from stream3d.popout import texture_spectrum
+from stream3d.popout.ctf_model import Optics, lens_envelope
+from stream3d.popout.spectrum import radial_bins
+
+#: px a region's window grows into the solvent (the fringes its texture delocalises to).
+GROW_PX = 4
+
+#: px, Gaussian width of the window's soft edge (a hard mask edge spreads its blur kernel).
+TAPER_PX = 1.5
+
+#: Iterations of the (a, b) profile fit (Fisher scoring of a linear model: converges in a few).
+_PROFILE_ITERATIONS = 8
+
+
+@dataclass(frozen=True)
+class Lens:
+    """What the spectral model needs of the optics (Å, eV, mrad), with the measured texture."""
+
+    optics: Optics  # popout's Thon-ring optics (texture S(k) included)
+    defocus: float  # Å, > 0 underfocus, from the exit plane
+
+    @property
+    def wavelength(self) -> float:
+        return wavelength(self.optics.energy)
+
+
+@dataclass
+class Regions:
+    """Per-region crops of the frame (R regions, G x G crop grid), fixed during the fit.
+
+    ``window`` (R, G, G) the taper of each region (its columns, a few px into the solvent);
+    ``origin`` (R, 2) int crop corner (y, x) in frame px (crops wrap around the frame);
+    ``periodogram`` (R, B) measured bin means; ``noise`` (R, B) the shot-noise periodogram;
+    ``samples`` (R, B) independent samples per bin; ``kernel`` (R, G, G) FFT of the window's
+    power spectrum (the blur); ``mass`` (R,) Å x window^2 of material; ``rings`` (R, G, G)
+    complex F(k); ``base`` (G, G) chi(k; D) - alpha; ``c`` (G, G) pi lambda |k|^2 (rad / Å);
+    ``envelope`` (G, G) S T; ``bin_index`` (n_sel,) long bin of each selected half-plane
+    pixel, ``select`` (G, G // 2 + 1) bool, ``counts`` (B,) pixels per bin, ``k`` (B,) Å^-1.
+    """
+
+    window: torch.Tensor
+    origin: np.ndarray
+    periodogram: torch.Tensor
+    noise: torch.Tensor
+    samples: torch.Tensor
+    kernel: torch.Tensor
+    mass: torch.Tensor
+    rings: torch.Tensor
+    base: torch.Tensor
+    c: torch.Tensor
+    envelope: torch.Tensor
+    bin_index: torch.Tensor
+    select: torch.Tensor
+    counts: torch.Tensor
+    k: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return int(self.window.shape[0])
+
+
+def crop_size(pixel_size: float, region: float, frame: tuple[int, int]) -> int:
+    """Edge (px) of the square crop a region's spectrum is taken on: a power of two holding a
+    ``region`` Å cell (or a compact object of that size) with its taper, at most the frame."""
+    need = region / pixel_size + 2 * (GROW_PX + 3 * TAPER_PX) + 8
+    size = 2 ** int(math.ceil(math.log2(max(need, 16))))
+    return int(min(size, min(frame)))
+
+
+def region_windows(labels: np.ndarray, count: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(window (count, size, size) float64, origin (count, 2) int): each region's taper
+    (``labels`` == r, grown GROW_PX into the solvent, Gaussian edge TAPER_PX), cropped around
+    its centre of mass (wrapping around the frame, whose multislice is periodic)."""
+    ny, nx = labels.shape
+    windows = np.zeros((count, size, size))
+    origin = np.zeros((count, 2), dtype=int)
+    solvent = labels == 0
+    for r in range(1, count + 1):
+        own = labels == r
+        grown = own | (ndimage.binary_dilation(own, iterations=GROW_PX) & solvent)
+        soft = ndimage.gaussian_filter(grown.astype(np.float64), TAPER_PX, mode="wrap")
+        ys, xs = np.nonzero(own)
+        cy, cx = int(round(ys.mean())), int(round(xs.mean()))
+        y0, x0 = cy - size // 2, cx - size // 2
+        windows[r - 1] = soft[np.ix_((y0 + np.arange(size)) % ny, (x0 + np.arange(size)) % nx)]
+        origin[r - 1] = (y0, x0)
+    return windows, origin
+
+
+def crops(image: torch.Tensor, origin: np.ndarray, size: int) -> torch.Tensor:
+    """(R, size, size) crops of a (ny, nx) image at ``origin`` (wrapping)."""
+    ny, nx = image.shape
+    dev = image.device
+    out = []
+    for y0, x0 in origin:
+        iy = torch.as_tensor((y0 + np.arange(size)) % ny, device=dev)
+        ix = torch.as_tensor((x0 + np.arange(size)) % nx, device=dev)
+        out.append(image[iy][:, ix])
+    return torch.stack(out)
+
+
+def periodograms(values: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+    """|rfft2(w (x - weighted mean))|^2 (R, G, G // 2 + 1) of crops ``values`` (R, G, G)."""
+    mean = (window * values).sum(dim=(-2, -1), keepdim=True) / window.sum(dim=(-2, -1),
+                                                                         keepdim=True)
+    return torch.fft.rfft2(window * (values - mean)).abs().square()
+
+
+def bin_means(half: torch.Tensor, regions: Regions) -> torch.Tensor:
+    """Radial bin means (R, B) of half-plane maps (R, G, G // 2 + 1)."""
+    flat = half[:, regions.select]
+    out = torch.zeros(half.shape[0], regions.counts.numel(), dtype=half.dtype, device=half.device)
+    out.index_add_(1, regions.bin_index, flat)
+    return out / regions.counts
+
+
+def _blur(spectrum: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Circular convolution of a full-grid spectrum (R, G, G) with the window's power spectrum
+    (``kernel`` its FFT, normalised to 1 at 0): the expected periodogram's shape."""
+    return torch.fft.ifft2(torch.fft.fft2(spectrum) * kernel).real
+
+
+def build_regions(residual: torch.Tensor, intensity: torch.Tensor, labels: np.ndarray,
+                  count: int, material: torch.Tensor, heights: np.ndarray, lens: Lens, *,
+                  counts_per_unit: float, band: tuple[float, float], size: int) -> Regions:
+    """Everything the spectral likelihood needs, fixed for the fit.
+
+    ``residual`` (ny, nx) measured minus modelled intensity (vacuum = 1); ``intensity`` the
+    measured one (its Poisson variance, I / ``counts_per_unit``, is the noise); ``labels``
+    (ny, nx) regions 1..count (0 = solvent); ``material`` (nz, ny, nx) occupancy in [0, 1]
+    of the start volume; ``heights`` (nz,) Å at which each slice's material is seen (its top
+    face); ``band`` (k_low, k_high) Å^-1.
+    """
+    dev = residual.device
+    f64 = torch.float64
+    optics = lens.optics
+    windows, origin = region_windows(labels, count, size)
+    window = torch.as_tensor(windows, dtype=f64, device=dev)
+    bins = radial_bins(size, optics.pixel_size, band[0], band[1], optics.ellipse)
+    select = torch.as_tensor(np.array(bins.select), device=dev)
+    inverse = np.asarray(bins.average.tocoo().row)  # per selected pixel, in column order
+    columns = np.asarray(bins.average.tocoo().col)
+    bin_index = np.empty(int(np.asarray(bins.select).sum()), dtype=np.int64)
+    position = np.searchsorted(np.flatnonzero(np.asarray(bins.select).ravel()), columns)
+    bin_index[position] = inverse
+    counts = torch.as_tensor(np.array(bins.counts), dtype=f64, device=dev)
+
+    # The crop grid's frequencies and the lens on it.
+    ky = np.fft.fftfreq(size, d=optics.pixel_size)
+    kyy, kxx = ky[:, None], ky[None, :]
+    k = np.sqrt(kyy**2 + kxx**2)
+    base = astigmatic_chi(kyy, kxx, energy=optics.energy, defocus=lens.defocus, cs=optics.cs,
+                          astigmatism=optics.astigmatism,
+                          astigmatism_angle=optics.astigmatism_angle) - optics.amplitude_phase
+    c = math.pi * lens.wavelength * k**2
+    envelope = texture_spectrum.evaluate(optics.texture, k) * lens_envelope(k, optics)
+
+    # Material per region and height: m_z = sum over the region's window^2 of the occupancy.
+    w2 = window.square()
+    per_height = torch.stack([(crops_stack(material, origin[r:r + 1], size)[:, 0].to(f64)
+                               * w2[r]).sum(dim=(-2, -1)) for r in range(count)], dim=1)
+    z = torch.as_tensor(heights, dtype=f64, device=dev)
+    c_t = torch.as_tensor(c, dtype=f64, device=dev)
+    phase = torch.exp(2j * c_t[None] * z[:, None, None])  # (nz, G, G)
+    rings = torch.einsum("zr,zyx->ryx", per_height.to(torch.complex128), phase)
+
+    power = torch.fft.fft2(torch.fft.fft2(window).abs().square())
+    kernel = power / power[..., :1, :1]
+
+    r_crops = crops(residual.to(f64), origin, size)
+    half = periodograms(r_crops, window)
+    variance = crops(intensity.to(f64).clamp_min(0.0), origin, size) / counts_per_unit
+    regions = Regions(window=window, origin=origin, periodogram=half, noise=half,
+                      samples=half, kernel=kernel, mass=per_height.sum(dim=0), rings=rings,
+                      base=torch.as_tensor(base, dtype=f64, device=dev), c=c_t,
+                      envelope=torch.as_tensor(envelope, dtype=f64, device=dev),
+                      bin_index=torch.as_tensor(bin_index, device=dev), select=select,
+                      counts=counts, k=np.asarray(bins.k))
+    regions.periodogram = bin_means(half, regions)
+    noise = (w2 * variance).sum(dim=(-2, -1))  # (R,): white
+    regions.noise = noise[:, None].expand(-1, counts.numel()).clone()
+    # Independent samples: bin pixels x the window's effective area over the crop's.
+    area = w2.sum(dim=(-2, -1)).square() / w2.square().sum(dim=(-2, -1)).clamp_min(1e-30)
+    regions.samples = counts[None] * (area / size**2)[:, None]
+    return regions
+
+
+def crops_stack(volume: torch.Tensor, origin: np.ndarray, size: int) -> torch.Tensor:
+    """(nz, R, size, size) crops of a (nz, ny, nx) volume at ``origin`` (wrapping)."""
+    nz, ny, nx = volume.shape
+    dev = volume.device
+    out = []
+    for y0, x0 in origin:
+        iy = torch.as_tensor((y0 + np.arange(size)) % ny, device=dev)
+        ix = torch.as_tensor((x0 + np.arange(size)) % nx, device=dev)
+        out.append(volume[:, iy][:, :, ix])
+    return torch.stack(out, dim=1)
+
+
+def ring_model(shift: torch.Tensor, regions: Regions) -> tuple[torch.Tensor, torch.Tensor]:
+    """(M, dM/dDelta), each (R, B): the window-blurred, binned texture ring power of every
+    region with its material moved up by ``shift`` (R,) Å (unit texture strength).
+    Differentiable in ``shift``."""
+    phase = regions.base[None] + regions.c[None] * shift[:, None, None]
+    turn = torch.exp(2j * phase) * regions.rings  # (R, G, G)
+    half_mass = 0.5 * regions.mass[:, None, None]
+    ring = regions.envelope[None] * (half_mass - 0.5 * turn.real)
+    slope = regions.envelope[None] * regions.c[None] * turn.imag
+    g = regions.select.shape[-1]
+    out = []
+    for spectrum in (ring, slope):
+        blurred = _blur(spectrum, regions.kernel)[..., :g]
+        out.append(bin_means(blurred, regions))
+    return out[0], out[1]
+
+
+@torch.no_grad()
+def profile(model: torch.Tensor, regions: Regions) -> tuple[torch.Tensor, torch.Tensor]:
+    """(a, b) (R,) maximising the Whittle likelihood of P ~ a M + b N (a >= 0, b > 0):
+    Fisher scoring of the linear model (iteratively reweighted least squares)."""
+    p, n, s = regions.periodogram, regions.noise, regions.samples
+    design = torch.stack([model, n], dim=-1)  # (R, B, 2)
+    mu = p.clamp_min(1e-30)
+    coef = None
+    for _ in range(_PROFILE_ITERATIONS):
+        weight = s / mu.square()
+        normal = torch.einsum("rbi,rb,rbj->rij", design, weight, design)
+        rhs = torch.einsum("rbi,rb,rb->ri", design, weight, p)
+        normal = normal + 1e-12 * torch.diagonal(normal, dim1=-2, dim2=-1).mean(-1)[:, None,
+                                                                               None] * torch.eye(
+            2, dtype=p.dtype, device=p.device)
+        coef = torch.linalg.solve(normal, rhs)
+        # Constraints: a texture amplitude cannot be negative; the noise is at least a tenth of
+        # the shot noise (it is known from the dose; the scale absorbs a mis-set dose).
+        a = coef[:, 0].clamp_min(0.0)
+        b = coef[:, 1].clamp_min(0.1)
+        coef = torch.stack([a, b], dim=-1)
+        mu = (design * coef[:, None, :]).sum(-1).clamp_min(1e-30)
+    return coef[:, 0], coef[:, 1]
+
+
+def whittle(shift: torch.Tensor, regions: Regions) -> tuple[torch.Tensor, torch.Tensor,
+                                                            torch.Tensor]:
+    """(NLL (R,), Fisher information of the shift (R,) Å^-2, mu (R, B)) of every region at
+    ``shift`` (R,) Å, a and b profiled out. The NLL is differentiable in ``shift``; by the
+    envelope theorem its gradient is the profile likelihood's (a, b sit at their optimum)."""
+    model, slope = ring_model(shift, regions)
+    a, b = profile(model.detach(), regions)
+    mu = (a[:, None] * model + b[:, None] * regions.noise).clamp_min(1e-30)
+    s = regions.samples
+    nll = (s * (torch.log(mu) + regions.periodogram / mu)).sum(dim=1)
+    with torch.no_grad():
+        information = fisher(mu.detach(), a[:, None] * slope.detach(), model.detach(),
+                             regions.noise, s)
+    return nll, information, mu
+
+
+def fisher(mu: torch.Tensor, d_shift: torch.Tensor, d_a: torch.Tensor, d_b: torch.Tensor,
+           samples: torch.Tensor) -> torch.Tensor:
+    """Efficient Fisher information (R,) of the shift (Å^-2) from exponential periodogram
+    samples: I = sum_b n_b J J^T / mu^2 over (shift, a, b), the nuisance (a, b) projected out
+    (1 / [I^-1]_00). ``d_*`` (R, B) are d mu / d parameter."""
+    jac = torch.stack([d_shift, d_a, d_b], dim=-1)  # (R, B, 3)
+    weight = samples / mu.square()
+    info = torch.einsum("rbi,rb,rbj->rij", jac, weight, jac)
+    schur = info[:, 0, 0] - torch.einsum(
+        "ri,rij,rj->r", info[:, 0, 1:], torch.linalg.pinv(info[:, 1:, 1:]), info[:, 1:, 0])
+    return schur.clamp_min(0.0)
+
+
+@dataclass(frozen=True)
+class HeightFit:
+    """Per region (R,): the shift Å (0 where not significant), its standard error Å, the
+    likelihood ratio 2 (NLL(0) - NLL(shift)) of the found shift, whether it moved."""
+
+    shift: np.ndarray
+    error: np.ndarray
+    ratio: np.ndarray
+    moved: np.ndarray
+    steps: int
+
+
+def fit_shifts(regions: Regions, *, limit: float, significance: float,
+               iterations: int = 25, max_step: float = 25.0,
+               sign: float = 1.0) -> HeightFit:
+    """Move every region's height to its Whittle likelihood's optimum by Fisher scoring
+    (Delta <- Delta - g / I, g by automatic differentiation, each step at most ``max_step`` Å
+    and halved until the likelihood improves), within +-``limit`` Å of the start.
+
+    Guard: a region moves only if the likelihood ratio 2 (NLL(0) - NLL(Delta)) is at least
+    ``significance``^2 (a z-score; ~1 dof); else it stays (shift 0). ``sign`` = -1 flips the
+    gradient (a test of the loss's role, never for use).
+    """
+    dev = regions.window.device
+    count = regions.count
+    shift = torch.zeros(count, dtype=torch.float64, device=dev)
+    with torch.no_grad():
+        start, _, _ = whittle(shift, regions)
+    current = start.clone()
+    steps = 0
+    for _ in range(iterations):
+        trial = shift.clone().requires_grad_(True)
+        nll, information, _ = whittle(trial, regions)
+        (grad,) = torch.autograd.grad(nll.sum(), trial)
+        grad = sign * grad
+        step = -(grad / information.clamp_min(1e-12)).clamp(-max_step, max_step)
+        steps += 1
+        accepted = torch.zeros(count, dtype=torch.bool, device=dev)
+        with torch.no_grad():
+            for _ in range(4):  # halve until every region improves (or gives up)
+                candidate = (shift + step).clamp(-limit, limit)
+                value, _, _ = whittle(candidate, regions)
+                better = (value < current) & ~accepted
+                shift = torch.where(better, candidate, shift)
+                current = torch.where(better, value, current)
+                accepted |= better
+                if bool(accepted.all()):
+                    break
+                step = torch.where(accepted, torch.zeros_like(step), step / 2)
+        if float(step.abs().max()) < 0.25:
+            break
+    with torch.no_grad():
+        _, information, _ = whittle(shift, regions)
+        ratio = 2.0 * (start - current)
+        moved = ratio >= significance**2
+        error = 1.0 / information.clamp_min(1e-12).sqrt()
+        shift = torch.where(moved, shift, torch.zeros_like(shift))
+    return HeightFit(shift.cpu().numpy(), error.cpu().numpy(), ratio.cpu().numpy(),
+                     moved.cpu().numpy(), steps)
+
+
+def lens_from_config(config, texture: tuple[float, ...] = ()) -> Lens:
+    """The spectral model's lens from the config's optics (never its texture keys) and the
+    measured texture spectrum ``texture`` (see :func:`texture_spectrum.evaluate`)."""
+    return Lens(replace(Optics.from_config(config), texture=tuple(texture)),
+                config.microscope.defocus)
+
+
+def band(config) -> tuple[float, float]:
+    """(k_low, k_high) Å^-1: pop-out's band, clipped to the frequencies with signal."""
+    optics = Optics.from_config(config)
+    return config.popout.k_low, min(config.popout.k_high, optics.k_max())
+
+
+def measured_texture(regions: Regions, lens: Lens, band_: tuple[float, float]
+                     ) -> tuple[float, ...]:
+    """A texture spectrum from the regions' own excess spectra (when pop-out's is not at
+    hand): :func:`texture_spectrum.first_estimate` on P - N, over the lens T(k)."""
+    excess = (regions.periodogram - regions.noise).cpu().numpy()
+    lens_t = lens_envelope(regions.k, lens.optics)
+    return texture_spectrum.first_estimate(excess, lens_t, regions.k, *band_)
+
+
+def with_texture(regions: Regions, lens: Lens) -> Regions:
+    """``regions`` with the envelope S T of ``lens``'s texture."""
+    ky = np.fft.fftfreq(regions.window.shape[-1], d=lens.optics.pixel_size)
+    k = np.sqrt(ky[:, None] ** 2 + ky[None, :] ** 2)
+    env = texture_spectrum.evaluate(lens.optics.texture, k) * lens_envelope(k, lens.optics)
+    return replace(regions, envelope=torch.as_tensor(env, dtype=torch.float64,
+                                                     device=regions.window.device))
