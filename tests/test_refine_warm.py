@@ -62,3 +62,28 @@ def test_zero_iterations_returns_pop_out_even_with_a_uniform_init():
     result = Refiner(config).refine(frame, _popout_of(volume))
     assert result.status == "popout-only" and result.iterations == 0
     np.testing.assert_array_equal(result.volume, volume)
+
+
+def test_the_warm_start_weighs_the_previous_frames_heights_by_warm_blend():
+    # Issue 20: a warm start that ignored the previous frame (blend 0) failed no test. A disc
+    # whose previous refined height was 300 Å and whose new pop-out says 360 Å starts at
+    # blend x 300 + (1 - blend) x 360; new growth (columns the previous frame lacked) keeps
+    # pop-out's height.
+    from stream3d.refine.slabs import column_slabs
+    from stream3d.refine.warmstart import merged_start
+    from stream3d.specimen import Disc, discs
+
+    shape, sampling, potential = (32, 64, 64), (20.0, 1.0, 1.0), 5.0
+    previous = discs(shape, sampling, [Disc(32, 32, 15, 300.0, 60.0)]) * potential
+    popout = discs(shape, sampling, [Disc(32, 32, 20, 360.0, 60.0)]) * potential
+    changed = np.zeros((64, 64), bool)
+    for blend in (0.25, 0.5):
+        start = merged_start(previous, popout, changed, potential=potential, dz=20.0,
+                             blend=blend)
+        centre = column_slabs(start, potential=potential, dz=20.0).centre[0]
+        pop_centre = column_slabs(popout, potential=potential, dz=20.0).centre[0]
+        prev_centre = column_slabs(previous, potential=potential, dz=20.0).centre[0]
+        assert centre[32, 32] == pytest.approx(blend * prev_centre[32, 32]
+                                               + (1 - blend) * pop_centre[32, 32], abs=0.01)
+        assert centre[32, 32] < pop_centre[32, 32] - 10.0  # the previous frame counts
+        assert centre[32, 50] == pytest.approx(pop_centre[32, 50])  # growth: pop-out's
