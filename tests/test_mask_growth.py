@@ -126,3 +126,22 @@ def test_necks_the_resolution_blurred_are_cut_branches_are_not():
     t = ndimage.gaussian_filter(np.where(trunk, 60.0, np.where(branch, 40.0, 0.0)), 2.5)
     mask = t > 15.0
     assert ndimage.label(split_necks(mask, t, depth=15.0))[1] == 1
+
+
+def test_a_short_neck_between_objects_at_two_heights_is_cut():
+    # 1.5 px apart the blurred gap dips only to ~0.8 of the discs' thickness: one object by
+    # thickness alone, two when their heights differ by more than 2 x tolerance. A plate whose
+    # height varies as much is not cut: its basins meet along a long line, not a neck.
+    left, right = _two_discs(gap=1.5)
+    t = ndimage.gaussian_filter(60.0 * (left | right), 2.5)
+    mask = t > 15.0
+    same = np.full(t.shape, 300.0)
+    assert ndimage.label(split_necks(mask, t, 15.0, same, tolerance=40.0))[1] == 1
+    two = np.where(np.indices(t.shape)[1] < 64, 200.0, 400.0)
+    assert ndimage.label(split_necks(mask, t, 15.0, two, tolerance=40.0))[1] == 2
+    plate = np.zeros((128, 128))
+    plate[20:108, 20:108] = 60.0
+    plate[20:108, 62:66] = 30.0  # a trough across the plate: two basins, a long line
+    t = ndimage.gaussian_filter(plate, 2.5)
+    ramp = np.broadcast_to(np.linspace(100.0, 500.0, 128), t.shape)
+    assert ndimage.label(split_necks(t > 15.0, t, 15.0, ramp, tolerance=40.0))[1] == 1

@@ -304,7 +304,7 @@ def test_an_object_within_about_one_patch_takes_one_height():
     assert weighted_median(np.array([5.0, 1.0, 3.0]), np.array([5.0, 1.0, 1.0])) == 5.0
 
 
-@pytest.mark.parametrize("gap", [4, 10])
+@pytest.mark.parametrize("gap", [2.5, 4, 10])
 def test_objects_a_few_px_apart_stay_two_objects(gap):
     # Issue 20: two growing discs 10 px and then 2.5 px apart were reconstructed as one object
     # (the texture mask and the lens fringes reach across the gap). 60 Å discs at 200 / 400 Å.

@@ -302,7 +302,7 @@ def _material(norm: Normalised, height: np.ndarray, setup: _Setup,
     texture = mask
     mask, t, threshold = _segment(raw, texture, norm, p.min_thickness, min_area_px,
                                   _BACKGROUND / optics.pixel_size)
-    mask = split_necks(mask, t, threshold)
+    mask = split_necks(mask, t, threshold, height, p.tolerance)
     # A step of thickness T blurred by the map's resolution crosses T/2 at the edge: keep the
     # pixels above a share of their neighbourhood's thickness, not everything above the noise
     # (a little below half, for round objects whose edges thin out).

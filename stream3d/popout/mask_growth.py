@@ -27,6 +27,13 @@ TAPER_SMOOTH_PX = 1.5
 #: (two discs 4 px apart dip to ~0.4 of their thickness at 2.5 Å resolution).
 NECK_SHARE = 0.6
 
+#: The same for two maxima whose heights differ (by 2 x popout.tolerance): discs 2.5 px apart
+#: at 2.5 Å resolution dip to ~0.6 only.
+HEIGHT_NECK_SHARE = 0.85
+
+#: A neck's line is at most this share of the smaller basin's width (sqrt of its area).
+NECK_LENGTH = 0.5
+
 #: px: seed pieces at most this far apart (centre to centre) may be one object with a crack
 #: (the thickness map's noise dips under the threshold inside a disc, ~3 px wide); a neck cut
 #: by :func:`split_necks` is wider, so the objects it separates stay apart.
@@ -115,13 +122,18 @@ def _root(parent: list[int], i: int) -> int:
     return i
 
 
-def split_necks(mask: np.ndarray, thickness: np.ndarray, depth: float) -> np.ndarray:
+def split_necks(mask: np.ndarray, thickness: np.ndarray, depth: float,
+                height: np.ndarray | None = None, tolerance: float = np.inf) -> np.ndarray:
     """``mask`` cut along the necks where two objects that the thickness map's resolution
     blurred together meet.
 
     Maxima of ``thickness`` (Å) at least ``depth`` Å above their surroundings seed a watershed
     of the mask; two basins stay one object unless the highest thickness on the line between
-    them (the saddle) is below :data:`NECK_SHARE` x the lower of their two peaks.
+    them (the saddle) is below :data:`NECK_SHARE` x the lower of their two peaks, or below
+    :data:`HEIGHT_NECK_SHARE` x it while they meet along a short line (a neck,
+    :data:`NECK_LENGTH`) and their median ``height`` (Å) differs by more than 2 x
+    ``tolerance`` Å (two objects at different heights, 2-3 px apart: one object's height
+    does not jump at a neck).
     """
     from skimage.morphology import h_maxima
     from skimage.segmentation import watershed
@@ -139,12 +151,21 @@ def split_necks(mask: np.ndarray, thickness: np.ndarray, depth: float) -> np.nda
     low = ndimage.minimum_filter(np.where(basins > 0, basins, count + 1), size=3)
     pairs = line & (high > 0) & (low <= count) & (high != low)
     saddle: dict[tuple[int, int], float] = {}
+    length: dict[tuple[int, int], int] = {}
     for a, b, value in zip(low[pairs], high[pairs], t[pairs]):
         key = (int(a), int(b))
         saddle[key] = max(saddle.get(key, 0.0), float(value))
+        length[key] = length.get(key, 0) + 1
+    area = np.bincount(basins.ravel(), minlength=count + 1)
     parent = list(range(count + 1))
+    levels = (ndimage.median(height, basins, index=np.arange(count + 1)) if height is not None
+              else np.zeros(count + 1))
     for (a, b), value in saddle.items():
-        if value >= NECK_SHARE * min(peaks[a], peaks[b]):
+        share = value / min(peaks[a], peaks[b])
+        # A neck is short: a plate's noise basins meet along a line across the plate.
+        neck = length[(a, b)] <= NECK_LENGTH * np.sqrt(min(area[a], area[b]))
+        apart = neck and abs(levels[a] - levels[b]) > 2 * tolerance
+        if share >= (HEIGHT_NECK_SHARE if apart else NECK_SHARE):
             parent[_root(parent, a)] = _root(parent, b)
     merged = np.array([_root(parent, i) for i in range(count + 1)])[basins]
     # A line pixel between basins of one object is that object's again; a neck between two
