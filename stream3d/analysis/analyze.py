@@ -14,6 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from stream3d.analysis import pictures, render, report, track_pictures
+from stream3d.analysis.frames import spread
 from stream3d.analysis.mesh_export import material_surface, write_ply
 from stream3d.analysis.objects import FrameObjects, ObjectRow, frame_objects, lateral_sigma_px
 from stream3d.analysis.scales import Scales, limits, read_scales, span_of
@@ -51,14 +52,6 @@ class Analysis:
     tip_velocities: list[TipVelocity] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)  # CSVs, meshes folder, scales.json
     errors: list = field(default_factory=list)  # truth.FrameErrors per frame, with --truth
-
-
-def spread(indices: np.ndarray, count: int) -> list[int]:
-    """Up to ``count`` of ``indices`` evenly spread from the first to the last."""
-    if len(indices) <= count:
-        return [int(i) for i in indices]
-    picks = np.round(np.linspace(0, len(indices) - 1, count)).astype(int)
-    return [int(indices[p]) for p in picks]
 
 
 def _choose_frame(run: Run, frame: int | None, done: np.ndarray) -> int:
