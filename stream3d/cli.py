@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from stream3d import config as config_mod
-from stream3d.errors import UserError, os_error_line
+from stream3d.cli_errors import user_errors
+from stream3d.errors import UserError
 
 app = typer.Typer(
     name="stream3d",
@@ -43,7 +43,7 @@ SetOption = Annotated[
 
 def _version(value: bool) -> None:
     if value:
-        from stream3d import __version__
+        from stream3d._version import __version__
 
         typer.echo(f"stream3d {__version__}")
         raise typer.Exit()
@@ -56,19 +56,6 @@ def _root(
     ] = False,
 ) -> None:
     """Live in situ TEM movies -> time-resolved 3D volumes."""
-
-
-@contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn bad-input exceptions into one line on stderr and exit code 2."""
-    try:
-        yield
-    except OSError as exc:  # no raw "[Errno N]" text: the path and what is wrong with it
-        typer.echo(f"stream3d: error: {os_error_line(exc)}", err=True)
-        raise typer.Exit(2) from None
-    except (UserError, ValueError) as exc:
-        typer.echo(f"stream3d: error: {exc}", err=True)
-        raise typer.Exit(2) from None
 
 
 def load_config(path: Optional[Path], sets: Optional[list[str]], *,
