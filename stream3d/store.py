@@ -57,7 +57,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
-from stream3d import __version__
+from stream3d._version import __version__
 from stream3d.config import Config
 from stream3d.errors import UserError
 from stream3d.ome import multiscales

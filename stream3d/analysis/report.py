@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from stream3d import __version__
+from stream3d._version import __version__
 from stream3d.analysis.metrics import MetricsTable
 from stream3d.analysis.run import Run, status_summary
 from stream3d.config import Config
