@@ -16,7 +16,7 @@ def movie_info(path: str | Path, config: Config) -> dict[str, Any]:
     """frames, shape [ny, nx], dtype, pixel_size (Å), frame_interval (s), instrument, detector,
     dose (e/Å² per frame) and which values came from the file's metadata (the rest from the
     config; the dose, unless the file records it, is counted from frame 0)."""
-    from stream3d.movie_io import open_movie
+    from stream3d.io.movies import open_movie
 
     movie = open_movie(path)
     try:

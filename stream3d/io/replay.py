@@ -20,7 +20,7 @@ def prepare_replay(movie: str | Path, config: Config) -> Config:
     """``config`` with the movie's pixel size and frame interval (file metadata first, the
     config otherwise), and its dose checked against frame 0 (or estimated from it when
     ``detector.dose = "auto"``). Says once, on the log, what was used and what disagrees."""
-    from stream3d.movie_io import open_movie
+    from stream3d.io.movies import open_movie
 
     frames = open_movie(movie)
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 from stream3d.config import Config
 from stream3d.errors import UserError
 from stream3d.io.replay import prepare_replay
-from stream3d.movie_io import open_movie
+from stream3d.io.movies import open_movie
 from stream3d.store import Status, check_out_path, native_dtype, open_run
 from stream3d.stream.camera import Camera, CameraReport, Faults, play
 from stream3d.stream.compute import Stages, check_frames_fit
