@@ -15,6 +15,7 @@ import typer
 from stream3d import config as config_mod
 from stream3d.cli_errors import user_errors
 from stream3d.errors import UserError
+from stream3d.io.dose import is_auto
 
 app = typer.Typer(
     name="stream3d",
@@ -63,7 +64,7 @@ def load_config(path: Optional[Path], sets: Optional[list[str]], *,
     """The config from ``--config`` and ``--set`` (defaults when neither is given).
     ``detector.dose = "auto"`` is refused unless ``auto_dose`` (commands that read frames)."""
     cfg = config_mod.load(path, sets or ())
-    if cfg.detector.dose == "auto" and not auto_dose:
+    if is_auto(cfg) and not auto_dose:
         raise config_mod.ConfigError('detector.dose = "auto" is estimated from recorded frames: '
                                      "only reconstruct, live and info take it; give e/Å²")
     return cfg
@@ -233,7 +234,7 @@ def live(
 
 def _auto_dose_stages(cfg: config_mod.Config):
     """detector.dose = "auto" in a live run: the stages take the dose from the first frame."""
-    if cfg.detector.dose != "auto":
+    if not is_auto(cfg):
         return None
     from stream3d.stream.compute import default_stages
     from stream3d.stream.pixel_mask import RuleHolder, masked_stages

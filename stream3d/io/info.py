@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from stream3d.config import Config
-from stream3d.io.calibration import calibrate, counted_dose, dose_messages
+from stream3d.io.calibration import calibrate
+from stream3d.io.dose import counted_dose, dose_messages, is_auto
 
 
 def movie_info(path: str | Path, config: Config) -> dict[str, Any]:
@@ -32,7 +33,7 @@ def movie_info(path: str | Path, config: Config) -> dict[str, Any]:
         if math.isfinite(counted):
             dose, dose_from = counted, "counts"
     notes = list(cal.messages)
-    if first is not None and config.detector.dose != "auto":
+    if first is not None and not is_auto(config):
         notes += dose_messages(float(config.detector.dose), first, cal.pixel_size)
     shape = list(first.shape) if first is not None else []
     return {
