@@ -224,11 +224,12 @@ class RunView:
         refined frame its material volume (nm³), objects (connected parts) and height range."""
         from scipy import ndimage
 
+        from stream3d.analysis.run import STATUS_NAMES  # the store's codes (zarr: imported here)
+
         code = self._check_index(t)
         _, _, loss = self.table.snapshot()
         out: dict[str, Any] = {
-            "t": t, "status": {0: "pending", 1: "refined", 2: "skipped", 3: "failed"}.get(
-                code, str(code)),
+            "t": t, "status": STATUS_NAMES.get(code, str(code)),
             "frame_id": int(self._read("frame_id", t)),
             "timestamp": _finite(float(self._read("timestamp", t))),
             "loss": _finite(float(loss[t])),

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+# stream3d.store.Status's codes, here without importing zarr (tests/test_one_owner.py ties them).
 REFINED, SKIPPED, FAILED = 1, 2, 3
 
 
