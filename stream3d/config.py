@@ -2,7 +2,7 @@
 
 Every section is a frozen dataclass; a field's comment gives its unit. Loading is strict: an
 unknown section or key, a wrong type or an out-of-range value raises :class:`ConfigError` with
-one line naming the key. DESIGN.md fixes the keys of [microscope], [sample], [detector],
+one line naming the key. docs/architecture.md fixes the keys of [microscope], [sample], [detector],
 [refine] and [stream]; sections may grow new keys but never rename these.
 """
 

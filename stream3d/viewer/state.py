@@ -108,7 +108,7 @@ class RunView:
         return self._raw_scale
 
     def state(self) -> dict[str, Any]:
-        """The run as JSON-ready data: DESIGN.md's ``frames``, ``refined``, ``latest`` and more
+        """The run as JSON-ready data: docs/architecture.md's ``frames``, ``refined``, ``latest`` and more
         (counts of each status, lag in frames, frames/s, history, per-frame loss, scales)."""
         n, status, loss = self.table.snapshot()
         refined = np.flatnonzero(status == REFINED)
