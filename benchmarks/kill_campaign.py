@@ -56,7 +56,7 @@ def _stored(out: Path) -> int | None:
 
 
 def campaign(workdir: Path, *, kills: int, frames: int, seed: int) -> dict:
-    from stream3d.movie_io import write_mrc_movie
+    from stream3d.io.movies import write_mrc_movie
     from stream3d.stream import FileSource, RunOptions, run_pipeline  # noqa: F401 - imported
     # once here, so that a forked trial starts writing at once (importing is not using zarr)
 

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stream3d import config as config_mod  # noqa: E402
-from stream3d.movie_io import write_mrc_movie  # noqa: E402
+from stream3d.io.movies import write_mrc_movie  # noqa: E402
 from stream3d.simulate import simulate_frame  # noqa: E402
 from stream3d.specimen import three_discs  # noqa: E402
 from stream3d.stream import FileSource, RunOptions, ZmqSource, default_stages, run_pipeline  # noqa: E402

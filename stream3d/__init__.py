@@ -1,6 +1,6 @@
 """stream3d: live in situ TEM movies -> time-resolved 3D volumes."""
 
-__version__ = "0.1.0"
+from stream3d._version import __version__
 
 
 def __getattr__(name: str):

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from stream3d import config as config_mod
-from stream3d.errors import UserError, os_error_line
+from stream3d.cli_errors import user_errors
+from stream3d.errors import UserError
+from stream3d.io.dose import is_auto
 
 app = typer.Typer(
     name="stream3d",
@@ -43,7 +44,7 @@ SetOption = Annotated[
 
 def _version(value: bool) -> None:
     if value:
-        from stream3d import __version__
+        from stream3d._version import __version__
 
         typer.echo(f"stream3d {__version__}")
         raise typer.Exit()
@@ -58,25 +59,12 @@ def _root(
     """Live in situ TEM movies -> time-resolved 3D volumes."""
 
 
-@contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn bad-input exceptions into one line on stderr and exit code 2."""
-    try:
-        yield
-    except OSError as exc:  # no raw "[Errno N]" text: the path and what is wrong with it
-        typer.echo(f"stream3d: error: {os_error_line(exc)}", err=True)
-        raise typer.Exit(2) from None
-    except (UserError, ValueError) as exc:
-        typer.echo(f"stream3d: error: {exc}", err=True)
-        raise typer.Exit(2) from None
-
-
 def load_config(path: Optional[Path], sets: Optional[list[str]], *,
                 auto_dose: bool = False) -> config_mod.Config:
     """The config from ``--config`` and ``--set`` (defaults when neither is given).
     ``detector.dose = "auto"`` is refused unless ``auto_dose`` (commands that read frames)."""
     cfg = config_mod.load(path, sets or ())
-    if cfg.detector.dose == "auto" and not auto_dose:
+    if is_auto(cfg) and not auto_dose:
         raise config_mod.ConfigError('detector.dose = "auto" is estimated from recorded frames: '
                                      "only reconstruct, live and info take it; give e/Å²")
     return cfg
@@ -246,7 +234,7 @@ def live(
 
 def _auto_dose_stages(cfg: config_mod.Config):
     """detector.dose = "auto" in a live run: the stages take the dose from the first frame."""
-    if cfg.detector.dose != "auto":
+    if not is_auto(cfg):
         return None
     from stream3d.stream.compute import default_stages
     from stream3d.stream.pixel_mask import RuleHolder, masked_stages

@@ -2,7 +2,7 @@
 
 Every section is a frozen dataclass; a field's comment gives its unit. Loading is strict: an
 unknown section or key, a wrong type or an out-of-range value raises :class:`ConfigError` with
-one line naming the key. DESIGN.md fixes the keys of [microscope], [sample], [detector],
+one line naming the key. docs/architecture.md fixes the keys of [microscope], [sample], [detector],
 [refine] and [stream]; sections may grow new keys but never rename these.
 """
 
@@ -86,6 +86,10 @@ class Sample:
         return (self.slice_thickness, self.pixel_size, self.pixel_size)
 
 
+# detector.dose's one non-number: the dose is counted from the frames (stream3d.io.dose).
+AUTO_DOSE = "auto"
+
+
 @dataclass(frozen=True)
 class Detector:
     # e/Å² per frame; raw counts have mean dose * pixel_size². "auto": estimated from the
@@ -94,9 +98,9 @@ class Detector:
     dtype: str = "uint16"  # raw frame dtype written by simulate / camera: "uint16" | "float32"
 
     def check(self) -> None:
-        _require(self.dose == "auto" or (not isinstance(self.dose, str) and self.dose > 0),
+        _require(self.dose == AUTO_DOSE or (not isinstance(self.dose, str) and self.dose > 0),
                  "detector.dose", 'must be > 0 e/Å² or "auto"')
-        if self.dose != "auto":
+        if self.dose != AUTO_DOSE:
             _plausible(self.dose, 0.0, 1e8, "detector.dose", "e/Å² per frame", "2000")
         _require(self.dtype in ("uint16", "float32"), "detector.dtype",
                  'must be "uint16" or "float32"')

@@ -21,7 +21,7 @@ def keys(
     --set stream.curve_server_key=keys/receiver.key --set stream.curve_client_key=keys/camera.key_secret.
     A sender without a good key is never heard: its frames, starts and ends are ignored.
     """
-    from stream3d.cli import user_errors
+    from stream3d.cli_errors import user_errors
     from stream3d.stream.curve import make_keys
 
     with user_errors():

@@ -23,7 +23,7 @@ from scipy import ndimage
 from stream3d.config import Config, ConfigError, Simulate, to_toml
 from stream3d.device import resolve_device
 from stream3d.errors import UserError
-from stream3d.movie_writers import MrcMovieWriter, TruthWriter
+from stream3d.io.writers import MrcMovieWriter, TruthWriter
 from stream3d.physics import detect
 from stream3d.simulate import simulate_intensity
 from stream3d.specimen import amorphous_texture, column_thickness, occupancy_to_potential

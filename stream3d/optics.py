@@ -1,5 +1,6 @@
 """Electron optics as plain arithmetic, no torch: relativistic constants (CODATA 2018), the
-aberration phase chi (with two-fold astigmatism) and the 2/3-Nyquist band limit, in Å, eV,
+aberration phase chi (with two-fold astigmatism), the temporal-coherence envelope and the
+2/3-Nyquist band limit, in Å, eV,
 volts and radians. Works on floats, numpy arrays and torch tensors alike, so numpy-only tools
 (``stream3d calibrate``) start without loading torch; :mod:`stream3d.physics` re-exports it.
 """
@@ -82,3 +83,17 @@ def astigmatic_chi(ky, kx, *, energy: float, defocus: float, cs: float, astigmat
     a = math.radians(2.0 * astigmatism_angle)
     oriented = (kx * kx - ky * ky) * math.cos(a) + 2.0 * kx * ky * math.sin(a)
     return phase + math.pi * lam * astigmatism * oriented
+
+
+def temporal_envelope(k2, *, energy: float, focal_spread: float):
+    """Temporal-coherence envelope of the wave, exp(-(pi lambda Delta k^2)^2 / 4), at |k|^2 =
+    ``k2`` (Å^-2; numpy or torch, broadcast). ``focal_spread`` Delta (Å) is the 1/e half-width
+    of a Gaussian spread of defocus. The one formula: the forward model multiplies the image
+    wave by it, a power spectrum (Thon rings) carries its square."""
+    lam = wavelength(energy)
+    exponent = -((math.pi * lam * focal_spread * k2) ** 2) / 4.0
+    if hasattr(exponent, "exp"):  # a torch tensor: stays on its device and in its dtype
+        return exponent.exp()
+    import numpy as np
+
+    return np.exp(exponent)

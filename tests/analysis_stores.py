@@ -1,5 +1,5 @@
 """Run stores and truth stores of known shapes for the analysis tests, made by the real writers
-(stream3d.store.RunStore, stream3d.movie_writers.TruthWriter)."""
+(stream3d.store.RunStore, stream3d.io.writers.TruthWriter)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from stream3d import config as config_mod
-from stream3d.movie_writers import TruthWriter
+from stream3d.io.writers import TruthWriter
 from stream3d.specimen import Disc, discs
 from stream3d.store import RawFrame, RunStore, Status
 

@@ -19,7 +19,7 @@ from stream3d.analysis.surface import isosurface, mesh_area
 from stream3d.analysis.tips import skeleton_tips, tip_tracks
 from stream3d.analysis.tracking import link, track_rows
 from stream3d.cli import app
-from stream3d.movie_writers import TruthWriter
+from stream3d.io.writers import TruthWriter
 from stream3d.specimen.growing import GrowingDiscs, disc_volume
 
 DT = 0.5  # s between frames

@@ -289,7 +289,7 @@ def test_cli_bad_files_are_one_line_exit_2(tmp_path):
 
 
 def test_cli_reads_an_mrc_movie_with_its_pixel_size(movie, tmp_path):
-    from stream3d.movie_io import write_mrc_movie
+    from stream3d.io.movies import write_mrc_movie
 
     path = write_mrc_movie(tmp_path / "m.mrc", np.load(movie)[:2].astype(np.float32),
                            pixel_size=1.0)

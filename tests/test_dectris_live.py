@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from stream3d import config as config_mod
-from stream3d.movie_io import write_mrc_movie
+from stream3d.io.movies import write_mrc_movie
 from stream3d.store import Status, open_run, read_segments
 from stream3d.stream import Camera, Faults, Stages
 from stream3d.stream.dectris_camera import CORRUPTIBLE, StreamFormat, channel_data, play_dectris

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from stream3d import config
 from stream3d.cli import app
 from stream3d.errors import os_error_line
-from stream3d.movie_io import write_mrc_movie
+from stream3d.io.movies import write_mrc_movie
 from stream3d.store import RawFrame, RunStore, Status
 
 runner = CliRunner()

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import zarr
 
-from stream3d.movie_io import write_mrc_movie
+from stream3d.io.movies import write_mrc_movie
 from stream_helpers import REAL, REAL_SETS, hrtem_movie
 
 ROOT = Path(__file__).resolve().parents[1]

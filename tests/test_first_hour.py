@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from stream3d import config as config_mod
 from stream3d.cli import app
 from stream3d.errors import UserError
-from stream3d.movie_io import write_mrc_movie
+from stream3d.io.movies import write_mrc_movie
 from stream3d.store import RawFrame, RunStore, Status, open_run
 from stream3d.stream import RunOptions, Stages, ZmqSource, run_pipeline
 from stream3d.stream.protocol import encode_end, encode_frame, encode_start

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stream3d.movie_io import write_mrc_movie
+from stream3d.io.movies import write_mrc_movie
 from stream3d.stream import Camera, FileSource, RunOptions, Stages, ZmqSource, play, run_pipeline
 from stream_helpers import REAL, RefinerDouble, free_port, popout_double
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream3d.movie_io import open_movie, write_mrc_movie
+from stream3d.io.movies import open_movie, write_mrc_movie
 from stream3d.store import open_run
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ from PIL import Image
 
 from stream3d import config as config_mod
 from stream3d.errors import UserError
-from stream3d.movie_io import open_movie, write_mrc_movie
+from stream3d.io.movies import open_movie, write_mrc_movie
 from stream3d.store import RawFrame, RunStore
 
 

@@ -97,7 +97,7 @@ def test_a_tile_too_small_fails_the_command_with_one_line_and_exit_code_2(tmp_pa
     from typer.testing import CliRunner
 
     from stream3d.cli import app
-    from stream3d.movie_io import write_mrc_movie
+    from stream3d.io.movies import write_mrc_movie
 
     write_mrc_movie(tmp_path / "m.mrc", np.zeros((1, 64, 64), np.uint16), pixel_size=1.0)
     result = CliRunner().invoke(app, ["reconstruct", str(tmp_path / "m.mrc"), "--out",

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from stream3d import config as config_mod
 from stream3d.cli import app
-from stream3d.movie_io import write_mrc_movie
+from stream3d.io.movies import write_mrc_movie
 from stream3d.store import RawFrame, RunStore, Status, open_run
 from stream3d.stream.commands import reconstruct
 from stream_helpers import REAL, REAL_SETS, free_port, hrtem_movie

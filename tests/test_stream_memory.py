@@ -12,7 +12,7 @@ import time
 import numpy as np
 from dask.utils import key_split
 
-from stream3d.movie_io import write_mrc_movie
+from stream3d.io.movies import write_mrc_movie
 from stream3d.store import open_run
 from stream3d.stream import FileSource, Stages, run_pipeline
 from stream3d.stream.compute import POPOUT_KEYS

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import zarr
 
-from stream3d.movie_io import write_mrc_movie
+from stream3d.io.movies import write_mrc_movie
 from stream3d.ome import scale_of
 from stream3d.popout import popout
 from stream3d.store import Status, open_run, read_segments

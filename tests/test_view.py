@@ -14,7 +14,7 @@ from stream3d import config as config_mod
 from stream3d.analysis.run import read_run
 from stream3d.cli import app
 from stream3d.config import ConfigError
-from stream3d.movie_io import write_mrc_movie
+from stream3d.io.movies import write_mrc_movie
 from stream3d.ome import scale_of, translation_of
 from stream3d.store import RunStore, Status
 from stream3d.stream import FileSource, Stages, run_pipeline

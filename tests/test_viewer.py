@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 
 from stream3d import config as config_mod
 from stream3d.cli import app
-from stream3d.movie_io import write_mrc_movie
+from stream3d.io.movies import write_mrc_movie
 from stream3d.store import RawFrame, RunStore, Status
 from stream3d.viewer import serve_in_thread
 from stream3d.viewer.server import is_loopback

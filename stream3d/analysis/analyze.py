@@ -14,6 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from stream3d.analysis import pictures, render, report, track_pictures
+from stream3d.analysis.frames import spread
 from stream3d.analysis.mesh_export import material_surface, write_ply
 from stream3d.analysis.objects import FrameObjects, ObjectRow, frame_objects, lateral_sigma_px
 from stream3d.analysis.scales import Scales, limits, read_scales, span_of
@@ -29,6 +30,7 @@ from stream3d.analysis.metrics import (
 )
 from stream3d.analysis.run import Run, material_level, read_run, run_config, status_summary
 from stream3d.errors import UserError
+from stream3d.specimen.catalog import tip_speed
 
 MONTAGE_FRAMES = 8
 RENDER_FRAMES = 4
@@ -51,14 +53,6 @@ class Analysis:
     tip_velocities: list[TipVelocity] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)  # CSVs, meshes folder, scales.json
     errors: list = field(default_factory=list)  # truth.FrameErrors per frame, with --truth
-
-
-def spread(indices: np.ndarray, count: int) -> list[int]:
-    """Up to ``count`` of ``indices`` evenly spread from the first to the last."""
-    if len(indices) <= count:
-        return [int(i) for i in indices]
-    picks = np.round(np.linspace(0, len(indices) - 1, count)).astype(int)
-    return [int(indices[p]) for p in picks]
 
 
 def _choose_frame(run: Run, frame: int | None, done: np.ndarray) -> int:
@@ -196,28 +190,17 @@ def analyze(path: str | Path, out: str | Path, *, array: str | None = None,
     pictures side by side join the report.
     Raises UserError for a store that is not a run store or has nothing reconstructed.
     """
-    run = read_run(path, array=array)
-    cfg = run_config(run, config_path, tuple(overrides))
-    level = material_level(run.name, cfg)
-    done = np.flatnonzero(run.done)
-    if done.size == 0:
-        raise UserError(f"{run.path}: no reconstructed frames yet "
-                        f"({status_summary(run.status_names) or 'no frames'})")
-    if line_nm is not None and len(line_nm) != 4:
-        raise UserError("--line must be four numbers y0,x0,y1,x1 in nm")
-    if resolution is not None and not resolution >= 0:
-        raise UserError(f"--resolution must be >= 0 Å, got {resolution}")
+    # 1. What to read, checked before anything is written.
+    run, cfg, level, done = _open(path, array, config_path, overrides)
+    _check_options(line_nm, resolution)
     shared = read_scales(like) if like is not None else None
     resolution = default_resolution(run, cfg) if resolution is None else float(resolution)
     chosen = _choose_frame(run, frame, done)
     chosen_occ = occupancy(run.frame(chosen), level)
     line = (tuple(v * NM for v in line_nm) if line_nm is not None
             else _default_line(run, chosen_occ))
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    mesh_dir = out / "meshes" if mesh else None
-    if mesh_dir is not None:
-        mesh_dir.mkdir(exist_ok=True)
+    out, mesh_dir = _output_folder(Path(out), mesh)
+    # 2. One pass over the frames; then the objects' and tips' tracks over time.
     distance, ly, lx = line_samples(line, min(run.sampling[1:]))
     frames = measure_frames(run, done, level, line_yx=(ly, lx),
                             montage=spread(done, MONTAGE_FRAMES),
@@ -226,53 +209,103 @@ def analyze(path: str | Path, out: str | Path, *, array: str | None = None,
                             mesh_dir=mesh_dir, progress=progress)
     if not frames.metrics:
         raise UserError(f"{run.path}: every frame marked reconstructed holds no data")
-
     growth = _growth(run, frames)
     if line_nm is None and growth.line is not None:  # follow the growth: a second, cheap pass
         line = growth.line
-        distance, ly, lx = line_samples(line, min(run.sampling[1:]))
-        frames.kymo_height, frames.kymo_thick = _kymograph(run, sorted(frames.metrics), level,
-                                                           (ly, lx))
+        distance = _follow_line(run, frames, level, line)
+    # 3. Tables, pictures (on shared scales), the comparison with a truth, the page.
+    table, files = _write_tables(run, out, frames, growth, mesh_dir)
+    scales = _scales(table, frames, growth)
+    files["scales.json"] = scales.write(out)
+    pics = _draw(run, out, table, frames, growth,
+                 scales.union(shared) if shared is not None else scales, chosen=chosen,
+                 chosen_occ=chosen_occ, line=line, distance=distance,
+                 expected_tip_speed=_expected_tip_speed(run, cfg, truth))
+    errors = _compare_with_truth(path, truth, out, files, pics) if truth is not None else None
+    index = report.write_index(
+        out, run=run, config=cfg, level=level, table=table, csv_name=files["metrics.csv"].name,
+        pictures=pics, chosen=chosen, line_nm=tuple(v / NM for v in line),
+        tracks=summary_rows(growth.tracks, growth.by_key, int(max(frames.metrics))),
+        velocities=growth.velocities,
+        files={k: p for k, p in files.items() if k != "scales.json"}, resolution=resolution,
+        line_source="given" if line_nm is not None else (
+            "along the fastest-travelling tip" if growth.line is not None else "automatic"),
+        like=str(like) if like is not None else None, errors=errors)
+    return Analysis(out=out, table=table, csv=files["metrics.csv"], pictures=pics, index=index,
+                    objects=growth.objects, tracks=growth.tracks, track_rows=growth.rows,
+                    tips=growth.tip_rows, tip_velocities=growth.velocities, files=files,
+                    errors=errors or [])
+
+
+def _open(path: str | Path, array: str | None, config_path: str | Path | None,
+          overrides: Sequence[str]):
+    """(run, config, material level, indices of the done frames); UserError when none is."""
+    run = read_run(path, array=array)
+    cfg = run_config(run, config_path, tuple(overrides))
+    level = material_level(run.name, cfg)
+    done = np.flatnonzero(run.done)
+    if done.size == 0:
+        raise UserError(f"{run.path}: no reconstructed frames yet "
+                        f"({status_summary(run.status_names) or 'no frames'})")
+    return run, cfg, level, done
+
+
+def _check_options(line_nm: Sequence[float] | None, resolution: float | None) -> None:
+    if line_nm is not None and len(line_nm) != 4:
+        raise UserError("--line must be four numbers y0,x0,y1,x1 in nm")
+    if resolution is not None and not resolution >= 0:
+        raise UserError(f"--resolution must be >= 0 Å, got {resolution}")
+
+
+def _output_folder(out: Path, mesh: bool) -> tuple[Path, Path | None]:
+    """``out`` (made), and its meshes/ folder (made) when PLY surfaces are asked for."""
+    out.mkdir(parents=True, exist_ok=True)
+    mesh_dir = out / "meshes" if mesh else None
+    if mesh_dir is not None:
+        mesh_dir.mkdir(exist_ok=True)
+    return out, mesh_dir
+
+
+def _follow_line(run: Run, frames: _Frames, level: float, line: Sequence[float]) -> np.ndarray:
+    """Redo the kymograph along ``line`` (Å) in ``frames``; the distances along it."""
+    distance, ly, lx = line_samples(line, min(run.sampling[1:]))
+    frames.kymo_height, frames.kymo_thick = _kymograph(run, sorted(frames.metrics), level,
+                                                       (ly, lx))
+    return distance
+
+
+def _write_tables(run: Run, out: Path, frames: _Frames, growth: _Growth,
+                  mesh_dir: Path | None) -> tuple[MetricsTable, dict[str, Path]]:
+    """metrics.csv, objects.csv, tracks.csv, tips.csv in ``out``: the table and the paths."""
     table = build_table(frame_id=run.frame_id, time_s=run.time, status=frames.status,
                         loss=run.loss, per_frame=frames.metrics)
-    csv_path = table.write_csv(out / "metrics.csv")
-    files = {"metrics.csv": csv_path,
+    files = {"metrics.csv": table.write_csv(out / "metrics.csv"),
              "objects.csv": write_objects_csv(growth.objects, out / "objects.csv"),
              "tracks.csv": write_tracks_csv(growth.rows, out / "tracks.csv"),
              "tips.csv": write_tips_csv(growth.tip_rows, growth.velocities, out / "tips.csv")}
     if mesh_dir is not None:
         files["meshes"] = mesh_dir
-    scales = _scales(table, frames, growth)
-    files["scales.json"] = scales.write(out)
-    drawn = scales.union(shared) if shared is not None else scales
-    # A simulated dendrite (its truth store, or a run compared with its truth) grows its tips
-    # at simulate.growth Å per frame: the speed the tips should show.
-    simulated = run.name == "occupancy" or truth is not None
-    expected = (float(cfg.simulate.growth)
-                if simulated and cfg.simulate.specimen == "dendrite" else None)
-    pics = _draw(run, out, table, frames, growth, drawn, chosen=chosen, chosen_occ=chosen_occ,
-                 line=line, distance=distance, expected_tip_speed=expected)
-    errors = None
-    if truth is not None:
-        from stream3d.analysis.truth import compare_to_truth, write_comparison
+    return table, files
 
-        errors = compare_to_truth(path, truth)
-        written = write_comparison(path, truth, out, errors)
-        files["errors.csv"] = written.pop("errors.csv")
-        pics.update(written)
-    last = int(max(frames.metrics))
-    index = report.write_index(
-        out, run=run, config=cfg, level=level, table=table, csv_name=csv_path.name,
-        pictures=pics, chosen=chosen, line_nm=tuple(v / NM for v in line),
-        tracks=summary_rows(growth.tracks, growth.by_key, last), velocities=growth.velocities,
-        files={k: p for k, p in files.items() if k != "scales.json"}, resolution=resolution,
-        line_source="given" if line_nm is not None else (
-            "along the fastest-travelling tip" if growth.line is not None else "automatic"),
-        like=str(like) if like is not None else None, errors=errors)
-    return Analysis(out=out, table=table, csv=csv_path, pictures=pics, index=index,
-                    objects=growth.objects, tracks=growth.tracks, track_rows=growth.rows,
-                    tips=growth.tip_rows, tip_velocities=growth.velocities, files=files,
-                    errors=errors or [])
+
+def _expected_tip_speed(run: Run, cfg, truth: str | Path | None) -> float | None:
+    """Å per frame the tips should show: known for a simulated specimen (its truth store, or
+    a run compared with its truth) whose tips grow at a set speed; None otherwise."""
+    simulated = run.name == "occupancy" or truth is not None
+    return tip_speed(cfg) if simulated else None
+
+
+def _compare_with_truth(path: str | Path, truth: str | Path, out: Path, files: dict[str, Path],
+                        pics: dict[str, Path]) -> list:
+    """errors.csv and the side-by-side pictures against ``truth`` (added to ``files`` and
+    ``pics``); the per-frame errors."""
+    from stream3d.analysis.truth import compare_to_truth, write_comparison
+
+    errors = compare_to_truth(path, truth)
+    written = write_comparison(path, truth, out, errors)
+    files["errors.csv"] = written.pop("errors.csv")
+    pics.update(written)
+    return errors
 
 
 @dataclass

@@ -1,15 +1,19 @@
 """index.html: one self-contained page (inline style, no scripts, no network) linking the
-pictures and the CSV that sit beside it, with the run's config, counters and metrics table."""
+pictures and the CSV that sit beside it, with the run's config, counters and metrics table.
+The page is a jinja2 template (templates/index.html) with autoescape: every value from the run
+is escaped once, by the engine."""
 
 from __future__ import annotations
 
-import html
+import functools
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from stream3d import __version__
+import jinja2
+
+from stream3d._version import __version__
 from stream3d.analysis.metrics import MetricsTable
 from stream3d.analysis.run import Run, status_summary
 from stream3d.config import Config
@@ -43,49 +47,12 @@ _CAPTIONS = {
             "median distance moved per frame.",
 }
 
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1250px; color: #222; }
-h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 2em; border-bottom: 1px solid #ccc; }
-figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
-figcaption { color: #555; font-size: 0.92em; }
-table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
-.scroll { max-width: 100%; overflow-x: auto; }
-th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
-th { background: #f0f0f0; } td.text { text-align: left; }
-.grid { display: flex; gap: 2em; flex-wrap: wrap; align-items: flex-start; }
-tr.missing td { color: #a33; background: #fff6f3; }
-"""
-
-
-def _table(rows: list[list[str]], header: list[str] | None = None, *, text_cols: int = 1,
-           missing: list[bool] | None = None) -> str:
-    out = ["<table>"]
-    if header:
-        out.append("<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
-    for k, row in enumerate(rows):
-        cls = ' class="missing"' if missing and missing[k] else ""
-        cells = "".join(
-            f'<td class="text">{html.escape(c)}</td>' if j < text_cols else f"<td>{html.escape(c)}</td>"
-            for j, c in enumerate(row))
-        out.append(f"<tr{cls}>{cells}</tr>")
-    out.append("</table>")
-    return "\n".join(out)
-
-
-def _config_tables(config: Mapping[str, Mapping[str, Any]]) -> str:
-    parts = []
-    for section, values in config.items():
-        rows = [[key, str(value)] for key, value in values.items()]
-        parts.append(f"<div><h3>[{html.escape(section)}]</h3>{_table(rows)}</div>")
-    return '<div class="grid">' + "\n".join(parts) + "</div>"
-
-
 def _counter(value: Any) -> str:
     """A counter as text: a number, or per kind "kind: n" joined (malformed input by kind)."""
     if isinstance(value, Mapping):
         if not value:
             return "0"
-        parts = [f"{html.escape(str(k))}: {_counter(v)}" for k, v in sorted(value.items())]
+        parts = [f"{k}: {_counter(v)}" for k, v in sorted(value.items())]
         total = sum(v for v in value.values() if isinstance(v, (int, float)))
         return f"{total:g} (" + ", ".join(parts) + ")"
     if isinstance(value, float) and value.is_integer():
@@ -93,18 +60,16 @@ def _counter(value: Any) -> str:
     return str(value)
 
 
-def _errors_html(errors: list[Any] | None) -> str:
+def _errors_table(errors: list[Any] | None) -> dict[str, Any] | None:
     """The per-frame errors against the truth (analysis.truth.FrameErrors), if given."""
     if not errors:
-        return ""
+        return None
     f = lambda x: "" if x != x else f"{x:.3g}"  # noqa: E731 (NaN -> empty)
     rows = [[str(e.t), str(e.frame_id), e.status, f(e.popout_depth), f(e.popout_iou),
              f(e.refined_depth), f(e.refined_iou)] for e in errors]
     head = ["t", "frame", "status", "pop-out height error (Å)", "pop-out IoU",
             "refined height error (Å)", "refined IoU"]
-    return ("<h2>Errors against the ground truth</h2><p>Mean column height error and 3D IoU "
-            "at half the material potential (errors.csv).</p>"
-            f'<div class="scroll">{_table(rows, head, text_cols=0)}</div>')
+    return {"rows": rows, "header": head}
 
 
 def _sig3(cell: str) -> str:
@@ -126,13 +91,51 @@ def write_index(out: Path, *, run: Run, config: Config, level: float, table: Met
                 line_source: str = "", like: str | None = None,
                 errors: list[Any] | None = None) -> Path:
     """Write ``out/index.html`` linking ``pictures`` (files in ``out``), the CSVs and tables of
-    tracks (``tracks``: rows of tracking.SUMMARY_COLUMNS) and tip speeds (``velocities``)."""
+    tracks (``tracks``: rows of tracking.SUMMARY_COLUMNS) and tip speeds (``velocities``).
+    The page is templates/index.html; the template engine escapes every value."""
     from stream3d.analysis.tracking import SUMMARY_COLUMNS
+
+    rows = [[_sig3(c) for c in row] for row in table.rows()]
+    shown = rows[:MAX_TABLE_ROWS]
+    page = _template().render(
+        name=run.path.name,
+        facts=_facts(run, table, level, chosen, line_nm, line_source, resolution, like),
+        figures=[{"src": p.name, "alt": key, "caption": _CAPTIONS.get(key, key)}
+                 for key, p in pictures.items()],
+        errors=_errors_table(errors),
+        downloads=[p.name for p in (files or {}).values()],
+        tracks={"rows": tracks or [], "header": list(SUMMARY_COLUMNS)},
+        speeds={"rows": _speed_rows(velocities), "header": SPEED_COLUMNS},
+        csv_name=csv_name,
+        metrics={"rows": shown, "header": list(table.columns), "total": len(rows),
+                 "missing": [not a for a in table.analysed[:len(shown)]]},
+        counters=[[k, _counter(v)] for k, v in run.counters.items()] or [["(none stored)", ""]],
+        config=[(section, [[key, str(value)] for key, value in values.items()])
+                for section, values in config.to_dict().items()],
+    )
+    path = out / "index.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+SPEED_COLUMNS = ["tip", "first frame", "last frame", "fitted speed (Å/frame)",
+                 "median step (Å/frame)", "speed (nm/s)"]
+
+
+def _speed_rows(velocities: list[Any] | None) -> list[list[str]]:
+    return [[str(v.tip), str(v.first_frame), str(v.last_frame), f"{v.speed_A_per_frame:.3g}",
+             f"{v.step_A_per_frame:.3g}", f"{v.speed_nm_s:.3g}"] for v in velocities or []]
+
+
+def _facts(run: Run, table: MetricsTable, level: float, chosen: int,
+           line_nm: tuple[float, float, float, float], line_source: str, resolution: float,
+           like: str | None) -> list[list[str]]:
+    """The table at the top of the page: what was analysed, how, and by which version."""
     nt, nz, ny, nx = run.shape
     dz, dy, dx = run.sampling
     material = (f"occupancy above {level / 2:g}" if run.name == "occupancy" else
                 f"{run.name} above {level / 2:g} V (half of sample.potential = {level:g} V)")
-    facts = [
+    return [
         ["store", str(run.path)],
         ["array analysed", f"{run.name} (t, z, y, x) = ({nt}, {nz}, {ny}, {nx})"],
         ["voxel", f"dz {dz:g} Å, dy {dy:g} Å, dx {dx:g} Å; frame interval {run.frame_interval:g} s"],
@@ -147,55 +150,12 @@ def write_index(out: Path, *, run: Run, config: Config, level: float, table: Met
         ["written by", f"stream3d {run.version or '?'}; analysed by stream3d {__version__} on "
                        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}"],
     ]
-    counters = [[k, _counter(v)] for k, v in run.counters.items()] or [["(none stored)", ""]]
-    figures = "\n".join(
-        f'<figure><img src="{html.escape(p.name)}" alt="{html.escape(key)}">'
-        f"<figcaption>{html.escape(_CAPTIONS.get(key, key))}</figcaption></figure>"
-        for key, p in pictures.items())
-    rows = [[_sig3(c) for c in row] for row in table.rows()]
-    shown = rows[:MAX_TABLE_ROWS]
-    downloads = " ".join(f'<a href="{html.escape(p.name)}">{html.escape(p.name)}</a>'
-                         for p in (files or {}).values())
-    track_table = (_table(tracks, list(SUMMARY_COLUMNS), text_cols=0) if tracks
-                   else "<p>No objects above the minimum size.</p>")
-    speed_rows = [[str(v.tip), str(v.first_frame), str(v.last_frame), f"{v.speed_A_per_frame:.3g}",
-                   f"{v.step_A_per_frame:.3g}", f"{v.speed_nm_s:.3g}"] for v in velocities or []]
-    speed_table = (_table(speed_rows, ["tip", "first frame", "last frame",
-                                       "fitted speed (Å/frame)", "median step (Å/frame)",
-                                       "speed (nm/s)"], text_cols=0)
-                   if speed_rows else "<p>No growth front (skeleton tip) seen in three or more "
-                                      "frames.</p>")
-    more = (f"<p>First {MAX_TABLE_ROWS} of {len(rows)} rows; all are in the CSV.</p>"
-            if len(rows) > MAX_TABLE_ROWS else "")
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>stream3d analysis: {html.escape(run.path.name)}</title>
-<style>{_STYLE}</style></head>
-<body>
-<h1>stream3d analysis of {html.escape(run.path.name)}</h1>
-{_table(facts)}
-<h2>Pictures</h2>
-{figures}
-{_errors_html(errors)}
-<h2>Tracked objects</h2>
-<p>Objects are 26-connected parts of material; a track is one unbroken run of an object.
-Began: birth (new), split or merge (of the tracks in "from"); ended: present (in the last
-frame), loss, or the merge / split into the tracks in "into". Per frame in tracks.csv and
-objects.csv. Files: {downloads}</p>
-<div class="scroll">{track_table}</div>
-<h2>Growth fronts</h2>
-{speed_table}
-<h2>Metrics per frame</h2>
-<p>Lengths in nm, heights above the exit plane; empty cells: no number (frame not
-reconstructed, or no material); 3 significant figures here, 4 in the CSV. Download: <a href="{html.escape(csv_name)}">{html.escape(csv_name)}</a></p>
-<div class="scroll">{_table(shown, list(table.columns), text_cols=0, missing=[not a for a in table.analysed[:len(shown)]])}</div>
-{more}
-<h2>Counters</h2>
-{_table(counters)}
-<h2>Configuration used</h2>
-{_config_tables(config.to_dict())}
-</body></html>
-"""
-    path = out / "index.html"
-    path.write_text(page, encoding="utf-8")
-    return path
+
+
+@functools.lru_cache(maxsize=1)
+def _template() -> jinja2.Template:
+    """templates/index.html, autoescaped; an undefined name in it is an error, not a blank."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+                             autoescape=True, undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True)
+    return env.get_template("index.html")

@@ -1,4 +1,4 @@
-"""Read a run store (DESIGN.md layout) as lazy dask arrays with physical coordinates.
+"""Read a run store (docs/architecture.md layout) as lazy dask arrays with physical coordinates.
 
 A run store is a Zarr v3 group with (t, z, y, x) ``volume`` / ``popout``, (t, y, x) ``frames``
 and per-frame ``frame_id``, ``timestamp``, ``status``, ``loss``; the OME-NGFF ``ome`` attribute
@@ -42,7 +42,7 @@ REFINED = int(Status.REFINED)
 # potential carries the amorphous texture, which would speckle a threshold at half the level.
 VOLUME_NAMES = ("volume", "occupancy", "potential")
 PER_FRAME = ("frame_id", "timestamp", "status", "loss")
-LAYOUT = ("frames", "popout", *VOLUME_NAMES, *PER_FRAME)  # arrays along t in DESIGN.md / truth
+LAYOUT = ("frames", "popout", *VOLUME_NAMES, *PER_FRAME)  # arrays along t in docs/architecture.md / truth
 
 
 @dataclass(frozen=True)

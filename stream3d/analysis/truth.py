@@ -2,7 +2,7 @@
 
 For every frame of the run whose detector frame number is in the truth store: the depth
 (height) error and 3D IoU of the pop-out volume and of the refined volume (the measures of
-stream3d.refine.evaluate). Frames not reconstructed keep their row with NaN errors.
+stream3d.scoring.volume). Frames not reconstructed keep their row with NaN errors.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import zarr
 
 from stream3d.analysis.run import read_run, run_config
 from stream3d.errors import UserError
-from stream3d.refine.evaluate import depth_error, iou
+from stream3d.scoring.volume import depth_error, iou
 from stream3d.store import Status
 
 
@@ -149,8 +149,8 @@ def write_comparison(run_path: str | Path, truth_path: str | Path, out: str | Pa
     """errors.csv and the side-by-side pictures (truth, pop-out, refined) of up to ``frames``
     frames spread over the run, in folder ``out``; returns the paths by name."""
     from stream3d.analysis import compare_pictures as cp
-    from stream3d.analysis.analyze import spread
-    from stream3d.refine.evaluate import occupancy_of
+    from stream3d.analysis.frames import spread
+    from stream3d.scoring.volume import occupancy_of
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

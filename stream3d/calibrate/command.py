@@ -97,7 +97,7 @@ def open_frames(path: Path):
             raise UserError(f"{path}: expected a frame (y, x) or a movie (t, y, x), got "
                             f"shape {data.shape}")
         return (data[None] if data.ndim == 2 else data), None
-    from stream3d.movie_io import open_movie
+    from stream3d.io.movies import open_movie
 
     movie = open_movie(path)
     return movie, movie.pixel_size

@@ -20,7 +20,7 @@ from stream3d.calibrate.spectrum import Spectrum
 class DoseEstimate:
     """Dose in e/Å² per frame."""
 
-    dose: float  # from the brightest blocks' mean counts (1 count per electron, as DESIGN.md)
+    dose: float  # from the brightest blocks' mean counts (1 count per electron, as docs/architecture.md)
     frame_mean_dose: float  # from the mean counts of the whole frame(s)
     dose_from_noise: float | None  # from the shot-noise floor (None: no signal-free band)
     counts_per_electron: float | None  # frame mean counts / electrons from the noise floor

@@ -97,7 +97,7 @@ class LensFit:
                                          compare=False)
 
     def as_dict(self) -> dict:
-        """JSON-ready numbers (DESIGN.md's calibrate keys and more)."""
+        """JSON-ready numbers (docs/architecture.md's calibrate keys and more)."""
         return {
             "defocus": self.defocus, "astigmatism": self.astigmatism,
             "astigmatism_angle": self.astigmatism_angle, "cs": self.cs,

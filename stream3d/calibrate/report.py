@@ -105,7 +105,7 @@ def calibrated_config(config: Config, fit: LensFit, *, dose: float | None, sourc
     """TOML text of ``config`` with the measured lens (and dose), each marked with its origin.
 
     The fit measures the scatterer's *effective* defocus (Å); the lens defocus written is that
-    plus ``height``, the scatterer's height (Å) above the exit plane (DESIGN.md: material at
+    plus ``height``, the scatterer's height (Å) above the exit plane (docs/architecture.md: material at
     height h is seen at defocus - h), so that a reconstruction with this config puts the
     scatterer back at ``height``."""
     lens = {"defocus": round(fit.defocus + height, 1), "astigmatism": round(fit.astigmatism, 1),

@@ -3,19 +3,15 @@
 Pixel size (Å), frame interval (s) and accelerating voltage (eV) come from the movie file's
 metadata when it records them, from the config (sample.pixel_size, stream.frame_interval,
 microscope.energy) otherwise; a disagreement of more than 5% (voltage: 1%) between the two is
-reported once. The dose (e/Å² per frame) is checked against the
-frames' counts: a configured dose more than 20% away from mean counts / pixel_size², or one a
-frame's dtype cannot hold, is reported once; ``detector.dose = "auto"`` takes it from the counts.
+reported once. The dose (e/Å² per frame) is checked against the frames' counts, and
+``detector.dose = "auto"`` resolved, in :mod:`stream3d.io.dose`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from dataclasses import dataclass
-
-import numpy as np
 
 from stream3d.config import Config
 from stream3d.io.meta import MovieMeta
@@ -23,7 +19,6 @@ from stream3d.io.meta import MovieMeta
 log = logging.getLogger("stream3d.io")
 
 DISAGREE = 0.05  # relative difference of file and config calibrations that is reported
-DOSE_DISAGREE = 0.20  # relative difference of configured and counted dose that is reported
 ENERGY_DISAGREE = 0.01  # relative difference of file and config voltage that is reported
 
 
@@ -80,30 +75,3 @@ def apply(config: Config, cal: Calibration) -> Config:
 
 def _differs(a: float, b: float) -> bool:
     return abs(a - b) > DISAGREE * max(abs(a), abs(b))
-
-
-# ----------------------------------------------------------------------------- dose
-def counted_dose(frame: np.ndarray, pixel_size: float) -> float:
-    """e/Å² per frame from a counted frame: mean counts / pixel area (NODATA excluded)."""
-    values = np.asarray(frame, dtype=np.float64)
-    if np.asarray(frame).dtype.kind in "ui":
-        values = values[np.asarray(frame) < np.iinfo(np.asarray(frame).dtype).max]
-    values = values[np.isfinite(values)]
-    return float(values.mean()) / pixel_size**2 if values.size else math.nan
-
-
-def dose_messages(configured: float, frame: np.ndarray, pixel_size: float) -> list[str]:
-    """Plain warnings when ``configured`` e/Å² disagrees with the frame's counts by > 20% or
-    when the frame's dtype cannot hold counts at that dose."""
-    out = []
-    dtype = np.asarray(frame).dtype
-    expected = configured * pixel_size**2  # counts per pixel
-    if dtype.kind in "ui" and expected > 0.5 * np.iinfo(dtype).max:
-        out.append(f"detector.dose = {configured:g} e/Å² means {expected:.4g} counts per pixel, "
-                   f"more than a {dtype} frame holds well (max {np.iinfo(dtype).max})")
-    counted = counted_dose(frame, pixel_size)
-    if math.isfinite(counted) and abs(counted - configured) > DOSE_DISAGREE * configured:
-        out.append(f"detector.dose = {configured:g} e/Å², but the frames' counts say "
-                   f"{counted:.4g} e/Å² (mean counts / pixel_size²): check the dose, or set "
-                   'detector.dose = "auto"')
-    return out

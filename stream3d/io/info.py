@@ -9,14 +9,15 @@ from typing import Any
 import numpy as np
 
 from stream3d.config import Config
-from stream3d.io.calibration import calibrate, counted_dose, dose_messages
+from stream3d.io.calibration import calibrate
+from stream3d.io.dose import counted_dose, dose_messages, is_auto
 
 
 def movie_info(path: str | Path, config: Config) -> dict[str, Any]:
     """frames, shape [ny, nx], dtype, pixel_size (Å), frame_interval (s), instrument, detector,
     dose (e/Å² per frame) and which values came from the file's metadata (the rest from the
     config; the dose, unless the file records it, is counted from frame 0)."""
-    from stream3d.movie_io import open_movie
+    from stream3d.io.movies import open_movie
 
     movie = open_movie(path)
     try:
@@ -32,7 +33,7 @@ def movie_info(path: str | Path, config: Config) -> dict[str, Any]:
         if math.isfinite(counted):
             dose, dose_from = counted, "counts"
     notes = list(cal.messages)
-    if first is not None and config.detector.dose != "auto":
+    if first is not None and not is_auto(config):
         notes += dose_messages(float(config.detector.dose), first, cal.pixel_size)
     shape = list(first.shape) if first is not None else []
     return {

@@ -1,6 +1,6 @@
 """Differentiable HRTEM forward model: pure torch, no I/O, no config objects.
 
-Conventions (DESIGN.md): Å, eV, volts, radians; apertures in mrad. Slice 0 is the entrance;
+Conventions (docs/architecture.md): Å, eV, volts, radians; apertures in mrad. Slice 0 is the entrance;
 defocus > 0 is underfocus measured from the exit plane; material h Å above the exit plane is
 seen at effective defocus (defocus - h).
 """

@@ -8,8 +8,9 @@ from functools import lru_cache
 
 import torch
 
-from stream3d.physics import checks
+from stream3d import optics
 from stream3d.optics import astigmatic_chi, chi, wavelength
+from stream3d.physics import checks
 from stream3d.physics.grids import complex_dtype_for, k_squared, real_dtype_for
 
 
@@ -25,14 +26,14 @@ def aperture_mask(k2: torch.Tensor, *, energy: float, aperture: float | None) ->
 
 
 def temporal_envelope(k2: torch.Tensor, *, energy: float, focal_spread: float) -> torch.Tensor:
-    """Temporal-coherence envelope exp(-(pi lambda Delta k^2)^2 / 4).
+    """Temporal-coherence envelope exp(-(pi lambda Delta k^2)^2 / 4) on a torch grid (formula:
+    :func:`stream3d.optics.temporal_envelope`).
 
     ``focal_spread`` Delta (Å) is the 1/e half-width of a Gaussian spread of defocus.
     """
     if focal_spread == 0:
         return torch.ones_like(k2)
-    lam = wavelength(energy)
-    return torch.exp(-((math.pi * lam * focal_spread * k2) ** 2) / 4.0)
+    return optics.temporal_envelope(k2, energy=energy, focal_spread=focal_spread)
 
 
 @lru_cache(maxsize=64)

@@ -21,7 +21,10 @@ import torch
 
 from stream3d.config import Config
 from stream3d.refine.refiner import TileJob, TileOutcome, refine_tile
-from stream3d.stream.cluster import GPU
+
+#: The worker resource a refinement tile task asks for (``dask worker --resources GPU=1``);
+#: :func:`stream3d.stream.cluster.gpu_workers` counts the workers that offer it.
+GPU = "GPU"
 
 
 def _refine_held(job: TileJob, held: TileOutcome | None, config: Config) -> TileOutcome:

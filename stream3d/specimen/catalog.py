@@ -105,6 +105,13 @@ BUILDERS: dict[str, Callable[[Config], Specimen]] = {
 }
 
 
+def tip_speed(config: Config) -> float | None:
+    """Å per frame at which the simulated specimen's tips advance: a dendrite's branches grow
+    from their tips at ``simulate.growth``; the other specimens have no tips to follow
+    (growing discs grow in radius). None when there are none."""
+    return float(config.simulate.growth) if config.simulate.specimen == "dendrite" else None
+
+
 def build_specimen(config: Config) -> Specimen:
     """The specimen named by ``config.simulate.specimen``, on the config's grid."""
     return BUILDERS[config.simulate.specimen](config)

@@ -54,10 +54,6 @@ def _embedded_cluster(threads: int) -> Any:
                                           "extensions": scheduler_ext})
 
 
-#: The worker resource a refinement tile task asks for (``dask worker --resources GPU=1``).
-GPU = "GPU"
-
-
 @contextlib.contextmanager
 def dask_client(scheduler: str | None, *, threads: int, timeout: float = 20.0) -> Iterator[Any]:
     """A ``distributed.Client``: connected to ``scheduler`` (tcp://host:port) when given, else
@@ -93,6 +89,8 @@ def gpu_workers(client: Any) -> list[str]:
     """Addresses of the cluster's workers that offer at least one ``GPU`` resource (where
     refinement tiles run; an embedded local cluster has none)."""
     import inspect
+
+    from stream3d.refine.distributed import GPU  # the resource its tile tasks ask for
 
     # distributed >= 2024.8 lists only a few workers unless asked for all of them.
     everyone = {"n_workers": -1} if "n_workers" in inspect.signature(

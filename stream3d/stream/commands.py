@@ -12,8 +12,9 @@ from pathlib import Path
 
 from stream3d.config import Config
 from stream3d.errors import UserError
+from stream3d.io.dose import is_auto
+from stream3d.io.movies import open_movie
 from stream3d.io.replay import prepare_replay
-from stream3d.movie_io import open_movie
 from stream3d.store import Status, check_out_path, native_dtype, open_run
 from stream3d.stream.camera import Camera, CameraReport, Faults, play
 from stream3d.stream.compute import Stages, check_frames_fit
@@ -96,7 +97,7 @@ def reconstruct(movie: str | Path, out: str | Path, config: Config, *,
         if "frames" in stored.array_keys():
             check_frames_fit(stored["frames"].shape[1:], config)
         # A DECTRIS run's masked pixels stay excluded; dose "auto" is taken from the frames.
-        stages = stages_for_store(out, stages, auto_dose=config.detector.dose == "auto")
+        stages = stages_for_store(out, stages, auto_dose=is_auto(config))
         source, total = NoSource(), None
         options = RunOptions(scheduler=scheduler,
                              redo=(Status.PENDING, Status.SKIPPED, Status.FAILED))

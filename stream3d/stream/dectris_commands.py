@@ -7,7 +7,7 @@ from pathlib import Path
 
 from stream3d.config import Config
 from stream3d.errors import UserError
-from stream3d.movie_io import open_movie
+from stream3d.io.movies import open_movie
 from stream3d.stream.camera import Camera, CameraReport, Faults
 from stream3d.stream.commands import check_live_options, interrupts_as_stop
 from stream3d.stream.compute import Stages

@@ -1,4 +1,4 @@
-"""One pipeline, whatever the source (DESIGN.md data flow)::
+"""One pipeline, whatever the source (docs/architecture.md data flow)::
 
     source -> ingest thread (validate, count) -> writer thread (raw frame persisted, always)
                                                      |  backlog (indices; pixels up to stream.queue)
@@ -122,7 +122,7 @@ class Pipeline:
 
         A start refused after this run created the store (a bad device, a tile too small for
         the optics, an unreachable scheduler) removes the still empty store, so that the
-        corrected command is not refused as a resume with other optics (DESIGN.md: exit 2,
+        corrected command is not refused as a resume with other optics (docs/architecture.md: exit 2,
         nothing written)."""
         created = not (self.out / "zarr.json").exists()
         store = RunStore.open(self.out, self.config)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from stream3d.io.dose import FirstFrameDose, is_auto
 from stream3d.stream.compute import Stages
 
 
@@ -100,20 +101,16 @@ def fill_invalid(frame: np.ndarray, invalid: np.ndarray, radius: int = 2) -> np.
 
 class RuleHolder:
     """The rule of the latest series (set by the source as series start) and the run's dose
-    once a frame has fixed it (``detector.dose = "auto"``)."""
+    once a frame has fixed it (``detector.dose = "auto"``: :class:`FirstFrameDose`)."""
 
     def __init__(self, rule: PixelRule | None = None) -> None:
         self.rule = rule
-        self.config: Any = None  # the config with the dose resolved, after the first frame
+        self.dose = FirstFrameDose()
 
     def resolve(self, config: Any, frame: np.ndarray) -> Any:
         """``config`` with its dose checked against (or, for "auto", taken from) the first
         frame compute sees; later frames reuse that one decision."""
-        if self.config is None:
-            from stream3d.io.replay import checked_dose
-
-            self.config = checked_dose(config, frame, "first frame")
-        return self.config
+        return self.dose.resolve(config, frame)
 
 
 class _CleanPopout:
@@ -135,8 +132,7 @@ class _CleanRefiner:
                  **options: Any) -> None:
         self.factory, self.config, self.device, self.holder = factory, config, device, holder
         self.options = options  # e.g. tiles=: passed on to the real refiner
-        self.refiner = None if config.detector.dose == "auto" else factory(config, device,
-                                                                           **options)
+        self.refiner = None if is_auto(config) else factory(config, device, **options)
 
     def refine(self, frame: np.ndarray, popout: Any) -> Any:
         rule = self.holder.rule

@@ -1,4 +1,4 @@
-"""The native wire protocol (DESIGN.md "Wire protocol"): ZeroMQ multipart messages.
+"""The native wire protocol (docs/architecture.md "Wire protocol"): ZeroMQ multipart messages.
 
 Part 0 is UTF-8 JSON with ``htype``::
 

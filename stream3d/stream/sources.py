@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from stream3d.errors import UserError
-from stream3d.movie_io import open_movie
+from stream3d.io.movies import open_movie
 from stream3d.stream.curve import CurveServer, ServerGuard, warn_if_exposed
 from stream3d.stream.protocol import End, FrameMessage, Malformed, Message, Start, decode
 

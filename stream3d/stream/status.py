@@ -133,7 +133,7 @@ def render_summary(summary: Summary) -> str:
     return "\n".join(lines)
 
 
-#: Exit codes of ``reconstruct`` and ``live`` (DESIGN.md); 2 (bad input, refused start) is
+#: Exit codes of ``reconstruct`` and ``live`` (docs/architecture.md); 2 (bad input, refused start) is
 #: the CLI's one-line error.
 EXIT_DONE, EXIT_FAILED_FRAMES, EXIT_INTERRUPTED = 0, 1, 130
 

@@ -20,7 +20,6 @@ import numpy as np
 
 from stream3d.errors import UserError
 from stream3d.viewer import images
-from stream3d.store import Status
 from stream3d.viewer.table import FAILED, REFINED, SKIPPED, Table
 
 KINDS = ("raw", "popout", "height", "thickness", "render")
@@ -109,7 +108,7 @@ class RunView:
         return self._raw_scale
 
     def state(self) -> dict[str, Any]:
-        """The run as JSON-ready data: DESIGN.md's ``frames``, ``refined``, ``latest`` and more
+        """The run as JSON-ready data: docs/architecture.md's ``frames``, ``refined``, ``latest`` and more
         (counts of each status, lag in frames, frames/s, history, per-frame loss, scales)."""
         n, status, loss = self.table.snapshot()
         refined = np.flatnonzero(status == REFINED)
@@ -225,10 +224,12 @@ class RunView:
         refined frame its material volume (nm³), objects (connected parts) and height range."""
         from scipy import ndimage
 
+        from stream3d.analysis.run import STATUS_NAMES  # the store's codes (zarr: imported here)
+
         code = self._check_index(t)
         _, _, loss = self.table.snapshot()
         out: dict[str, Any] = {
-            "t": t, "status": _status_name(code),
+            "t": t, "status": STATUS_NAMES.get(code, str(code)),
             "frame_id": int(self._read("frame_id", t)),
             "timestamp": _finite(float(self._read("timestamp", t))),
             "loss": _finite(float(loss[t])),
@@ -250,11 +251,3 @@ class RunView:
 
 def _finite(v: float) -> float | None:
     return v if math.isfinite(v) else None
-
-
-def _status_name(code: int) -> str:
-    """The store's name of a status code, lower case ("refined"); the number if unknown."""
-    try:
-        return Status(code).name.lower()
-    except ValueError:
-        return str(code)

@@ -22,7 +22,7 @@ import mrcfile
 import numpy as np
 import zarr
 
-from stream3d import __version__
+from stream3d._version import __version__
 from stream3d.config import Config
 from stream3d.ome import multiscales
 

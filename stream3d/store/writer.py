@@ -1,187 +1,33 @@
-"""The run store: a Zarr v3 group holding a movie's raw frames and its 4D (t, z, y, x) volumes.
-
-This module is the only code that writes a run store (DESIGN.md "Run store"). Layout::
-
-    OUT.zarr/
-      frames     (t, y, x)     raw frames exactly as received (dtype kept)
-      popout     (t, z, y, x)  float32 pop-out volume (V); NaN where not computed
-      volume     (t, z, y, x)  float32 refined volume (V); NaN where not reconstructed
-      frame_id   (t,) int64    detector frame number (-1 = fill, never committed)
-      timestamp  (t,) float64  seconds
-      status     (t,) uint8    0 pending, 1 refined, 2 skipped, 3 failed
-      loss       (t,) float32  final data loss
-      segments/  one small group per series segment: attributes {series, first, meta}
-      masked     (t,) int32    pixels kept out of compute (detector mask, NODATA); -1 = not known
-      attributes: ome (OME-NGFF 0.5 multiscales of ``volume``: binned pixel size, ROI offset) and
-                  stream3d = {version, config, counters, frames, frame_interval, segments,
-                              writer: {pid}, view: {roi, bin, shape, pixel_size, origin}}
-
-``popout`` and ``volume`` cover what compute sees (stream3d.view): ``stream.roi`` of the raw
-frame, binned ``stream.bin`` x ``stream.bin``; ``frames`` always holds the whole raw frame.
-
-One writer per store: :meth:`RunStore.open` takes an exclusive lock on the store's folder
-(:mod:`stream3d.store_lock`) and a second writer is refused at once, naming the holder's pid.
-
-How a killed run stays consistent (every chunk and metadata file is written atomically by
-zarr's LocalStore: temporary file, then rename):
-
-* Appending frames: resize every array to the new length, write the raw frames and timestamps,
-  then ``frame_id`` last; ``frame_id`` is the commit mark. Only then are the attributes
-  (counters) rewritten. On reopening, the store is cut back to the longest prefix whose
-  ``frame_id`` is committed, so a frame is either fully there or not there at all.
-* Results: ``popout``, ``volume`` and ``loss`` chunks of frame t, then ``status[t]``; a frame
-  whose status is still 0 (pending) is simply reconstructed again when the run resumes.
-* Creating: the group and its attributes are built in a hidden sibling folder, which is then
-  renamed to the store's path, so a kill during creation leaves no half-made store behind.
-* Counters: ``received``, ``skipped`` and ``failed`` are what the committed table holds (frames,
-  statuses), so they never drift from it after a crash or a write error.
-* Series metadata is written once per segment (its own small group), never with each batch.
-* Consolidated metadata is written only by :meth:`RunStore.close` and removed when a store is
-  reopened for writing, so a reader never sees a stale consolidated view of a growing store.
-"""
+"""RunStore: the single writer of a run store (create, append, results, counters, close)."""
 
 from __future__ import annotations
 
-import enum
 import json
 import math
 import os
 import shutil
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec
 
-from stream3d import __version__
+from stream3d._version import __version__
 from stream3d.config import Config
 from stream3d.errors import UserError
 from stream3d.ome import multiscales
+from stream3d.store.chunks import _atomic_write, _ChunkFiles
+from stream3d.store.recovery import (
+    _check_same_physics, _remove_abandoned_creations, _remove_partial_files,
+)
+from stream3d.store.schema import (
+    _RAW_CODECS, ARRAYS, COUNTERS, MAX_FRAME_ID, OPTIONAL, SEGMENTS, STORABLE_DTYPES, RawFrame,
+    Status, _jsonable, _series_key, check_out_path, native_dtype, read_segments,
+)
 from stream3d.store_lock import StoreLock
 from stream3d.view import View, view_for
-
-# The run's counters (DESIGN.md), defined here once: ingest (stream.tracker) counts the first
-# four, compute (stream.compute) the last two, the store persists all of them.
-INGEST_COUNTERS = ("received", "malformed", "gaps", "duplicates")
-COMPUTE_COUNTERS = ("skipped", "failed")
-COUNTERS = INGEST_COUNTERS + COMPUTE_COUNTERS
-TABLE = ("frame_id", "timestamp", "status", "loss")
-ARRAYS = ("frames", "popout", "volume", *TABLE)
-# Per-frame arrays a store may lack (made by an older version): absent ones are not written.
-OPTIONAL = ("masked",)
-# Sections whose values change what the stored frames and volumes mean: resuming a store with
-# a config that differs in these is refused (other sections, e.g. [refine], may change).
-_PHYSICAL_SECTIONS = ("microscope", "sample", "detector")
-# Frame dtypes the store holds (zarr v3 core types); anything else is refused before it is stored.
-STORABLE_DTYPES = frozenset(np.dtype(t) for t in (
-    "u1", "u2", "u4", "u8", "i1", "i2", "i4", "i8", "f2", "f4", "f8"))
-# Detector frame numbers are stored as int64.
-MAX_FRAME_ID = 2**63 - 1
-SEGMENTS = "segments"
-# Raw frames arrive fast: lz4 + bit-shuffle compresses detector counts well at ~GB/s.
-_RAW_CODECS = (BloscCodec(cname="lz4", clevel=1, shuffle="bitshuffle"),)
-
-
-class Status(enum.IntEnum):
-    """Per-frame reconstruction state, stored in ``status`` (uint8): the one definition of the
-    codes (analysis and the summaries take names and values from here)."""
-
-    PENDING = 0
-    REFINED = 1
-    SKIPPED = 2
-    FAILED = 3
-
-
-@dataclass(frozen=True)
-class RawFrame:
-    """One frame as received: detector series and frame number, timestamp (s), raw pixels (y, x)."""
-
-    series: Any
-    frame_id: int
-    timestamp: float
-    data: np.ndarray
-    masked: int = -1  # pixels kept out of compute (detector mask, NODATA); -1 = not known
-
-
-class _ChunkFiles:
-    """Whole-chunk writes straight to the chunk files of a local Zarr v3 array.
-
-    Appending at detector rates, zarr's general write path costs about three times the
-    compression and the file write themselves per chunk. A t = 1 chunk is a whole file, named
-    by the v3 spec's default chunk-key encoding (``c.t.0.0`` here) and encoded by the array's own
-    codec chain (``bytes`` little-endian, then ``blosc`` or nothing), so this writes exactly the
-    bytes zarr would. :meth:`supports` says whether an array's metadata is of that form (zarr's
-    own path is used otherwise). Each file is replaced atomically, like zarr's LocalStore.
-    """
-
-    def __init__(self, root: Path, array: zarr.Array) -> None:
-        # Plain strings, not pathlib: pathlib interns every name it parses, and a name per
-        # chunk (c.t.0.0) would grow the interpreter's interned-string table for ever.
-        self.dir = os.path.join(os.fspath(root), array.path)
-        self.dtype = np.dtype(array.dtype).newbyteorder("<")
-        self.sep = array.metadata.chunk_key_encoding.to_dict().get("configuration", {}).get(
-            "separator", "/")
-        self.zeros = f"{self.sep}0" * (array.ndim - 1)
-        blosc = [c for c in array.metadata.codecs if c.to_dict()["name"] == "blosc"]
-        self.blosc = _numcodecs_blosc(blosc[0].to_dict()["configuration"]) if blosc else None
-        self._made = False
-
-    @staticmethod
-    def supports(array: zarr.Array) -> bool:
-        meta = array.metadata
-        if getattr(meta, "zarr_format", None) != 3 or meta.chunks[0] != 1 \
-                or tuple(meta.chunks[1:]) != tuple(array.shape[1:]):
-            return False
-        enc = meta.chunk_key_encoding.to_dict()
-        if enc.get("name") != "default":
-            return False
-        names = [c.to_dict() for c in meta.codecs]
-        if not names or names[0]["name"] != "bytes" or \
-                names[0].get("configuration", {}).get("endian", "little") != "little":
-            return False
-        return [n["name"] for n in names[1:]] in ([], ["blosc"])
-
-    def write(self, t: int, chunk: np.ndarray) -> None:
-        data = np.ascontiguousarray(chunk, dtype=self.dtype)
-        payload = self.blosc.encode(data) if self.blosc is not None else data.tobytes()
-        if not self._made:
-            os.makedirs(self.dir, exist_ok=True)
-            self._made = True
-        _atomic_write(self._path(t), payload)
-
-    def _path(self, t: int) -> str:
-        return f"{self.dir}{os.sep}c{self.sep}{t}{self.zeros}"
-
-    def read(self, t: int) -> np.ndarray | None:
-        """Chunk t as written by :meth:`write` (None when it was never written: fill value)."""
-        try:
-            with open(self._path(t), "rb") as f:
-                payload = f.read()
-        except FileNotFoundError:
-            return None
-        raw = self.blosc.decode(payload) if self.blosc is not None else payload
-        return np.frombuffer(raw, dtype=self.dtype)
-
-
-def _atomic_write(path: str | Path, payload: bytes) -> None:
-    """Replace ``path`` by ``payload`` atomically (a kill leaves the old file or the new one)."""
-    tmp = f"{os.fspath(path)}.partial"
-    with open(tmp, "wb") as f:
-        f.write(payload)
-    os.replace(tmp, path)
-
-
-def _numcodecs_blosc(config: Mapping[str, Any]):
-    from numcodecs import Blosc
-
-    shuffle = {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE,
-               "bitshuffle": Blosc.BITSHUFFLE}[config.get("shuffle", "noshuffle")]
-    return Blosc(cname=config["cname"], clevel=int(config["clevel"]), shuffle=shuffle,
-                 blocksize=int(config.get("blocksize", 0)))
 
 
 class RunStore:
@@ -655,90 +501,3 @@ class RunStore:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
-
-
-def check_out_path(path: Path) -> None:
-    """:class:`UserError` when ``path`` holds something other than a run store (or nothing)."""
-    if path.exists() and not (path / "zarr.json").exists():
-        if path.is_file() or any(path.iterdir()):
-            raise UserError(f"--out {path} exists and is not a Zarr run store")
-
-
-def read_segments(group: zarr.Group) -> list[dict[str, Any]]:
-    """The series segments of a run store, in order: {series, first, meta[, meta_dropped]}."""
-    if SEGMENTS not in group.group_keys():
-        return [dict(s) for s in group.attrs.get("stream3d", {}).get("series", [])]
-    parent = group[SEGMENTS]
-    found = {int(name): dict(child.attrs) for name, child in parent.groups() if name.isdigit()}
-    out = []
-    for i in range(len(found)):
-        if i not in found:
-            break
-        out.append(found[i])
-    return out
-
-
-def native_dtype(dtype: np.dtype | str) -> np.dtype:
-    """``dtype`` in this machine's byte order: values are kept, only the byte order may change
-    (a big-endian detector's '>u2' frames are stored as uint16)."""
-    return np.dtype(dtype).newbyteorder("=")
-
-
-def open_run(path: str | Path) -> zarr.Group:
-    """Open a run store read-only (raises :class:`UserError` when it is not one)."""
-    path = Path(path)
-    if not (path / "zarr.json").exists():
-        raise UserError(f"{path} is not a Zarr run store (no zarr.json)")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        group = zarr.open_group(path, mode="r")
-    if "stream3d" not in group.attrs:
-        raise UserError(f"{path} is a Zarr group but not a stream3d run store")
-    return group
-
-
-def _check_same_physics(path: Path, stored: Mapping[str, Any], config: Config, *,
-                        has_volumes: bool = False) -> None:
-    now = config.to_dict()
-    keys = [(section, key) for section in _PHYSICAL_SECTIONS for key in now[section]]
-    if has_volumes:  # the volumes' shape and place follow the view
-        keys += [("stream", "roi"), ("stream", "bin")]
-    for section, key in keys:
-        value = now[section][key]
-        old = stored.get(section, {}).get(key, value)
-        if old != value:  # to_dict and the stored JSON both hold arrays as lists
-            raise UserError(
-                f"--out {path} was recorded with {section}.{key}={old!r}, the config says "
-                f"{value!r}: use the same {section}.{key} to resume, or a new --out")
-
-
-def _remove_abandoned_creations(path: Path) -> None:
-    """Hidden siblings left by a creation that was killed (their creator's lock is gone)."""
-    for tmp in path.parent.glob(f".{path.name}.creating-*"):
-        lock = StoreLock.try_acquire(tmp) if tmp.is_dir() else None
-        if lock is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-            lock.release()
-
-
-def _remove_partial_files(path: Path) -> None:
-    """Temporary files of atomic writes cut short by a kill (zarr names them *.partial)."""
-    for p in path.rglob("*.partial"):
-        p.unlink(missing_ok=True)
-
-
-def _series_key(series: Any) -> Any:
-    """A hashable key for a series id (JSON may deliver lists or dicts)."""
-    if isinstance(series, (list, dict)):
-        import json
-
-        return json.dumps(series, sort_keys=True)
-    return series
-
-
-def _jsonable(segment: Mapping[str, Any]) -> dict[str, Any]:
-    out = {"series": segment["series"], "first": int(segment["first"]),
-           "meta": dict(segment.get("meta") or {})}
-    if segment.get("meta_dropped"):
-        out["meta_dropped"] = int(segment["meta_dropped"])
-    return out
