@@ -127,13 +127,13 @@ def split_necks(mask: np.ndarray, thickness: np.ndarray, depth: float,
     """``mask`` cut along the necks where two objects that the thickness map's resolution
     blurred together meet.
 
-    Maxima of ``thickness`` (Å) at least ``depth`` Å above their surroundings seed a watershed
-    of the mask; two basins stay one object unless the highest thickness on the line between
-    them (the saddle) is below :data:`NECK_SHARE` x the lower of their two peaks, or below
-    :data:`HEIGHT_NECK_SHARE` x it while they meet along a short line (a neck,
-    :data:`NECK_LENGTH`) and their median ``height`` (Å) differs by more than 2 x
-    ``tolerance`` Å (two objects at different heights, 2-3 px apart: one object's height
-    does not jump at a neck).
+    Maxima of ``thickness`` (Å) at least ``depth`` / 2 Å above their surroundings seed a
+    watershed of the mask; basins are joined in order of decreasing saddle (the highest
+    thickness on the line between them), so the noise's basins inside an object join first.
+    Two groups stay apart when their saddle is below :data:`NECK_SHARE` x the lower of their
+    peaks, or below :data:`HEIGHT_NECK_SHARE` x it while they meet along a short line (a neck,
+    :data:`NECK_LENGTH`) and their ``height`` (Å) differs by more than 2 x ``tolerance`` Å (two
+    objects at different heights, 2-3 px apart: one object's height does not jump at a neck).
     """
     from skimage.morphology import h_maxima
     from skimage.segmentation import watershed
@@ -141,11 +141,15 @@ def split_necks(mask: np.ndarray, thickness: np.ndarray, depth: float,
     if not mask.any() or depth <= 0:
         return mask
     t = np.where(mask, thickness, 0.0)
-    markers, count = ndimage.label(h_maxima(t, depth) & mask)
+    markers, count = ndimage.label(h_maxima(t, depth / 2) & mask)
     if count < 2:
         return mask
     basins = watershed(-t, markers, mask=mask, watershed_line=True)
-    peaks = ndimage.maximum(t, basins, index=np.arange(count + 1))
+    index = np.arange(count + 1)
+    peak = np.asarray(ndimage.maximum(t, basins, index=index), dtype=float)
+    area = np.bincount(basins.ravel(), minlength=count + 1).astype(float)
+    level = (np.asarray(ndimage.median(height, basins, index=index), dtype=float)
+             if height is not None else np.zeros(count + 1))
     line = mask & (basins == 0)
     high = ndimage.maximum_filter(basins, size=3)
     low = ndimage.minimum_filter(np.where(basins > 0, basins, count + 1), size=3)
@@ -156,17 +160,22 @@ def split_necks(mask: np.ndarray, thickness: np.ndarray, depth: float,
         key = (int(a), int(b))
         saddle[key] = max(saddle.get(key, 0.0), float(value))
         length[key] = length.get(key, 0) + 1
-    area = np.bincount(basins.ravel(), minlength=count + 1)
     parent = list(range(count + 1))
-    levels = (ndimage.median(height, basins, index=np.arange(count + 1)) if height is not None
-              else np.zeros(count + 1))
-    for (a, b), value in saddle.items():
-        share = value / min(peaks[a], peaks[b])
-        # A neck is short: a plate's noise basins meet along a line across the plate.
-        neck = length[(a, b)] <= NECK_LENGTH * np.sqrt(min(area[a], area[b]))
-        apart = neck and abs(levels[a] - levels[b]) > 2 * tolerance
-        if share >= (HEIGHT_NECK_SHARE if apart else NECK_SHARE):
-            parent[_root(parent, a)] = _root(parent, b)
+    for (a, b), value in sorted(saddle.items(), key=lambda item: -item[1]):
+        ra, rb = _root(parent, a), _root(parent, b)
+        if ra == rb:
+            continue
+        between = sum(n for (x, y), n in length.items()
+                      if {_root(parent, x), _root(parent, y)} == {ra, rb})
+        share = value / min(peak[ra], peak[rb])
+        neck = between <= NECK_LENGTH * np.sqrt(min(area[ra], area[rb]))
+        apart = neck and abs(level[ra] - level[rb]) > 2 * tolerance
+        if share < (HEIGHT_NECK_SHARE if apart else NECK_SHARE):
+            continue
+        parent[ra] = rb
+        peak[rb] = max(peak[ra], peak[rb])
+        level[rb] = (level[ra] * area[ra] + level[rb] * area[rb]) / (area[ra] + area[rb])
+        area[rb] += area[ra]
     merged = np.array([_root(parent, i) for i in range(count + 1)])[basins]
     # A line pixel between basins of one object is that object's again; a neck between two
     # objects is cut MIN_GAP_PX wide (the gap the resolution blurred).
