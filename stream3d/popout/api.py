@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from stream3d.config import Config
 from stream3d.errors import UserError
-from stream3d.physics import wavelength
+from stream3d.physics import interaction_constant, wavelength
 from stream3d.popout import maps, texture_spectrum
 from stream3d.popout.ctf_fit import FitDesign, PatchFits, fit_design, fit_profiles
 from stream3d.popout.heights import object_heights
@@ -66,6 +66,16 @@ _RESOLVED_FOURIER_PX = 2.0
 #: Rounds of (solvent offset -> thickness -> mask -> solvent offset).
 _SOLVENT_ROUNDS = 3
 
+#: Most thickness maps made while solving for the absorption the lost electrons imply
+#: (secant steps; abTEM carbon atoms and a simulated 0.05 settle in 4-6).
+_ABSORPTION_ROUNDS = 8
+
+#: A relative change of the absorption below this ends the rounds.
+_ABSORPTION_SETTLED = 0.03
+
+#: Standard errors (shot noise) by which the lost electrons must exceed sample.absorption.
+_ABSORPTION_SIGMAS = 3.0
+
 #: Rounds of (ring fits -> texture spectrum implied by them) after the first estimate.
 _TEXTURE_ROUNDS = 2
 
@@ -82,7 +92,9 @@ class PopoutResult:
     and where depth could not be measured. message: "" or human-readable warnings.
     texture: the amorphous texture's power spectrum S(k) measured from the frame (see
     :func:`stream3d.popout.texture_spectrum.evaluate`; () = not measured), for refinement's
-    spectral height fit.
+    spectral height fit. absorption: the absorption ratio (imaginary / real potential) the
+    thickness was measured with: ``sample.absorption``, or more where the frame shows that
+    material loses more electrons (:func:`_lost_electrons`; None = the config's).
     """
 
     volume: np.ndarray
@@ -91,6 +103,7 @@ class PopoutResult:
     confidence: np.ndarray
     message: str
     texture: tuple[float, ...] = ()
+    absorption: float | None = None
 
 
 @dataclass(frozen=True)
@@ -244,6 +257,9 @@ def _assemble(fitted: tuple[PatchFits, FitDesign, Optics], norm: Normalised, set
     height_px, _ = maps.spread(np.clip(height_grid, 0.0, depth), weights, grid)
 
     mask, thickness, objects = _material(norm, height_px, setup, config)
+    setup, (mask, thickness, objects) = _measured_absorption(
+        norm, height_px, setup, config, (mask, thickness, objects))
+    optics = setup.optics
     conf_px, _ = maps.spread(confidence_p.reshape(rows, cols), np.ones((rows, cols)), grid)
     layers = None
     if mask.any():
@@ -268,7 +284,7 @@ def _assemble(fitted: tuple[PatchFits, FitDesign, Optics], norm: Normalised, set
                             slice_thickness=s.slice_thickness, potential=s.potential)
     return PopoutResult(volume, height_px.astype(np.float32), thickness.astype(np.float32),
                         np.clip(conf_px, 0.0, 1.0).astype(np.float32), "; ".join(messages),
-                        tuple(optics.texture))
+                        tuple(optics.texture), optics.absorption)
 
 
 def _material(norm: Normalised, height: np.ndarray, setup: _Setup,
@@ -334,6 +350,68 @@ def _material(norm: Normalised, height: np.ndarray, setup: _Setup,
     # Material prior (as refinement's): a material column holds at least half a slice.
     thickness = np.clip(t, least_column(s.slice_thickness), depth)
     return edged, np.where(edged, thickness, 0.0), mask & norm.valid
+
+
+def _measured_absorption(norm: Normalised, height: np.ndarray, setup: _Setup, config: Config,
+                         material: tuple[np.ndarray, np.ndarray, np.ndarray]
+                         ) -> tuple[_Setup, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The set-up with the absorption a at which the thickness measured with a implies, by
+    the electrons the material loses, that same a (:func:`_lost_electrons`), and ``material``
+    (mask, thickness, objects of :func:`_material`) measured with it. ``sample.absorption``
+    stays where the loss is within the shot noise of it: even a tiny absorption gives the
+    thickness inversion a transfer at k -> 0 and moves the map's large scales.
+
+    The fixed point a = lost(a) is found by secant steps on a - lost(a): plain iteration
+    converges slowly when the absorption-free thickness is many times too large.
+    """
+    base = config.sample.absorption
+    lost, error = _lost_electrons(norm, material[0], material[1], height, setup, config)
+    if lost <= base + _ABSORPTION_SIGMAS * error:
+        return setup, material
+    a_old, f_old, a = base, base - lost, lost
+    for _ in range(_ABSORPTION_ROUNDS):
+        trial = replace(setup, optics=replace(setup.optics, absorption=a))
+        found = _material(norm, height, trial, config)
+        setup, material = trial, found
+        lost, _ = _lost_electrons(norm, found[0], found[1], height, trial, config)
+        f = a - lost
+        if abs(f) <= _ABSORPTION_SETTLED * a or f == f_old:
+            break
+        step = f * (a - a_old) / (f - f_old)
+        a_old, f_old = a, f
+        # Stay positive and within a factor of 3 of the last guess (a safeguarded secant).
+        a = float(np.clip(a - step, max(base, a / 3), 3 * a))
+    return setup, material
+
+
+def _lost_electrons(norm: Normalised, mask: np.ndarray, thickness: np.ndarray,
+                    height: np.ndarray, setup: _Setup, config: Config) -> tuple[float, float]:
+    """The absorption ratio a (imaginary / real potential) that the electrons the material
+    loses imply: sum over the material and its fringes of (1 - I / solvent) / (2 sigma V0 x
+    sum of the thickness, Å px).
+
+    Phase contrast moves intensity but conserves it, so what the material and its fringes lack
+    in total is what left the image: absorbed, or scattered by the material's texture beyond
+    the aperture and the band (real atoms: much of their power lies there; the config's
+    homogeneous material cannot know it). Returns (a, its standard error from the shot
+    noise); (0, inf) without material or solvent to compare with.
+    """
+    if not mask.any() or not thickness[mask].sum() > 0:
+        return 0.0, math.inf
+    optics = setup.optics
+    effective = config.microscope.defocus - float(np.max(height[mask]))
+    reach = wavelength(optics.energy) * abs(effective) * setup.k_high / optics.pixel_size
+    region = ndimage.binary_dilation(mask, iterations=max(int(math.ceil(reach)), 1)) & norm.valid
+    solvent = ~ndimage.binary_dilation(region, iterations=_FRINGE_PX) & norm.valid
+    if solvent.mean() < _MIN_SOLVENT:
+        return 0.0, math.inf
+    level = float(np.median(norm.intensity[solvent]))
+    deficit = float(np.sum(1.0 - norm.intensity[region] / level))
+    # Poisson: each pixel's intensity has variance I / counts_per_unit.
+    noise = math.sqrt(float(np.sum(norm.intensity[region])) / norm.counts_per_unit) / level
+    per_a = 2.0 * interaction_constant(optics.energy) * config.sample.potential * float(
+        thickness[mask].sum())
+    return max(deficit / per_a, 0.0), noise / per_a
 
 
 def _segment(raw: np.ndarray, mask: np.ndarray, norm: Normalised, min_thickness: float,

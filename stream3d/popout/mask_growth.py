@@ -130,10 +130,11 @@ def split_necks(mask: np.ndarray, thickness: np.ndarray, depth: float,
     Maxima of ``thickness`` (Å) at least ``depth`` / 2 Å above their surroundings seed a
     watershed of the mask; basins are joined in order of decreasing saddle (the highest
     thickness on the line between them), so the noise's basins inside an object join first.
-    Two groups stay apart when their saddle is below :data:`NECK_SHARE` x the lower of their
-    peaks, or below :data:`HEIGHT_NECK_SHARE` x it while they meet along a short line (a neck,
-    :data:`NECK_LENGTH`) and their ``height`` (Å) differs by more than 2 x ``tolerance`` Å (two
-    objects at different heights, 2-3 px apart: one object's height does not jump at a neck).
+    Two groups stay apart when they meet along a short line (a neck, :data:`NECK_LENGTH`: the
+    noise's dips across a plate meet along long lines) and their saddle is below
+    :data:`NECK_SHARE` x the lower of their peaks, or below :data:`HEIGHT_NECK_SHARE` x it
+    while their ``height`` (Å) differs by more than 2 x ``tolerance`` Å (two objects at
+    different heights, 2-3 px apart: one object's height does not jump at a neck).
     """
     from skimage.morphology import h_maxima
     from skimage.segmentation import watershed
@@ -169,8 +170,8 @@ def split_necks(mask: np.ndarray, thickness: np.ndarray, depth: float,
                       if {_root(parent, x), _root(parent, y)} == {ra, rb})
         share = value / min(peak[ra], peak[rb])
         neck = between <= NECK_LENGTH * np.sqrt(min(area[ra], area[rb]))
-        apart = neck and abs(level[ra] - level[rb]) > 2 * tolerance
-        if share < (HEIGHT_NECK_SHARE if apart else NECK_SHARE):
+        apart = abs(level[ra] - level[rb]) > 2 * tolerance
+        if neck and share < (HEIGHT_NECK_SHARE if apart else NECK_SHARE):
             continue
         parent[ra] = rb
         peak[rb] = max(peak[ra], peak[rb])

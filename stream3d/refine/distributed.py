@@ -52,7 +52,8 @@ class DaskTiles:
             if self.affinity:
                 held = self._held.get(i) if job.previous is not None else None
                 # the warm state stays on the worker
-                light = TileJob(job.frame, job.popout, texture=job.texture)
+                light = TileJob(job.frame, job.popout, texture=job.texture,
+                                absorption=job.absorption)
                 holders = list(self.client.who_has([held]).get(held.key, ())) \
                     if held is not None else []
                 where = {"workers": holders} if holders else {}  # a lost worker: anywhere

@@ -42,13 +42,15 @@ if TYPE_CHECKING:  # pop-out is built beside this package; only its volume is us
 class TileJob:
     """One tile's inputs (crops): raw counts (y, x), pop-out's volume (z, y, x) V, the warm
     state, the previous volume (V) and its per-pixel loss on its own frame (None: cold), and
-    the texture spectrum pop-out measured on the frame (() = none)."""
+    the texture spectrum pop-out measured on the frame (() = none), and the absorption ratio
+    pop-out measured the thickness with (None = ``sample.absorption``)."""
 
     frame: np.ndarray
     popout: np.ndarray
     previous: np.ndarray | None = None
     reference: np.ndarray | None = None
     texture: tuple[float, ...] = ()
+    absorption: float | None = None
 
 
 @dataclass
@@ -66,6 +68,9 @@ def refine_tile(job: TileJob, config: Config, device: str | torch.device | None 
     it runs as a dask task; ``device`` None uses ``refine.device`` where it runs."""
     settings = config.refine
     dev = resolve_device(settings.device if device is None else device)
+    if job.absorption is not None and job.absorption != config.sample.absorption:
+        # The electrons the frame shows lost (pop-out): the model darkens material as much.
+        config = config.replace("sample", absorption=job.absorption)
     model = ImagingModel.from_config(config)
     start, warm = _cold_start(job.frame, job.popout, model, config), False
     previous = job.previous
@@ -147,9 +152,10 @@ class Refiner:
         warm = (self.previous is not None and self.previous.shape == popout_volume.shape
                 and self.references is not None and len(self.references) == len(plan))
         texture = tuple(getattr(popout, "texture", ()))
+        absorption = getattr(popout, "absorption", None)
         jobs = [TileJob(frame[t.crop], popout_volume[(slice(None), *t.crop)],
                         self.previous[(slice(None), *t.crop)] if warm else None,
-                        self.references[i] if warm else None, texture)
+                        self.references[i] if warm else None, texture, absorption)
                 for i, t in enumerate(plan)]
         if len(plan) == 1:  # the whole frame: exactly the untiled refinement
             outcome = next(iter(self.tiles.run(jobs, self.config, self.device, self.callback)))[1]
