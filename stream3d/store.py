@@ -12,6 +12,9 @@ This module is the only code that writes a run store (DESIGN.md "Run store"). La
       loss       (t,) float32  final data loss
       segments/  one small group per series segment: attributes {series, first, meta}
       masked     (t,) int32    pixels kept out of compute (detector mask, NODATA); -1 = not known
+      shift      (t, 2) float32  measured drift (y, x) Å against the run's first frame; NaN = not
+                               measured (stream.register = false, or not reconstructed yet)
+      defocus    (t,) float32  lens defocus (Å) the frame was reconstructed with; NaN = not tracked
       attributes: ome (OME-NGFF 0.5 multiscales of ``volume``: binned pixel size, ROI offset) and
                   stream3d = {version, config, counters, frames, frame_interval, segments,
                               writer: {pid}, view: {roi, bin, shape, pixel_size, origin}}
@@ -72,7 +75,7 @@ COUNTERS = INGEST_COUNTERS + COMPUTE_COUNTERS
 TABLE = ("frame_id", "timestamp", "status", "loss")
 ARRAYS = ("frames", "popout", "volume", *TABLE)
 # Per-frame arrays a store may lack (made by an older version): absent ones are not written.
-OPTIONAL = ("masked",)
+OPTIONAL = ("masked", "shift", "defocus")
 # Sections whose values change what the stored frames and volumes mean: resuming a store with
 # a config that differs in these is refused (other sections, e.g. [refine], may change).
 _PHYSICAL_SECTIONS = ("microscope", "sample", "detector")
@@ -367,9 +370,13 @@ class RunStore:
                            compressors=None),
             "masked": dict(shape=(0,), chunks=(1,), dtype="int32", fill_value=-1,
                            compressors=None),
+            "shift": dict(shape=(0, 2), chunks=(1, 2), dtype="float32", fill_value=np.nan,
+                          compressors=None),
+            "defocus": dict(shape=(0,), chunks=(1,), dtype="float32", fill_value=np.nan,
+                            compressors=None),
         }
         dims = {"frames": ["t", "y", "x"], "popout": ["t", "z", "y", "x"],
-                "volume": ["t", "z", "y", "x"]}
+                "volume": ["t", "z", "y", "x"], "shift": ["t", "yx"]}
         # Chunk keys c.t.0.0: one flat folder per array, no folder to create per frame.
         keys = {"name": "default", "separator": "."}
         self._arrays = {name: g.create_array(name, dimension_names=dims.get(name, ["t"]),
@@ -558,8 +565,12 @@ class RunStore:
 
     def write_result(self, t: int, *, status: Status, popout: np.ndarray | None = None,
                      volume: np.ndarray | None = None, loss: float = math.nan,
-                     counters: Mapping[str, int] | None = None) -> None:
-        """Write frame t's volumes and loss, then its status, then ``counters``."""
+                     counters: Mapping[str, int] | None = None,
+                     shift: tuple[float, float] | None = None,
+                     defocus: float | None = None) -> None:
+        """Write frame t's volumes, loss, ``shift`` (dy, dx) Å and lens ``defocus`` Å (None:
+        not measured; a store made before these arrays existed skips them), then its status,
+        then ``counters``."""
         if not 0 <= t < len(self):
             raise IndexError(f"frame index {t} is outside the store (0..{len(self) - 1})")
         shape = self.volume_shape
@@ -570,6 +581,10 @@ class RunStore:
                     raise ValueError(f"{name} of frame {t} has shape {vol.shape}, expected {shape}")
                 self._arrays[name][t] = vol
         self._arrays["loss"][t] = np.float32(loss)
+        if shift is not None and "shift" in self._arrays:
+            self._arrays["shift"][t] = np.asarray(shift, dtype=np.float32)
+        if defocus is not None and "defocus" in self._arrays:
+            self._arrays["defocus"][t] = np.float32(defocus)
         self._set_status(t, status)
         if counters is not None:
             self.counters.update({k: int(counters[k]) for k in COUNTERS if k in counters})

@@ -113,7 +113,10 @@ class RuleHolder:
             from stream3d.io.replay import checked_dose
 
             self.config = checked_dose(config, frame, "first frame")
-        return self.config
+        if config.detector.dose == self.config.detector.dose or config == self.config:
+            return config
+        # A frame's own config (e.g. its tracked lens defocus) with the run's dose.
+        return config.replace("detector", dose=self.config.detector.dose)
 
 
 class _CleanPopout:
@@ -145,6 +148,18 @@ class _CleanRefiner:
             self.refiner = self.factory(self.holder.resolve(self.config, frame), self.device,
                                         **self.options)
         return self.refiner.refine(frame, popout)
+
+    def use_config(self, config: Any) -> None:
+        """The next frames' config (a tracked lens); the dose stays the run's."""
+        self.config = config
+        if self.refiner is not None:
+            self.refiner.use_config(self.holder.resolve(config, None))
+
+    def __getattr__(self, name: str) -> Any:  # move, reset, warm state of the real refiner
+        refiner = self.__dict__.get("refiner")
+        if refiner is None:
+            raise AttributeError(name)
+        return getattr(refiner, name)
 
 
 class _CleanRefinerFactory:
