@@ -118,3 +118,50 @@ def test_bad_mtf_files_are_one_line_errors(tmp_path, text, message):
         config_mod.load(None, ["detector.mtf=file"])
     with pytest.raises(ConfigError, match="detector.mtf must be one of"):
         config_mod.load(None, ["detector.mtf=ccd"])
+
+
+def _scintillator_flat_fields(n=4, size=256, counts=500.0, half=0.3, seed=0):
+    """Flat fields of a camera whose scintillator blurs each electron's event: Poisson counts,
+    then the MTF (noise and signal alike)."""
+    rng = np.random.default_rng(seed)
+    mtf = MTF("scintillator", half)
+    return [apply_mtf(torch.as_tensor(rng.poisson(counts, (size, size)).astype(np.float64)),
+                      mtf).numpy() for _ in range(n)]
+
+
+def test_the_noise_power_spectrum_gives_the_scintillator_mtf():
+    from stream3d.calibrate.noise_mtf import measure_noise_mtf
+
+    measured = measure_noise_mtf(_scintillator_flat_fields())
+    truth = MTF("scintillator", 0.3).radial(measured.frequency)
+    inside = measured.frequency < 0.9
+    assert np.abs(measured.mtf - truth)[inside].max() < 0.05
+    assert measured.half == pytest.approx(0.3, abs=0.02)
+    # Unblurred (white) Poisson noise: the MTF stays 1, the gain is 1 count per electron.
+    white = measure_noise_mtf([np.random.default_rng(s).poisson(500.0, (256, 256))
+                               for s in range(4)])
+    assert np.abs(white.mtf - 1).max() < 0.1 and white.gain == pytest.approx(1.0, abs=0.05)
+    assert math.isnan(white.half)
+
+
+def test_calibrate_mtf_reports_and_writes_a_curve_the_config_reads(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from stream3d.cli import app
+
+    path = tmp_path / "flat.npy"
+    np.save(path, np.stack(_scintillator_flat_fields()).astype(np.float32))
+    result = CliRunner().invoke(app, ["calibrate", str(path), "--mtf", "--json", "--out",
+                                      str(tmp_path / "cal")])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["mtf_half"] == pytest.approx(0.3, abs=0.02)
+    written = tmp_path / "cal" / "mtf.txt"
+    cfg = config_mod.load(None, ["detector.mtf=file", f"detector.mtf_file={written}"])
+    assert mtf_from_config(cfg).radial(0.3) == pytest.approx(0.5, abs=0.05)
+    blank = tmp_path / "zero.npy"
+    np.save(blank, np.zeros((64, 64), np.float32))
+    result = CliRunner().invoke(app, ["calibrate", str(blank), "--mtf"])
+    assert result.exit_code == 2 and "no counts" in result.output
