@@ -11,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # Imported only on request, with a clear message when missing; declared as an extra.
-OPTIONAL = {"xarray"}
+OPTIONAL = {"xarray", "abtem", "ase"}  # ase, abtem: the bench extra (benchmarks only)
 # Modules that ship inside another distribution under a different top-level name.
 SHIPPED_WITH = {"mpl_toolkits": "matplotlib"}
 
