@@ -87,14 +87,19 @@ class Registration:
 
     def shift(self, frame: np.ndarray) -> tuple[float, float]:
         """(dy, dx) Å the specimen moved in ``frame`` since the reference (1/20 px steps);
-        NaN when the frame's shape differs from the reference's."""
-        if np.shape(frame) != self.weights.shape:
-            return (math.nan, math.nan)
+        NaN (never an error: a bad frame fails in pop-out, once) when the frame's shape differs
+        from the reference's or either holds no finite correlation."""
+        unknown = (math.nan, math.nan)
+        if np.shape(frame) != self.weights.shape or not np.isfinite(frame).all():
+            return unknown
         from skimage.registration import phase_cross_correlation
 
         moving = prepared_spectrum(frame, self.weights)
-        found, _, _ = phase_cross_correlation(self.reference, moving, space="fourier",
-                                              upsample_factor=UPSAMPLE, normalization=None)
+        try:
+            found, _, _ = phase_cross_correlation(self.reference, moving, space="fourier",
+                                                  upsample_factor=UPSAMPLE, normalization=None)
+        except ValueError:  # NaN in the correlation (e.g. a reference frame without counts)
+            return unknown
         # skimage: the shift that brings ``moving`` onto the reference = minus the drift.
         return (-float(found[0]) * self.pixel_size, -float(found[1]) * self.pixel_size)
 

@@ -197,3 +197,16 @@ def test_the_refiner_is_given_each_frames_tracked_lens(defocus_drifting, tmp_pat
     given = [e[1] for e in SpyRefiner.log if e[0] == "config"]
     np.testing.assert_allclose(given, group["defocus"][:], atol=1e-3)
     assert given[-1] - given[0] > 150.0  # it followed the drift (200 Å)
+
+
+def test_a_frame_without_finite_pixels_has_an_unknown_shift_not_an_error():
+    rng = np.random.default_rng(0)
+    frame = rng.poisson(2000, (64, 64)).astype(np.float32)
+    registration = Registration.from_config(frame, config_mod.load(None, REAL_SETS))
+    bad = frame.copy()
+    bad[3, 3] = np.nan
+    assert all(math.isnan(v) for v in registration.shift(bad))
+    assert all(math.isnan(v) for v in registration.shift(frame[:32]))
+    blank = Registration.from_config(np.full((64, 64), np.nan, np.float32),
+                                     config_mod.load(None, REAL_SETS))
+    assert all(math.isnan(v) for v in blank.shift(frame))
