@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from stream3d.analysis.run import STATUS_NAMES
 from stream3d.errors import UserError
 from stream3d.viewer import images
 from stream3d.viewer.table import FAILED, REFINED, SKIPPED, Table
@@ -227,8 +228,7 @@ class RunView:
         code = self._check_index(t)
         _, _, loss = self.table.snapshot()
         out: dict[str, Any] = {
-            "t": t, "status": {0: "pending", 1: "refined", 2: "skipped", 3: "failed"}.get(
-                code, str(code)),
+            "t": t, "status": STATUS_NAMES.get(code, str(code)),
             "frame_id": int(self._read("frame_id", t)),
             "timestamp": _finite(float(self._read("timestamp", t))),
             "loss": _finite(float(loss[t])),
