@@ -110,7 +110,8 @@ class Reconstructor:
         self.capacity = min(config.stream.window, 2) if self.latest else config.stream.window
         self._inflight: OrderedDict[int, tuple[Any, np.ndarray, FramePlan]] = OrderedDict()
         # Registration and lens tracking (stream.register, microscope.track_defocus).
-        self.insitu = InSitu(config, client, lambda: writer.read_frame(0))
+        self.insitu = InSitu(config, client, lambda: writer.read_frame(0),
+                             key=lambda: self._next_key())
         # Built now, before any frame arrives: a bad device or config fails the run at once.
         self._refiner: RefinerLike = _build_refiner(stages, config, client)
         self.refined = 0  # this session
@@ -121,7 +122,7 @@ class Reconstructor:
         self.seconds: deque[float] = deque(maxlen=SECONDS_KEPT)
         self._checked = False  # frame size checked against popout.patch
         self._key_base = f"popout-{uuid.uuid4().hex}"
-        self._key_cycle = max(POPOUT_KEYS, 4 * self.capacity)
+        self._key_cycle = max(POPOUT_KEYS, 8 * self.capacity)  # two tasks per frame (registration)
         self._submitted = 0
 
     @property

@@ -41,11 +41,13 @@ class FramePlan:
 
 class InSitu:
     """Registration and lens tracking of one run; ``first_frame()`` reads the run's frame 0
-    (a resumed run's reference), ``client`` runs the shift measurements."""
+    (a resumed run's reference), ``client`` runs the shift measurements as tasks named by
+    ``key()`` (the pop-outs' key cycle: dask's key caches stay bounded in a day-long run)."""
 
     def __init__(self, config: Config, client: Any,
-                 first_frame: Callable[[], np.ndarray]) -> None:
+                 first_frame: Callable[[], np.ndarray], key: Callable[[], str]) -> None:
         self.config, self.client, self.first_frame = config, client, first_frame
+        self.key = key
         self.register = config.stream.register
         self.track = config.microscope.track_defocus
         self._registration: Any = None  # scattered Registration of the reference frame
@@ -78,7 +80,7 @@ class InSitu:
             from stream3d.register import measure_shift
 
             plan.shift = self.client.submit(measure_shift, self._registration, frame,
-                                            pure=False)
+                                            key=self.key())
         return plan
 
     def _lens_defocus(self, t: int, frame: np.ndarray) -> float:
