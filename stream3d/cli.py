@@ -618,6 +618,10 @@ def calibrate(
              "records lens defocus = effective defocus + height. 0 for a support film or cell "
              "window at the exit plane; default: the middle of the cell "
              "(sample.slices x sample.slice_thickness / 2).")] = None,
+    mtf: Annotated[bool, typer.Option(
+        "--mtf", help="Measure the detector's MTF instead, from the noise power spectrum of "
+        "the frames (a flat field, or --region on vacuum / solvent); --out writes mtf.txt "
+        "for detector.mtf_file.")] = False,
     config: ConfigOption = None,
     set_: SetOption = None,
 ) -> None:
@@ -631,12 +635,26 @@ def calibrate(
     calibrate on a support film or cell window with --region. The dose comes from the
     counts of the brightest blocks (away from material).
 
+    With --mtf: the detector's MTF from the noise power spectrum instead (see --mtf).
+
     Example: stream3d calibrate movie.mrc --frames 0:10 --out out/cal --write lens.toml
     """
     import json
 
     from stream3d.calibrate.command import _jsonable, calibrate as run_calibrate, summary_lines
 
+    if mtf:
+        from stream3d.calibrate.command import calibrate_mtf, mtf_lines
+
+        with user_errors():
+            load_config(config, set_)
+            result = calibrate_mtf(movie, frames=frames, region=region, out=out)
+        if json_out:
+            typer.echo(json.dumps(_jsonable(result.summary)))
+        else:
+            for line in mtf_lines(result):
+                typer.echo(line)
+        return
     with user_errors():
         cfg = load_config(config, set_)
         result = run_calibrate(movie, cfg, frames=frames, region=region, fit_cs=fit_cs,

@@ -34,6 +34,10 @@ class Microscope:
     focal_spread: float = 30.0  # Å, 1/e half-width of the defocus spread
     astigmatism: float = 0.0  # Å, two-fold astigmatism C12 (>= 0)
     astigmatism_angle: float = 0.0  # degrees, phi12 from +x toward +y: least underfocused direction
+    # reconstruct / live: fit every frame's Thon rings (stream3d.calibrate.FocusTracker) and
+    # reconstruct it at its own lens defocus: ``defocus`` is the lens at the run's first frame,
+    # the change of the fitted effective defocus since then is the lens's (stored, Å).
+    track_defocus: bool = False
 
     def check(self) -> None:
         _require(self.energy > 0, "microscope.energy", "must be > 0 eV")
@@ -96,6 +100,11 @@ class Detector:
     # frames' counts (reconstruct, live, info only).
     dose: float | str = 2000.0
     dtype: str = "uint16"  # raw frame dtype written by simulate / camera: "uint16" | "float32"
+    # Modulation transfer function of the camera (stream3d.mtf): "none" (perfect), "counting"
+    # (the pixel's sinc), "scintillator" (1 / (1 + (f / mtf_half)²)), or "file" (mtf_file).
+    mtf: str = "none"
+    mtf_half: float = 0.25  # frequency / Nyquist where the scintillator curve is 0.5
+    mtf_file: str = ""  # two-column text: frequency / Nyquist, MTF (read when mtf = "file")
 
     def check(self) -> None:
         _require(self.dose == AUTO_DOSE or (not isinstance(self.dose, str) and self.dose > 0),
@@ -104,6 +113,17 @@ class Detector:
             _plausible(self.dose, 0.0, 1e8, "detector.dose", "e/Å² per frame", "2000")
         _require(self.dtype in ("uint16", "float32"), "detector.dtype",
                  'must be "uint16" or "float32"')
+        _require(self.mtf in MTF_KINDS, "detector.mtf",
+                 "must be one of " + ", ".join(f'"{k}"' for k in MTF_KINDS))
+        _require(0 < self.mtf_half <= 10, "detector.mtf_half",
+                 "must be > 0 and <= 10 (frequency in units of Nyquist, e.g. 0.25)")
+        _require(self.mtf != "file" or bool(self.mtf_file), "detector.mtf_file",
+                 'must name a two-column text file (frequency / Nyquist, MTF) when '
+                 'detector.mtf = "file"')
+        if self.mtf == "file":  # read now: a bad curve is refused before anything runs
+            from stream3d.mtf import read_mtf_file
+
+            read_mtf_file(self.mtf_file)
 
 
 @dataclass(frozen=True)
@@ -161,6 +181,10 @@ class Stream:
     # sees only this region; the raw frame is stored whole (stream3d.view).
     roi: tuple[int, ...] = ()
     bin: int = 1  # sum bin x bin blocks of counts before compute (pixel size x bin)
+    # Registration (stream3d.register): each frame's drift against the run's first frame,
+    # stored as ``shift`` (Å); the warm start is moved by it.
+    register: bool = True
+    max_shift: float = 50.0  # Å, a jump between consecutive frames beyond this: a new scene (cold)
 
     def check(self) -> None:
         _require(self.policy in ("all", "latest"), "stream.policy", 'must be "all" or "latest"')
@@ -174,7 +198,11 @@ class Stream:
                  'must be "native" or "dectris"')
         _require(self.bin >= 1, "stream.bin", "must be an integer >= 1 (1 = no binning)")
         _check_roi(self.roi, self.bin)
+        _require(self.max_shift > 0, "stream.max_shift", "must be > 0 Å")
 
+
+# Detector MTF models (stream3d.mtf); "file": a measured curve from detector.mtf_file.
+MTF_KINDS = ("none", "counting", "scintillator", "file")
 
 # Specimen kinds `stream3d simulate` can build (stream3d.specimen.catalog maps each to a builder).
 SPECIMEN_KINDS = ("dendrite", "discs", "tilted_slab", "two_layers", "growing_discs")
@@ -199,6 +227,7 @@ class Simulate:
     drift: float = 0.0  # Å per frame, steady lateral drift of the specimen
     drift_angle: float = 0.0  # degrees, drift direction from +x towards +y
     jitter: float = 0.0  # Å rms per axis, random lateral shake of each frame
+    defocus_drift: float = 0.0  # Å per frame, change of the lens defocus (frame t: + t x this)
 
     def check(self) -> None:
         _require(self.frames >= 1, "simulate.frames", "must be >= 1")

@@ -2,7 +2,8 @@
 
 Per frame t: the specimen's occupancy(t) -> potential (one amorphous texture for the whole
 movie, so material keeps its texture as it grows) -> optional lateral drift/jitter shift ->
-multislice + lens (stream3d.physics) -> Poisson counts at the dose. Frames go to disk as they
+multislice + lens (stream3d.physics; lens defocus + t x ``simulate.defocus_drift``) -> the
+detector's MTF -> Poisson counts at the dose. Frames go to disk as they
 are made: ``movie.mrc`` (raw counts), ``truth.zarr`` (occupancy and potential as imaged, i.e.
 shifted with the frame), ``config.toml`` (what made them) and ``preview.png``.
 """
@@ -93,6 +94,15 @@ def frame_shifts(sim: Simulate) -> np.ndarray:
         rng = np.random.default_rng([sim.seed, _JITTER])
         shifts = shifts + rng.normal(0.0, sim.jitter, shifts.shape)
     return shifts
+
+
+def frame_config(config: Config, t: int) -> Config:
+    """The config frame ``t`` is imaged with: the lens defocus drifts by
+    ``simulate.defocus_drift`` Å per frame from ``microscope.defocus`` at frame 0."""
+    drift = config.simulate.defocus_drift
+    if not drift:
+        return config
+    return config.replace("microscope", defocus=config.microscope.defocus + t * drift)
 
 
 def shift_occupancy(occupancy: np.ndarray, shift_px: tuple[float, float]) -> np.ndarray:
@@ -194,7 +204,8 @@ def simulate_movie(config: Config, out: str | Path, *, progress: bool = True) ->
         for t in range(sim.frames):
             shift_px = (shifts[t, 0] / s.pixel_size, shifts[t, 1] / s.pixel_size)
             counts, occupancy, potential = render_frame(
-                specimen.occupancy(t), config, texture=texture, shift_px=shift_px,
+                specimen.occupancy(t), frame_config(config, t), texture=texture,
+                shift_px=shift_px,
                 noise_seed=[sim.seed, _NOISE, t], device=device)
             movie.write(t, counts)
             truth.write(t, occupancy, potential, tuple(shifts[t]))

@@ -7,19 +7,23 @@ import torch
 
 from stream3d.config import Config
 from stream3d.device import resolve_device
+from stream3d.mtf import mtf_from_config
 from stream3d.physics import detect, expected_counts, forward
 from stream3d.specimen import occupancy_to_potential
 
 
 def simulate_intensity(potential: np.ndarray | torch.Tensor, config: Config, *,
                        device: str | torch.device = "cpu") -> np.ndarray:
-    """Noise-free image intensity (vacuum = 1), float32 (y, x), of a potential (z, y, x) in V."""
+    """Noise-free image intensity (vacuum = 1), float32 (y, x), of a potential (z, y, x) in V,
+    as the camera records it: the lens's image with its Fourier transform multiplied by the
+    detector's MTF (``detector.mtf``), before any Poisson noise (the noise stays white)."""
     m, s = config.microscope, config.sample
     v = torch.as_tensor(potential, device=resolve_device(device))
     with torch.no_grad():
         intensity = forward(v, sampling=s.sampling, energy=m.energy, defocus=m.defocus, cs=m.cs,
                             aperture=m.aperture, focal_spread=m.focal_spread,
-                            astigmatism=m.astigmatism, astigmatism_angle=m.astigmatism_angle)
+                            astigmatism=m.astigmatism, astigmatism_angle=m.astigmatism_angle,
+                            mtf=mtf_from_config(config))
     return intensity.cpu().numpy().astype(np.float32)
 
 

@@ -296,3 +296,42 @@ def test_a_negative_resolution_is_one_line_exit_2(spheres, tmp_path):
                                       "--resolution", "-1"])
     assert result.exit_code == 2 and "--resolution must be >= 0" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("registered", [True, False])
+def test_a_drifting_static_rod_shows_no_growth_and_no_tip_motion_in_specimen_coordinates(
+        tmp_path, registered):
+    """Issue 23: the stage's drift is not growth. A static rod imaged while the stage drifts
+    1.7 px/frame: with the drift stored (``shift``) its centroid and tips stand still and its
+    volume is constant; without it, the same frames show the rod moving."""
+    from stream3d.movie import shift_occupancy
+
+    shape, sampling, frames = (8, 48, 96), (20.0, 2.0, 2.0), 6
+    rod = occupancy(lambda h, y, x: ((h - 70) ** 2 + (y - 40) ** 2 <= 144) & (x >= 50)
+                    & (x <= 120), shape, sampling)
+    drift = np.array([[0.6 * t, 1.7 * t] for t in range(frames)]) * sampling[1]  # Å
+    cfg = (CFG.replace("simulate", frames=frames, ny=shape[1], nx=shape[2], frame_interval=DT)
+           .replace("sample", slices=shape[0], slice_thickness=sampling[0],
+                    pixel_size=sampling[1]))
+    writer = TruthWriter(tmp_path / "truth.zarr", cfg)
+    for t in range(frames):
+        occ = shift_occupancy(rod, tuple(drift[t] / sampling[1]))
+        writer.write(t, occ, occ * cfg.sample.potential,
+                     tuple(drift[t]) if registered else (0.0, 0.0))
+    result = CliRunner().invoke(app, ["analyze", str(tmp_path / "truth.zarr"), "--out",
+                                      str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    objects = _csv(tmp_path / "out" / "objects.csv")
+    assert len(objects) == frames  # one object per frame
+    x = np.array([float(r["centroid_x_nm"]) for r in objects]) * 10  # Å
+    y = np.array([float(r["centroid_y_nm"]) for r in objects]) * 10
+    volume = np.array([float(r["volume_nm3"]) for r in objects])
+    moved_A = math.hypot(x[-1] - x[0], y[-1] - y[0])
+    if registered:
+        assert moved_A < 0.5 and np.ptp(volume) / volume.mean() < 0.03
+        tips = _csv(tmp_path / "out" / "tips.csv")
+        speeds = [float(r["speed_A_per_frame"]) for r in tips
+                  if r.get("speed_A_per_frame") not in (None, "")]
+        assert speeds and max(speeds) < 0.5  # Å per frame: the tips stand still
+    else:
+        assert moved_A == pytest.approx(math.hypot(*drift[-1]), rel=0.05)

@@ -10,9 +10,8 @@ from importlib.metadata import packages_distributions
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# Imported only on request (ase: by specimen.atoms for the abtem-atoms benchmark); declared as
-# an extra.
-OPTIONAL = {"xarray", "ase"}
+# Imported only on request, with a clear message when missing; declared as an extra.
+OPTIONAL = {"xarray", "abtem", "ase"}  # ase, abtem: the bench extra (benchmarks only)
 # Modules that ship inside another distribution under a different top-level name.
 SHIPPED_WITH = {"mpl_toolkits": "matplotlib"}
 

@@ -250,7 +250,10 @@ def test_pipeline_runs_pop_out_on_an_external_dask_cluster(tmp_path, frames, das
     assert np.isfinite(g["volume"][:]).all()
     with Client(dask_cluster, timeout=30) as client:
         executed = client.run(lambda dask_worker: dask_worker.state.executed_count)
-    assert len(executed) == 2 and sum(executed.values()) == 10  # every pop-out ran out there
+    # Every pop-out and every frame's registration (stream.register) ran out there.
+    assert len(executed) == 2 and sum(executed.values()) == 20
+    # hrtem_movie drifts one pixel (1 Å) per frame along x.
+    np.testing.assert_allclose(g["shift"][:], [[0.0, t] for t in range(10)], atol=0.25)
 
 
 def test_max_frames_stops_receiving_and_reconstructs_what_came(tmp_path, frames):

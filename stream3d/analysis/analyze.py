@@ -130,7 +130,9 @@ def measure_frames(run: Run, done: np.ndarray, level: float, *, line_yx: tuple[n
     got = _Frames(metrics={}, status=list(run.status_names),
                   kymo_height=np.full((nt, ly.size), np.nan), kymo_thick=np.full((nt, ly.size), np.nan))
     for t in _progress(done, progress, f"analysing {len(done)} frames"):
-        volume = run.frame(t)
+        # Specimen coordinates: the stage's drift is not growth (issue 23).
+        volume, residual = run.specimen_frame(t)
+        origin = (run.origin[0] - residual[0], run.origin[1] - residual[1])
         if not np.isfinite(volume).any():  # marked done but never written: say so, no numbers
             got.status[t] = "empty"
             continue
@@ -139,8 +141,9 @@ def measure_frames(run: Run, done: np.ndarray, level: float, *, line_yx: tuple[n
                                        min_part_volume=min_part_volume, resolution=resolution)
         got.objects[t] = frame_objects(volume, frame=t, t=float(run.time[t]), sampling=run.sampling,
                                        level=level, min_volume_nm3=min_part_volume,
-                                       resolution=resolution, origin=run.origin)
-        got.tips[t] = skeleton_tips(occ, run.sampling, min_volume=min_part_volume * NM**3)
+                                       resolution=resolution, origin=origin)
+        got.tips[t] = skeleton_tips(occ, run.sampling, min_volume=min_part_volume * NM**3) \
+            - np.array([0.0, residual[0], residual[1]])
         if mesh_dir is not None:
             verts, faces = material_surface(occ, run.sampling,
                                             lateral_sigma_px(resolution, min(dy, dx)))
@@ -346,7 +349,7 @@ def _kymograph(run: Run, frames: Sequence[int], level: float,
     heights = np.full((run.shape[0], ly.size), np.nan)
     thick = np.full_like(heights, np.nan)
     for t in frames:
-        occ = occupancy(run.frame(t), level)
+        occ = occupancy(run.specimen_frame(t)[0], level)
         top, _ = top_bottom(occ, dz)
         region = ndimage.binary_dilation(occ > MATERIAL, structure=np.ones((3, 3, 3), bool))
         heights[t] = profile(top, ly, lx, (dy, dx))

@@ -70,6 +70,9 @@ class Run:
     attrs: dict[str, Any] = field(default_factory=dict)  # every group attribute, as stored
     # (y, x) Å of the volume's corner in the whole raw frame: the ROI offset (stream.roi)
     origin: tuple[float, float] = (0.0, 0.0)
+    # (t, 2) Å, the specimen's drift (y, x) in each frame against the first (the store's
+    # ``shift``; a truth store's applied shift); zeros where not measured
+    shift: np.ndarray | None = None
 
     @property
     def volume(self) -> Any:
@@ -102,6 +105,24 @@ class Run:
     def frame(self, t: int) -> np.ndarray:
         """The volume of frame ``t`` as a numpy array (z, y, x)."""
         return np.asarray(self.volume[t].compute())
+
+    def specimen_frame(self, t: int) -> tuple[np.ndarray, tuple[float, float]]:
+        """Frame ``t``'s volume in specimen coordinates: moved back by its drift (``shift``)
+        in whole pixels, what enters at the edges empty (0 V, solvent); and the drift left
+        below a pixel (dy, dx) Å, to subtract from positions measured in it (the
+        ``origin`` of :func:`stream3d.analysis.objects.frame_objects`). Growth and tip motion
+        measured this way are the specimen's, not the stage's."""
+        from stream3d.register import moved
+
+        volume = self.frame(t)
+        if self.shift is None:
+            return volume, (0.0, 0.0)
+        _, dy, dx = self.sampling
+        sy, sx = (float(v) if np.isfinite(v) else 0.0 for v in self.shift[t])
+        step = (int(round(sy / dy)), int(round(sx / dx)))
+        if any(step):
+            volume = moved(volume, (-step[0], -step[1]), 0.0)
+        return volume, (sy - step[0] * dy, sx - step[1] * dx)
 
     def to_xarray(self) -> Any:
         """An ``xarray.Dataset`` of the same lazy arrays (needs xarray installed)."""
@@ -173,8 +194,17 @@ def read_run(path: str | Path, *, array: str | None = None) -> Run:
         status=status, status_names=names,
         loss=tables.get("loss", np.full(n, np.nan)).astype(np.float64),
         config=cfg, counters=dict(meta.get("counters") or {}), version=str(meta.get("version", "")),
-        attrs=attrs, origin=_origin(meta),
+        attrs=attrs, origin=_origin(meta), shift=_shift(zarrays, n),
     )
+
+
+def _shift(zarrays: Mapping[str, Any], n: int) -> np.ndarray | None:
+    """(n, 2) Å of the store's ``shift`` array (NaN: 0), or None without one."""
+    a = zarrays.get("shift")
+    if a is None or a.ndim != 2 or a.shape[1] != 2 or a.shape[0] < n:
+        return None
+    shift = np.asarray(a[:n], dtype=np.float64)
+    return np.where(np.isfinite(shift), shift, 0.0)
 
 
 def _origin(meta: Mapping[str, Any]) -> tuple[float, float]:

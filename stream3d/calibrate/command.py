@@ -189,6 +189,51 @@ def calibrate(path: Path, config: Config, *, frames: str | None = None, region: 
     return result
 
 
+def calibrate_mtf(path: Path, *, frames: str | None = None, region: str | None = None,
+                  out: Path | None = None) -> Calibration:
+    """The detector's MTF from the noise power spectrum of frames of ``path`` (a flat field,
+    or ``region`` of vacuum / solvent): :mod:`stream3d.calibrate.noise_mtf`. With ``out``,
+    writes ``mtf.txt`` (for ``detector.mtf = "file"``, ``detector.mtf_file``)."""
+    from stream3d.calibrate.noise_mtf import measure_noise_mtf
+    from stream3d.mtf import write_mtf_file
+
+    path = Path(path)
+    movie, _ = open_frames(path)
+    try:
+        chosen = parse_frames(frames, len(movie))
+        box = parse_region(region)
+        raw = [crop_region(np.asarray(movie[i]), box) for i in chosen]
+    finally:
+        close = getattr(movie, "close", None)
+        if close is not None:
+            close()
+    measured = measure_noise_mtf(raw)
+    summary = {**measured.as_dict(), "file": str(path), "frames": [chosen.start, chosen.stop],
+               "region": list(box) if box else None, "method": "noise power spectrum"}
+    result = Calibration(summary, None)  # type: ignore[arg-type]
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        result.paths.append(write_mtf_file(
+            out / "mtf.txt", measured.frequency, measured.mtf,
+            comment=f"stream3d calibrate --mtf {path.name}: MTF from the noise power spectrum"))
+    return result
+
+
+def mtf_lines(result: Calibration) -> list[str]:
+    """The MTF measurement for the terminal."""
+    s = result.summary
+    half = s["mtf_half"]
+    lines = [f"detector MTF from the noise power spectrum: 0.5 at "
+             + (f"{half:.3f} x Nyquist" if math.isfinite(half) else "no frequency (white noise: "
+                "a counting camera, or no blur)")
+             + f"; noise gain {s['noise_gain']:.3g} (white level / mean counts)"]
+    for f, m in list(zip(s["mtf_frequency"], s["mtf"]))[::5]:
+        lines.append(f"  f = {f:.2f} Nyquist: MTF {m:.3f}")
+    lines += [f"wrote {p}" for p in result.paths]
+    return lines
+
+
 def _recorded_energy(movie, config: Config, name: str) -> Config:
     """``config`` with the voltage the movie file records (SER, EMD, DM), as a replay takes
     it: the wavelength sets where the rings fall, so a wrong one gives a wrong defocus."""

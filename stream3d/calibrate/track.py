@@ -2,7 +2,7 @@
 
 Heating holders and liquid cells drift in z, so the effective defocus of a movie's support film
 changes from frame to frame. :class:`FocusTracker` is what a pipeline hook would call per frame
-(``microscope.track_defocus``, not wired yet): it never raises on a frame without rings, it
+(``microscope.track_defocus``: :mod:`stream3d.stream.insitu`): it never raises on a frame without rings, it
 keeps the last good lens instead and says so.
 """
 

@@ -84,7 +84,10 @@ class FirstFrameDose:
 
     def resolve(self, config: Config, frame: np.ndarray) -> Config:
         """``config`` with its dose checked against (or, for "auto", taken from) the first
-        frame; later calls return that first answer."""
+        frame; later calls keep that first frame's dose but their own config otherwise (a
+        frame's tracked lens defocus, say)."""
         if self.config is None:
             self.config = checked_dose(config, frame, "first frame")
-        return self.config
+        if config == self.config or config.detector.dose == self.config.detector.dose:
+            return config
+        return config.replace("detector", dose=self.config.detector.dose)

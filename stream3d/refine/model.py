@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import torch
 
 from stream3d.config import Config
-from stream3d.physics import forward
+from stream3d.mtf import mtf_from_config
+from stream3d.physics import MTF, forward
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class ImagingModel:
     counts_per_unit: float  # mean counts of unit intensity: dose (e/Å²) x pixel area (Å²)
     astigmatism: float = 0.0  # Å, C12
     astigmatism_angle: float = 0.0  # degrees, phi12
+    mtf: MTF = MTF()  # the camera's transfer, applied to the expected intensity
 
     @classmethod
     def from_config(cls, config: Config) -> ImagingModel:
@@ -37,7 +39,8 @@ class ImagingModel:
                    aperture=m.aperture, focal_spread=m.focal_spread, potential=s.potential,
                    absorption=s.absorption,
                    counts_per_unit=config.detector.dose * s.pixel_size**2,
-                   astigmatism=m.astigmatism, astigmatism_angle=m.astigmatism_angle)
+                   astigmatism=m.astigmatism, astigmatism_angle=m.astigmatism_angle,
+                   mtf=mtf_from_config(config))
 
     @property
     def dz(self) -> float:
@@ -56,4 +59,4 @@ class ImagingModel:
         return forward(potential, sampling=self.sampling, energy=self.energy,
                        defocus=self.defocus, cs=self.cs, aperture=self.aperture,
                        focal_spread=self.focal_spread, astigmatism=self.astigmatism,
-                       astigmatism_angle=self.astigmatism_angle)
+                       astigmatism_angle=self.astigmatism_angle, mtf=self.mtf)

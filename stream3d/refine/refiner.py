@@ -140,6 +140,24 @@ class Refiner:
         self.previous = None
         self.references = None
 
+    def move(self, step: tuple[int, int]) -> None:
+        """Move the warm state by ``step`` (dy, dx) whole pixels, the specimen's drift since
+        the previous frame (stream3d.register): the previous volume and its per-pixel loss
+        maps follow the specimen. Columns entering at the edges hold no material (pop-out's
+        alone there) and the loss maps' mean (the scene-change test sees nothing unusual)."""
+        from stream3d.register import moved
+
+        if self.previous is None or not any(step):
+            return
+        self.previous = moved(self.previous, step, 0.0)
+        if self.references is not None:
+            self.references = [moved(r, step, float(np.mean(r))) for r in self.references]
+
+    def use_config(self, config: Config) -> None:
+        """Refine the next frames with ``config`` (e.g. the frame's tracked lens defocus);
+        the tile plan must stay the same (same frame shape and ``refine.tile``)."""
+        self.config = config
+
     def refine(self, frame: np.ndarray, popout: "PopoutResult") -> RefineResult:
         """Refine one frame (raw counts (y, x)) given pop-out's result for it."""
         clock = time.perf_counter()

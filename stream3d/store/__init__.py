@@ -12,6 +12,9 @@ This package is the only code that writes a run store (docs/architecture.md, "Ru
       loss       (t,) float32  final data loss
       segments/  one small group per series segment: attributes {series, first, meta}
       masked     (t,) int32    pixels kept out of compute (detector mask, NODATA); -1 = not known
+      shift      (t, 2) float32  measured drift (y, x) Å against the run's first frame; NaN = not
+                               measured (stream.register = false, or not reconstructed yet)
+      defocus    (t,) float32  lens defocus (Å) the frame was reconstructed with; NaN = not tracked
       attributes: ome (OME-NGFF 0.5 multiscales of ``volume``: binned pixel size, ROI offset) and
                   stream3d = {version, config, counters, frames, frame_interval, segments,
                               writer: {pid}, view: {roi, bin, shape, pixel_size, origin}}

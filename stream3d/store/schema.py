@@ -24,7 +24,7 @@ COUNTERS = INGEST_COUNTERS + COMPUTE_COUNTERS
 TABLE = ("frame_id", "timestamp", "status", "loss")
 ARRAYS = ("frames", "popout", "volume", *TABLE)
 # Per-frame arrays a store may lack (made by an older version): absent ones are not written.
-OPTIONAL = ("masked",)
+OPTIONAL = ("masked", "shift", "defocus")
 # Sections whose values change what the stored frames and volumes mean: resuming a store with
 # a config that differs in these is refused (other sections, e.g. [refine], may change).
 _PHYSICAL_SECTIONS = ("microscope", "sample", "detector")

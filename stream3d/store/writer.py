@@ -213,9 +213,13 @@ class RunStore:
                            compressors=None),
             "masked": dict(shape=(0,), chunks=(1,), dtype="int32", fill_value=-1,
                            compressors=None),
+            "shift": dict(shape=(0, 2), chunks=(1, 2), dtype="float32", fill_value=np.nan,
+                          compressors=None),
+            "defocus": dict(shape=(0,), chunks=(1,), dtype="float32", fill_value=np.nan,
+                            compressors=None),
         }
         dims = {"frames": ["t", "y", "x"], "popout": ["t", "z", "y", "x"],
-                "volume": ["t", "z", "y", "x"]}
+                "volume": ["t", "z", "y", "x"], "shift": ["t", "yx"]}
         # Chunk keys c.t.0.0: one flat folder per array, no folder to create per frame.
         keys = {"name": "default", "separator": "."}
         self._arrays = {name: g.create_array(name, dimension_names=dims.get(name, ["t"]),
@@ -404,8 +408,12 @@ class RunStore:
 
     def write_result(self, t: int, *, status: Status, popout: np.ndarray | None = None,
                      volume: np.ndarray | None = None, loss: float = math.nan,
-                     counters: Mapping[str, int] | None = None) -> None:
-        """Write frame t's volumes and loss, then its status, then ``counters``."""
+                     counters: Mapping[str, int] | None = None,
+                     shift: tuple[float, float] | None = None,
+                     defocus: float | None = None) -> None:
+        """Write frame t's volumes, loss, ``shift`` (dy, dx) Å and lens ``defocus`` Å (None:
+        not measured; a store made before these arrays existed skips them), then its status,
+        then ``counters``."""
         if not 0 <= t < len(self):
             raise IndexError(f"frame index {t} is outside the store (0..{len(self) - 1})")
         shape = self.volume_shape
@@ -416,6 +424,10 @@ class RunStore:
                     raise ValueError(f"{name} of frame {t} has shape {vol.shape}, expected {shape}")
                 self._arrays[name][t] = vol
         self._arrays["loss"][t] = np.float32(loss)
+        if shift is not None and "shift" in self._arrays:
+            self._arrays["shift"][t] = np.asarray(shift, dtype=np.float32)
+        if defocus is not None and "defocus" in self._arrays:
+            self._arrays["defocus"][t] = np.float32(defocus)
         self._set_status(t, status)
         if counters is not None:
             self.counters.update({k: int(counters[k]) for k in COUNTERS if k in counters})

@@ -27,6 +27,7 @@ from stream3d.errors import UserError, reason
 from stream3d.store import COMPUTE_COUNTERS, Status
 from stream3d.stream.backlog import Backlog
 from stream3d.stream.cluster import gpu_workers
+from stream3d.stream.insitu import FramePlan, InSitu
 from stream3d.stream.writer import Writer
 
 log = logging.getLogger("stream3d.stream")
@@ -107,7 +108,10 @@ class Reconstructor:
         self.counters = {k: int(counters.get(k, 0)) for k in COMPUTE_COUNTERS}
         self.latest = config.stream.policy == "latest"
         self.capacity = min(config.stream.window, 2) if self.latest else config.stream.window
-        self._inflight: OrderedDict[int, tuple[Any, np.ndarray]] = OrderedDict()
+        self._inflight: OrderedDict[int, tuple[Any, np.ndarray, FramePlan]] = OrderedDict()
+        # Registration and lens tracking (stream.register, microscope.track_defocus).
+        self.insitu = InSitu(config, client, lambda: writer.read_frame(0),
+                             key=lambda: self._next_key())
         # Built now, before any frame arrives: a bad device or config fails the run at once.
         self._refiner: RefinerLike = _build_refiner(stages, config, client)
         self.refined = 0  # this session
@@ -118,7 +122,7 @@ class Reconstructor:
         self.seconds: deque[float] = deque(maxlen=SECONDS_KEPT)
         self._checked = False  # frame size checked against popout.patch
         self._key_base = f"popout-{uuid.uuid4().hex}"
-        self._key_cycle = max(POPOUT_KEYS, 4 * self.capacity)
+        self._key_cycle = max(POPOUT_KEYS, 8 * self.capacity)  # two tasks per frame (registration)
         self._submitted = 0
 
     @property
@@ -135,14 +139,14 @@ class Reconstructor:
                     return
                 self.backlog.wait(0.1)
                 continue
-            t, (future, frame) = next(iter(self._inflight.items()))
+            t, (future, frame, plan) = next(iter(self._inflight.items()))
             started = time.perf_counter()
             if not self._wait(future, keep_going):
                 return
             del self._inflight[t]
             self._fill(self.capacity)  # the next pop-out overlaps this refinement
             self.current = t
-            self._finish(t, future, frame)
+            self._finish(t, future, frame, plan)
             self.current = None
             self.seconds.append(time.perf_counter() - started)
             self._warn_if_behind()
@@ -166,8 +170,10 @@ class Reconstructor:
 
     def cancel(self) -> None:
         """Drop the pop-outs in flight; their frames stay pending (status 0) in the store."""
-        for future, _ in self._inflight.values():
+        for future, _, plan in self._inflight.values():
             future.cancel()
+            if plan.shift is not None:
+                plan.shift.cancel()
         self._inflight.clear()
 
     def _fill(self, limit: int) -> None:
@@ -191,9 +197,10 @@ class Reconstructor:
                 check_frames_fit(np.shape(data), self.config)  # live: once, at the first frame
                 self._checked = True
             frame = np.asarray(data, dtype=np.float32)
-            future = self.client.submit(self.stages.popout, frame, self.config,
+            plan = self.insitu.plan(t, frame) if self.insitu.active else FramePlan(self.config)
+            future = self.client.submit(self.stages.popout, frame, plan.config,
                                         key=self._next_key())
-            self._inflight[t] = (future, frame)
+            self._inflight[t] = (future, frame, plan)
 
     def _next_key(self) -> str:
         """The next pop-out task key, reused every ``_key_cycle`` submissions (POPOUT_KEYS)."""
@@ -208,9 +215,11 @@ class Reconstructor:
             time.sleep(0.01)
         return True
 
-    def _finish(self, t: int, future: Any, frame: np.ndarray) -> None:
-        popout = None
+    def _finish(self, t: int, future: Any, frame: np.ndarray, plan: FramePlan) -> None:
+        popout = shift = None
         try:
+            if self.insitu.active:
+                shift = self.insitu.before_refine(t, plan, self._refiner)
             popout = future.result()
             result = self._refiner.refine(frame, popout)
             volume, loss = np.asarray(result.volume, np.float32), float(result.loss)
@@ -234,7 +243,8 @@ class Reconstructor:
             self.refined += 1
         self.writer.write_result(t, status=status,
                                  popout=None if popout is None else popout.volume,
-                                 volume=volume, loss=loss, counters=self._all_counters())
+                                 volume=volume, loss=loss, counters=self._all_counters(),
+                                 shift=shift, defocus=plan.defocus)
 
     def _all_counters(self) -> dict[str, int]:
         return dict(self.counters)

@@ -69,6 +69,8 @@ class Snapshot:
     stored: int
     reconstructing: bool = True  # False when recording raw frames only
     live: bool = True  # a detector source: silence means the sender is quiet (not a replay)
+    shift: tuple[float, float] | None = None  # Å (y, x), latest refined frame's drift
+    defocus: float | None = None  # Å, latest refined frame's tracked lens defocus
 
 
 @dataclass
@@ -243,7 +245,9 @@ class Pipeline:
             recon_fps=(len(recent) / sum(recent)) if recent and sum(recent) > 0 else 0.0,
             idle_s=ingest.idle_seconds if ingest else 0.0, elapsed_s=elapsed,
             stored=writer.persisted if writer else 0, reconstructing=self.options.reconstruct,
-            live=bool(getattr(self.source, "live", True)))
+            live=bool(getattr(self.source, "live", True)),
+            shift=recon.insitu.latest_shift if recon else None,
+            defocus=recon.insitu.latest_defocus if recon else None)
 
     def _summary(self, store: RunStore, tracker: Tracker, interrupted: bool) -> Summary:
         statuses = {s.name.lower(): n for s, n in store.status_counts().items()}

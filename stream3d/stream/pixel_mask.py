@@ -142,6 +142,18 @@ class _CleanRefiner:
                                         **self.options)
         return self.refiner.refine(frame, popout)
 
+    def use_config(self, config: Any) -> None:
+        """The next frames' config (a tracked lens); the dose stays the run's."""
+        self.config = config
+        if self.refiner is not None:
+            self.refiner.use_config(self.holder.resolve(config, None))
+
+    def __getattr__(self, name: str) -> Any:  # move, reset, warm state of the real refiner
+        refiner = self.__dict__.get("refiner")
+        if refiner is None:
+            raise AttributeError(name)
+        return getattr(refiner, name)
+
 
 class _CleanRefinerFactory:
     def __init__(self, factory: Any, holder: RuleHolder) -> None:

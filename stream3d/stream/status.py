@@ -22,6 +22,10 @@ def status_parts(s: Snapshot, total: int | None = None) -> list[tuple[str, str, 
         parts += [("reconstructed", "rec", done), ("skipped", "skip", str(s.skipped)),
                   ("failed", "fail", str(s.failed)), ("lag", "lag", str(s.lag)),
                   ("frames/s", "f/s", f"{s.recon_fps:.2f}")]
+        if s.shift is not None:
+            parts.append(("drift", "drift", f"{s.shift[0]:+.1f},{s.shift[1]:+.1f} Å"))
+        if s.defocus is not None:
+            parts.append(("defocus", "df", f"{s.defocus:.0f} Å"))
     else:
         parts += [("recording raw frames only, frames/s", "raw f/s", f"{s.ingest_fps:.0f}")]
     if s.live and s.idle_s > 5:

@@ -39,6 +39,11 @@ class ViewRefiner:
         view = view_for(self.config, np.shape(frame))
         return self.refiner.refine(frame if view.whole else view.apply(frame), popout)
 
+    def use_config(self, config: Any) -> None:
+        """The next frames' config (raw view), given to the real refiner as compute sees it."""
+        self.config = config
+        self.refiner.use_config(compute_config(config))
+
     def __getattr__(self, name: str) -> Any:  # warm state etc. of the real refiner
         refiner = self.__dict__.get("refiner")
         if refiner is None:

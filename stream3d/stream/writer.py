@@ -81,10 +81,13 @@ class Writer:
 
     def write_result(self, t: int, *, status: Status, popout: np.ndarray | None = None,
                      volume: np.ndarray | None = None, loss: float = math.nan,
-                     counters: Mapping[str, int] | None = None) -> None:
+                     counters: Mapping[str, int] | None = None,
+                     shift: tuple[float, float] | None = None,
+                     defocus: float | None = None) -> None:
         counters = dict(counters or {})
         self._put(_Call(lambda s: s.write_result(t, status=status, popout=popout, volume=volume,
-                                                 loss=loss, counters=counters)))
+                                                 loss=loss, counters=counters, shift=shift,
+                                                 defocus=defocus)))
 
     def mark(self, ts: Sequence[int], status: Status, counters: Mapping[str, int]) -> None:
         ts, counters = list(ts), dict(counters)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from stream3d.analysis.run import STATUS_NAMES
 from stream3d.errors import UserError
 from stream3d.viewer import images
 from stream3d.viewer.table import FAILED, REFINED, SKIPPED, Table
