@@ -644,16 +644,7 @@ def calibrate(
     from stream3d.calibrate.command import _jsonable, calibrate as run_calibrate, summary_lines
 
     if mtf:
-        from stream3d.calibrate.command import calibrate_mtf, mtf_lines
-
-        with user_errors():
-            load_config(config, set_)
-            result = calibrate_mtf(movie, frames=frames, region=region, out=out)
-        if json_out:
-            typer.echo(json.dumps(_jsonable(result.summary)))
-        else:
-            for line in mtf_lines(result):
-                typer.echo(line)
+        _calibrate_mtf(movie, frames, region, out, json_out, config, set_)
         return
     with user_errors():
         cfg = load_config(config, set_)
@@ -668,6 +659,23 @@ def calibrate(
         typer.echo(json.dumps(_jsonable(payload)))
         return
     for line in summary_lines(result):
+        typer.echo(line)
+
+
+def _calibrate_mtf(movie: Path, frames: Optional[str], region: Optional[str],
+                   out: Optional[Path], json_out: bool, config, set_) -> None:
+    """`calibrate --mtf`: the detector's MTF from the frames' noise power spectrum."""
+    import json
+
+    from stream3d.calibrate.command import _jsonable, calibrate_mtf, mtf_lines
+
+    with user_errors():
+        load_config(config, set_)
+        result = calibrate_mtf(movie, frames=frames, region=region, out=out)
+    if json_out:
+        typer.echo(json.dumps(_jsonable(result.summary)))
+        return
+    for line in mtf_lines(result):
         typer.echo(line)
 
 

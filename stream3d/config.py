@@ -18,11 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stream3d.errors import UserError, reason
-
-
-class ConfigError(UserError):
-    """A bad configuration file, key or value; the message is one line naming the key."""
+from stream3d.errors import ConfigError, UserError, reason
 
 
 @dataclass(frozen=True)

@@ -39,3 +39,7 @@ def reason(exc: BaseException) -> str:
     """The words of ``exc`` for a one-line message: :func:`os_error_line` for file-system
     errors (never "[Errno N] ..."), the message otherwise."""
     return os_error_line(exc) if isinstance(exc, OSError) else str(exc)
+
+
+class ConfigError(UserError):
+    """A bad configuration file, key or value; the message is one line naming the key."""

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stream3d.config import Config, ConfigError
-from stream3d.errors import reason
+from stream3d.errors import ConfigError, reason
 from stream3d.physics.detector import MTF
+
+if TYPE_CHECKING:  # config imports this module to check mtf_file: no import back at run time
+    from stream3d.config import Config
 
 
 def mtf_from_config(config: Config) -> MTF:
