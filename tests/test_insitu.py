@@ -11,7 +11,7 @@ import zarr
 
 from stream3d import config as config_mod
 from stream3d.movie import simulate_movie
-from stream3d.movie_io import open_movie
+from stream3d.io.movies import open_movie
 from stream3d.register import Registration, moved
 from stream3d.store import Status
 from stream3d.stream import FileSource, run_pipeline
