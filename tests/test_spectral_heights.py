@@ -28,7 +28,7 @@ def _config(n: int = 128) -> Config:
                       energy=300e3)
     cfg = cfg.replace("sample", pixel_size=1.0, slices=32, slice_thickness=20.0, absorption=0.0)
     cfg = cfg.replace("simulate", ny=n, nx=n).replace("detector", dose=2000.0)
-    return cfg.replace("refine", device="cpu")
+    return cfg.replace("refine", device="cpu", heights=True)
 
 
 @pytest.fixture(scope="module")
