@@ -405,7 +405,8 @@ def _lost_electrons(norm: Normalised, mask: np.ndarray, thickness: np.ndarray,
     if not mask.any() or not thickness[mask].sum() > 0:
         return 0.0, math.inf
     optics = setup.optics
-    effective = config.microscope.defocus - float(np.max(height[mask]))
+    # The fringes reach furthest from the lowest material (the largest effective defocus).
+    effective = config.microscope.defocus - float(np.min(height[mask]))
     reach = wavelength(optics.energy) * abs(effective) * setup.k_high / optics.pixel_size
     region = ndimage.binary_dilation(mask, iterations=max(int(math.ceil(reach)), 1)) & norm.valid
     solvent = ~ndimage.binary_dilation(region, iterations=_FRINGE_PX) & norm.valid

@@ -94,12 +94,11 @@ def keep_apart(grown: np.ndarray, seeds: np.ndarray, height: np.ndarray,
     _, (iy, ix) = ndimage.distance_transform_edt(pieces == 0, return_indices=True)
     nearest = pieces[iy, ix]
     parent = list(range(count + 1))
-    if count > 1:
-        levels = ndimage.median(height, pieces, index=np.arange(count + 1))
-        near = ndimage.distance_transform_edt(~seeds) <= MIN_GAP_PX / 2
-        for a, b in _touching(np.where(near, nearest, 0), count):
-            if abs(levels[a] - levels[b]) <= tolerance:
-                parent[_root(parent, a)] = _root(parent, b)
+    levels = ndimage.median(height, pieces, index=np.arange(count + 1))
+    near = ndimage.distance_transform_edt(~seeds) <= MIN_GAP_PX / 2
+    for a, b in _touching(np.where(near, nearest, 0), count):
+        if abs(levels[a] - levels[b]) <= tolerance:
+            parent[_root(parent, a)] = _root(parent, b)
     objects = np.array([_root(parent, i) for i in range(count + 1)])
     owner = np.where(grown, objects[nearest], 0)
     higher = ndimage.maximum_filter(owner, size=3) != owner
