@@ -421,11 +421,11 @@ def run_approach(base: Config, *, seed: int, simulator: str, device: torch.devic
         result = warm.refine(frame, popout(frame, base))
         found, count = ndimage.label(np.real(result.volume).sum(axis=0) > 0)
         heights, owners = [], []
+        column = column_height(np.real(result.volume) / s.potential, s.slice_thickness)
         for d in items:
             own = discs(shape, s.sampling, [d]).sum(axis=0) > 0
             owners.append(int(np.bincount(found[own], minlength=2)[1:].argmax()) + 1
                           if found[own].any() else 0)
-            column = column_height(np.real(result.volume) / s.potential, s.slice_thickness)
             heights.append(float(np.nanmedian(column[own])))  # NaN: no material there
         apart = owners[0] != owners[1] and min(owners) > 0
         row = {"objects": int(count), "apart": apart, "heights": heights,
