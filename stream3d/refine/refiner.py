@@ -37,6 +37,13 @@ from stream3d.refine.warmstart import residual_map, warm_start
 if TYPE_CHECKING:  # pop-out is built beside this package; only its volume is used here
     from stream3d.popout import PopoutResult
 
+#: The warm start judges a scene change on square tiles (px) of this many ``refine.window``
+#: widths, at least :data:`SCENE_TILE_MIN_PX`: large enough to average the texture's speckle,
+#: small enough that one new object does not turn the whole frame cold. Set by hand with the
+#: first warm start (benchmarks/warm_start.py's movie); no measurement of it is on record.
+SCENE_TILE_WINDOWS = 4
+SCENE_TILE_MIN_PX = 16
+
 
 @dataclass
 class TileJob:
@@ -78,7 +85,8 @@ def refine_tile(job: TileJob, config: Config, device: str | torch.device | None 
         measured = measured_intensity(job.frame, model, dev)
         warmed = warm_start(measured, previous, job.popout, model, kind=settings.loss,
                             reference=job.reference, threshold=settings.scene_change,
-                            tile=max(4 * settings.window, 16), blend=settings.warm_blend)
+                            tile=max(SCENE_TILE_WINDOWS * settings.window, SCENE_TILE_MIN_PX),
+                            blend=settings.warm_blend)
         warm = warmed.warm
         if warm:
             start = warmed.volume
