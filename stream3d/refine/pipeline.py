@@ -134,6 +134,29 @@ def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, con
                    clock=clock)
 
 
+def frame_heights(frame: np.ndarray, init_volume: np.ndarray, config: Config, *,
+                  device: str | torch.device | None = None,
+                  texture: tuple[float, ...] = ()) -> np.ndarray:
+    """Step 1 alone, on a whole frame: ``init_volume`` (nz, ny, nx) V with every region's
+    slabs moved to its spectral height (float32, on the host).
+
+    For tiled refinement: each tile would cut an object crossing its border into regions of
+    its own and fit their heights apart (a seam of the heights' statistical scatter, 10-20 Å);
+    fitted once on the frame, every tile refines thickness at the same heights. Costs one
+    forward pass of the whole frame without autograd (its memory is the wave's and the
+    volume's, not the autograd record that tiles bound)."""
+    dev = resolve_device(config.refine.device if device is None else device)
+    model = ImagingModel.from_config(config)
+    measured = measured_intensity(frame, model, dev)
+    volume = checked_volume(init_volume, tuple(measured.shape), config.sample.slices, dev)
+    if not bool((volume != 0).any()):
+        return np.asarray(init_volume, dtype=np.float32)
+    slabs = _Slabs.of(volume, model, config.sample.slices)
+    _fit_heights(slabs, volume, measured, model, config, texture, 1.0)
+    with torch.no_grad():
+        return _numpy(slabs.build(slabs.thickness)).astype(np.float32)
+
+
 def _unrefined(volume: torch.Tensor, residual: Callable[[torch.Tensor], torch.Tensor],
                settings: Refine, *, warm: bool, clock: float) -> RefineResult:
     """The start volume as given: with 0 iterations (pop-out only) or when pop-out found no
