@@ -184,6 +184,8 @@ class _Slabs:
     nz: int
     dz: float
     potential: float
+    columns: torch.Tensor  # flat indices of the start's material columns (every later step's
+    # material stays in them: the thickness factors scale, the column fit is masked to them)
 
     @classmethod
     def of(cls, volume: torch.Tensor, model: ImagingModel, nz: int) -> _Slabs:
@@ -192,12 +194,13 @@ class _Slabs:
                              dz=model.dz)
         centre = torch.as_tensor(slabs.centre, dtype=volume.dtype, device=volume.device)
         thickness = torch.as_tensor(slabs.thickness, dtype=volume.dtype, device=volume.device)
-        return cls(centre, thickness, nz, model.dz, model.potential)
+        columns = torch.nonzero(thickness.sum(dim=0).flatten() > 0).flatten()
+        return cls(centre, thickness, nz, model.dz, model.potential, columns)
 
     def build(self, thickness: torch.Tensor) -> torch.Tensor:
         """The real volume (nz, ny, nx) V of slabs at these centres with ``thickness`` (Å)."""
         return slab_volume(self.centre, thickness, nz=self.nz, dz=self.dz,
-                           potential=self.potential)
+                           potential=self.potential, columns=self.columns)
 
 
 def _fit_heights(slabs: _Slabs, volume: torch.Tensor, measured: torch.Tensor,
@@ -294,7 +297,8 @@ def _fit_columns(columns: _Columns, residual: Callable[[torch.Tensor], torch.Ten
             break
         data = residual(shape).mean()
         objective = data + total_variation(shape, lateral=settings.tv_lateral,
-                                           axial=settings.tv_axial)
+                                           axial=settings.tv_axial,
+                                           columns=columns.slabs.columns)
         fit.evaluations += _STEP_EVALUATIONS
         if not torch.isfinite(objective):
             fit.status = "nan"
