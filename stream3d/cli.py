@@ -371,9 +371,10 @@ def landscape(
     Each grid point moves the whole volume along the beam: material at height z goes to
     c + shift + (z - c) x scale, with c the volume's mass-centre height.
 
-    Writes landscape.csv (shift_A, scale, loss; refine.loss on the dose-normalised frame)
-    and landscape.png, a heat map with the true solution (zero shift, unit scale) in red
-    and the grid minimum as a white cross.
+    Writes landscape.csv (shift_A, scale, loss: refine.loss on the dose-normalised frame;
+    spectral_nll: the Whittle likelihood of the texture's local spectra that refinement
+    fits heights by) and landscape.png, both as heat maps side by side, with the true
+    solution (zero shift, unit scale) in red and each grid minimum as a white cross.
 
     Without --frame/--volume, frame --index of simulate.specimen is simulated on the
     config's grid and compared with its own true volume.

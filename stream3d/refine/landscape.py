@@ -3,7 +3,10 @@
 Every grid point moves the whole volume along the beam: material at height z goes to
 centre + shift + (z - centre) x scale, with ``centre`` the volume's mass-centre height, so a
 shift slides it and a scale stretches it (thicker and with more relief) about its centre.
-For the true volume the minimum sits at zero shift and unit scale, in a narrow valley.
+For the true volume the pixel loss's minimum sits at zero shift and unit scale, in a narrow
+valley whose floor the amorphous texture and the noise hide. Beside it, the loss refinement
+fits heights by: the Whittle likelihood of every object region's residual spectrum
+(:mod:`stream3d.refine.spectral`), whose basin in depth is as wide as the Thon rings allow.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import torch
 
 from stream3d.config import Config
 from stream3d.device import resolve_device
+from stream3d.refine import spectral
+from stream3d.refine.heights import REGION, height_regions
 from stream3d.refine.losses import loss_map
 from stream3d.refine.measurement import checked_volume, measured_intensity
 from stream3d.refine.model import ImagingModel
@@ -26,12 +31,15 @@ from stream3d.refine.zgeometry import shift_scale_z, slice_bottoms
 
 @dataclass(frozen=True)
 class Landscape:
-    """Data loss (len(scales), len(shifts)) at every shift (Å) and scale of a volume."""
+    """Data loss (len(scales), len(shifts)) at every shift (Å) and scale of a volume, and the
+    spectral loss (the Whittle negative log-likelihood summed over the object regions, same
+    shape; None where not computed)."""
 
     shifts: np.ndarray
     scales: np.ndarray
     loss: np.ndarray
     kind: str  # the loss: "l2" or "poisson"
+    spectral: np.ndarray | None = None
 
     def minimum(self) -> tuple[float, float]:
         """(shift Å, scale) of the lowest loss."""
@@ -61,9 +69,12 @@ def mass_centre(volume: torch.Tensor, dz: float) -> float:
 def loss_landscape(frame: np.ndarray, volume: np.ndarray, config: Config, *,
                    shifts: np.ndarray, scales: np.ndarray,
                    device: str | torch.device | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> Landscape:
+                   progress: Callable[[int, int], None] | None = None,
+                   texture: tuple[float, ...] = ()) -> Landscape:
     """The ``refine.loss`` data loss of ``volume`` (nz, ny, nx) V, moved along z by every
-    shift (Å) and scale, against ``frame`` (raw counts, (ny, nx)).
+    shift (Å) and scale, against ``frame`` (raw counts, (ny, nx)), and the spectral loss
+    (:func:`spectral_loss`; ``texture`` pop-out's measured spectrum, () = measured at the
+    first grid point and kept).
 
     ``progress(done, total)`` is called after every forward evaluation.
     """
@@ -80,28 +91,67 @@ def loss_landscape(frame: np.ndarray, volume: np.ndarray, config: Config, *,
     centre = mass_centre(v, model.dz)
     loss_of = loss_map(config.refine.loss)
     loss = np.empty((scales.size, shifts.size))
+    whittle = np.full_like(loss, np.nan)
+    texture = tuple(texture)
+    # The spectral loss judges the residual of the volume as given (as refinement does: the
+    # texture's rings stay where they are; only the expected spectrum's heights move).
+    residual_of = model.intensity(v)
     total, done = loss.size, 0
     for i, scale in enumerate(scales):
         for j, shift in enumerate(shifts):
             moved = shift_scale_z(v, shift=float(shift), scale=float(scale), centre=centre,
                                   dz=model.dz)
-            loss[i, j] = float(loss_of(model.intensity(moved), measured,
-                                       model.counts_per_unit).mean())
+            modelled = model.intensity(moved)
+            loss[i, j] = float(loss_of(modelled, measured, model.counts_per_unit).mean())
+            whittle[i, j], texture = spectral_loss(measured, residual_of, moved, model, config,
+                                                   texture)
             done += 1
             if progress is not None:
                 progress(done, total)
-    return Landscape(shifts, scales, loss, config.refine.loss)
+    return Landscape(shifts, scales, loss, config.refine.loss, whittle)
+
+
+def spectral_loss(measured: torch.Tensor, modelled: torch.Tensor, volume: torch.Tensor,
+                  model: ImagingModel, config: Config, texture: tuple[float, ...] = ()
+                  ) -> tuple[float, tuple[float, ...]]:
+    """(Whittle NLL summed over ``volume``'s object regions at their heights, of the residual
+    ``measured`` - ``modelled``; the texture spectrum used): the likelihood refinement's
+    heights maximise
+    (:func:`stream3d.refine.heights.fit_region_shifts` at zero shift). ``texture`` () is
+    measured from the regions' own spectra (a frame and a volume carry no pop-out spectrum)
+    and returned, so that every grid point is judged with the same one. NaN without material."""
+    occupancy = (volume / model.potential).clamp(0.0, 1.0).double()
+    material = (occupancy > 0).any(dim=0).cpu().numpy()
+    nz = occupancy.shape[0]
+    seen = (nz - np.arange(nz)) * model.dz  # a slice's material is seen at its top face
+    labels, _, count = height_regions(material, config.sample.pixel_size)
+    if count == 0:
+        return float("nan"), texture
+    lens = spectral.lens_from_config(config, texture)
+    size = spectral.crop_size(config.sample.pixel_size, REGION, tuple(material.shape))
+    regions = spectral.build_regions(measured - modelled, measured, labels, count, occupancy,
+                                     seen, lens, counts_per_unit=model.counts_per_unit,
+                                     band=spectral.band(config), size=size)
+    if not texture:
+        texture = spectral.measured_texture(regions, lens, spectral.band(config))
+        regions = spectral.with_texture(regions, spectral.lens_from_config(config, texture))
+    nll, _, _ = spectral.whittle(torch.zeros(count, dtype=torch.float64,
+                                             device=regions.window.device), regions)
+    return float(nll.sum()), texture
 
 
 def write_csv(landscape: Landscape, path: str | Path) -> Path:
-    """One row per grid point: shift_A, scale, loss."""
+    """One row per grid point: shift_A, scale, loss (and spectral_nll where computed)."""
     path = Path(path)
+    extra = landscape.spectral is not None
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["shift_A", "scale", f"loss_{landscape.kind}"])
+        writer.writerow(["shift_A", "scale", f"loss_{landscape.kind}"]
+                        + (["spectral_nll"] if extra else []))
         for i, scale in enumerate(landscape.scales):
             for j, shift in enumerate(landscape.shifts):
-                writer.writerow([f"{shift:.6g}", f"{scale:.6g}", f"{landscape.loss[i, j]:.9g}"])
+                writer.writerow([f"{shift:.6g}", f"{scale:.6g}", f"{landscape.loss[i, j]:.9g}"]
+                                + ([f"{landscape.spectral[i, j]:.12g}"] if extra else []))
     return path
 
 
@@ -110,40 +160,52 @@ def read_csv(path: str | Path) -> Landscape:
     with Path(path).open(encoding="utf-8") as handle:
         rows = list(csv.reader(handle))
     kind = rows[0][2].removeprefix("loss_")
+    extra = len(rows[0]) > 3
     values = np.array([[float(x) for x in row] for row in rows[1:]])
     shifts, scales = np.unique(values[:, 0]), np.unique(values[:, 1])
     loss = np.full((scales.size, shifts.size), np.nan)
+    whittle = np.full_like(loss, np.nan) if extra else None
     rows, cols = np.searchsorted(scales, values[:, 1]), np.searchsorted(shifts, values[:, 0])
     loss[rows, cols] = values[:, 2]
-    return Landscape(shifts, scales, loss, kind)
+    if extra:
+        whittle[rows, cols] = values[:, 3]
+    return Landscape(shifts, scales, loss, kind, whittle)
 
 
 def plot(landscape: Landscape, path: str | Path, *, truth: tuple[float, float] | None = (0.0, 1.0),
          title: str = "") -> Path:
-    """Heat map of log10(loss) over shift (Å) x scale, the truth marked by a red dot and the
-    grid minimum by a white cross (matplotlib, Agg)."""
+    """Heat map of log10(loss) over shift (Å) x scale, beside the spectral loss (its NLL above
+    its minimum) where computed; the truth marked by a red dot and each grid minimum by a white
+    cross (matplotlib, Agg)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    panels = [(np.log10(np.maximum(landscape.loss, np.finfo(float).tiny)),
+               f"log10 {landscape.kind} loss", title or "data loss over depth shift x scale")]
+    if landscape.spectral is not None and np.isfinite(landscape.spectral).any():
+        panels.append((landscape.spectral - np.nanmin(landscape.spectral),
+                       "spectral NLL above its minimum",
+                       "texture spectra (Whittle): the loss heights are fitted by"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.8), squeeze=False)
     shifts, scales = landscape.shifts, landscape.scales
-    values = np.log10(np.maximum(landscape.loss, np.finfo(float).tiny))
     dx = (shifts[1] - shifts[0]) / 2 if shifts.size > 1 else 1.0
     dy = (scales[1] - scales[0]) / 2 if scales.size > 1 else 0.01
-    image = ax.imshow(values, origin="lower", aspect="auto", cmap="viridis",
-                      extent=(shifts[0] - dx, shifts[-1] + dx, scales[0] - dy, scales[-1] + dy))
-    fig.colorbar(image, ax=ax, label=f"log10 {landscape.kind} loss")
-    best_shift, best_scale = landscape.minimum()
-    ax.plot(best_shift, best_scale, "wx", markersize=10, mew=2, label="grid minimum")
-    if truth is not None:
-        ax.plot(*truth, "o", color="red", markersize=8, label="true solution")
-    ax.set_xlabel("depth shift along the beam (Å)")
-    ax.set_ylabel("z scale about the mass centre")
-    ax.set_title(title or "data loss over depth shift x scale")
-    ax.legend(loc="upper right", fontsize=8)
+    for ax, (values, label, heading) in zip(axes[0], panels):
+        image = ax.imshow(values, origin="lower", aspect="auto", cmap="viridis",
+                          extent=(shifts[0] - dx, shifts[-1] + dx, scales[0] - dy,
+                                  scales[-1] + dy))
+        fig.colorbar(image, ax=ax, label=label)
+        i, j = np.unravel_index(int(np.nanargmin(values)), values.shape)
+        ax.plot(shifts[j], scales[i], "wx", markersize=10, mew=2, label="grid minimum")
+        if truth is not None:
+            ax.plot(*truth, "o", color="red", markersize=8, label="true solution")
+        ax.set_xlabel("depth shift along the beam (Å)")
+        ax.set_ylabel("z scale about the mass centre")
+        ax.set_title(heading, fontsize=10)
+        ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
