@@ -7,6 +7,7 @@
 
       occupancy  (t, z, y, x) float32  material fraction in [0, 1]; NaN until written
       potential  (t, z, y, x) float32  real part of the potential (V, relative to solvent)
+      membrane   (z,)         float32  share of each slice the support membranes fill (not objects)
       shift      (t, 2)       float64  lateral specimen shift (dy, dx) Å applied to frame t
       frame_id   (t,)         int64    frame number (-1 until written)
       timestamp  (t,)         float64  s
@@ -25,6 +26,7 @@ import zarr
 from stream3d._version import __version__
 from stream3d.config import Config
 from stream3d.ome import multiscales
+from stream3d.specimen.membrane import membranes_profile
 
 UINT16_MAX = np.iinfo(np.uint16).max
 _MRC_MODES = {"float32": 2, "uint16": 6}  # MRC2014 data modes
@@ -97,6 +99,11 @@ class TruthWriter:
         self.timestamp = root.create_array("timestamp", shape=(frames,), chunks=(frames,),
                                            dtype="float64", fill_value=np.nan,
                                            dimension_names=("t",))
+        # The support membranes (laterally uniform, not objects: ``occupancy`` leaves them out,
+        # ``potential`` holds them): the fraction of each slice they fill.
+        membrane = root.create_array("membrane", shape=(s.slices,), chunks=(s.slices,),
+                                     dtype="float32", fill_value=0.0, dimension_names=("z",))
+        membrane[:] = membranes_profile(s)
         root.attrs.update({
             "ome": multiscales("occupancy", frame_interval=sim.frame_interval,
                                slice_thickness=s.slice_thickness, pixel_size=s.pixel_size,
