@@ -62,6 +62,7 @@ from stream3d.specimen import (  # noqa: E402
     amorphous_texture, column_height, discs, occupancy_to_potential,
 )
 from stream3d.specimen.atoms import MATERIALS  # noqa: E402
+from stream3d.specimen.membrane import add_membranes  # noqa: E402
 from stream3d.specimen.suite_shapes import (  # noqa: E402
     approaching_discs, branched_dendrite, overlapping_layers, scattered_discs, thick_particle, tilted_plate,
 )
@@ -190,16 +191,21 @@ ATOM_SIMULATORS = ("abtem-atoms",)
 
 def make_frame(occupancy: np.ndarray, config: Config, *, seed: int, simulator: str = "ours",
                device: torch.device = torch.device("cpu"),
-               texture: np.ndarray | None = None, material: str = "carbon") -> np.ndarray:
+               texture: np.ndarray | None = None, material: str = "carbon",
+               membranes: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
     """Raw counts (y, x) float32 of ``occupancy``: texture (drawn from ``seed`` unless given,
-    e.g. one field for a whole movie), multislice + lens by ``simulator``, Poisson noise. An
+    e.g. one field for a whole movie), ``sample.membranes`` (their texture fields drawn from
+    ``seed`` unless given), multislice + lens by ``simulator``, Poisson noise. An
     atom simulator (:data:`ATOM_SIMULATORS`) fills the occupancy with ``material`` atoms drawn
-    from ``seed`` instead (``texture`` unused: each frame gets new atoms)."""
+    from ``seed`` instead (``texture`` unused: each frame gets new atoms; no membranes)."""
     rng = np.random.default_rng(seed)
     if simulator in ATOM_SIMULATORS:
+        if config.sample.membranes:
+            raise UserError(f"--simulator {simulator} does not simulate sample.membranes")
         noise_free = atoms_intensity(occupancy, config, material=material, rng=rng)
     else:
         potential = occupancy_to_potential(occupancy, config.sample, rng=rng, field=texture)
+        potential = add_membranes(potential, occupancy, config.sample, rng=rng, fields=membranes)
         noise_free = SIMULATORS[simulator](potential, config, device)
     intensity = torch.from_numpy(noise_free)
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))

@@ -7,15 +7,24 @@ all pop-out can say about where material is (Fresnel fringes widen it by a few p
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import scipy.fft
 from scipy import ndimage
 
 
 def texture_mask(intensity: np.ndarray, *, k_low: float, k_high: float, pixel_size: float,
-                 counts_per_unit: float, sigma_px: float, excess: float = 3.0) -> np.ndarray:
+                 counts_per_unit: float, sigma_px: float, excess: float = 3.0,
+                 background: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """Pixels whose variance in the band [k_low, k_high] Å^-1 (local Gaussian window of
     ``sigma_px``) exceeds the Poisson noise there by more than ``excess`` times.
+
+    ``background(k)``: power every pixel holds at |k| Å^-1 besides its material's, relative
+    to the Poisson noise's (a support membrane's texture: not material to be found). The band
+    is then whitened, each frequency divided by sqrt(1 + background): the background and the
+    noise together are white at the Poisson level again, and material counts where it
+    differs from the background (between the membrane's rings), not where both are strong.
 
     ``counts_per_unit`` is the detector counts of intensity 1 (dose x pixel area): the noise
     variance of a pixel of intensity I is I / counts_per_unit.
@@ -24,6 +33,8 @@ def texture_mask(intensity: np.ndarray, *, k_low: float, k_high: float, pixel_si
     k = np.sqrt(np.fft.fftfreq(ny, d=pixel_size)[:, None] ** 2
                 + np.fft.rfftfreq(nx, d=pixel_size)[None, :] ** 2)
     band = (k >= k_low) & (k <= k_high)
+    if background is not None:
+        band = band / np.sqrt(1.0 + background(k))
     passed = scipy.fft.irfft2(scipy.fft.rfft2(intensity - intensity.mean(), workers=1) * band,
                               s=intensity.shape, workers=1)
     variance = ndimage.gaussian_filter(passed * passed, sigma_px)
