@@ -106,3 +106,27 @@ def test_without_the_membrane_named_popout_reads_it_as_material(membrane_frame):
     # Measured: -108 / -239 / -399 Å (every disc pulled down to the membrane), 32 %.
     assert np.all(errors <= -80.0), errors
     assert false_material >= 0.2
+
+
+def test_refinement_model_holds_the_membrane_as_a_fixed_absorbing_slab():
+    # A uniform slab has no phase contrast; its absorption darkens every column by
+    # exp(-2 sigma V a t), as the simulator's textureless membrane does.
+    import torch
+
+    from stream3d.physics import interaction_constant
+    from stream3d.refine.model import ImagingModel
+    from stream3d.simulate import simulate_intensity
+
+    cfg = config.load(None, [MEMBRANE, "sample.texture=0", "sample.absorption=0.1"])
+    s = cfg.sample
+    empty = np.zeros((s.slices, 32, 32), dtype=np.float32)
+    model = ImagingModel.from_config(cfg)
+    modelled = model.intensity(torch.from_numpy(empty)).numpy()
+    expected = np.exp(-2 * interaction_constant(cfg.microscope.energy) * 5.0 * 0.1 * 100.0)
+    assert np.allclose(modelled, expected, rtol=1e-4)
+    truth = add_membranes(np.zeros(empty.shape, np.complex64), empty, s,
+                          rng=np.random.default_rng(0))
+    assert np.allclose(simulate_intensity(truth, cfg), modelled, rtol=1e-4)
+    # Without membranes the model is the plain one: vacuum images at 1.
+    plain = ImagingModel.from_config(cfg.replace("sample", membranes=[]))
+    assert plain.membrane == () and np.allclose(plain.intensity(torch.from_numpy(empty)), 1.0)
