@@ -130,3 +130,20 @@ def test_refinement_model_holds_the_membrane_as_a_fixed_absorbing_slab():
     # Without membranes the model is the plain one: vacuum images at 1.
     plain = ImagingModel.from_config(cfg.replace("sample", membranes=[]))
     assert plain.membrane == () and np.allclose(plain.intensity(torch.from_numpy(empty)), 1.0)
+
+
+def test_truth_store_records_the_membrane_apart_from_the_objects(tmp_path):
+    import zarr
+
+    from stream3d.movie import simulate_movie
+
+    cfg = config.load(None, [MEMBRANE, "simulate.frames=1", "simulate.ny=32", "simulate.nx=32",
+                             "simulate.specimen=discs", "simulate.depth_low=150",
+                             "refine.device=cpu"])
+    files = simulate_movie(cfg, tmp_path / "sim", progress=False)
+    truth = zarr.open_group(str(files.truth), mode="r")
+    profile = np.asarray(truth.attrs["stream3d"]["membrane"])
+    assert np.allclose(profile, [0] * 27 + [1] * 5)
+    occupancy = np.asarray(truth["occupancy"][0])
+    assert occupancy[-5:].max() == 0  # objects only: the discs lie above 150 Å
+    assert np.real(np.asarray(truth["potential"][0]))[-5:].mean() == pytest.approx(5.0, rel=0.1)

@@ -7,11 +7,11 @@
 
       occupancy  (t, z, y, x) float32  material fraction in [0, 1]; NaN until written
       potential  (t, z, y, x) float32  real part of the potential (V, relative to solvent)
-      membrane   (z,)         float32  share of each slice the support membranes fill (not objects)
       shift      (t, 2)       float64  lateral specimen shift (dy, dx) Å applied to frame t
       frame_id   (t,)         int64    frame number (-1 until written)
       timestamp  (t,)         float64  s
-      attributes: ome (multiscales of ``occupancy``), stream3d = {version, config, kind: "truth"}
+      attributes: ome (multiscales of ``occupancy``), stream3d = {version, config, kind: "truth",
+      membrane: share of each slice (z,) the support membranes fill (they are not objects)}
 """
 
 from __future__ import annotations
@@ -99,16 +99,16 @@ class TruthWriter:
         self.timestamp = root.create_array("timestamp", shape=(frames,), chunks=(frames,),
                                            dtype="float64", fill_value=np.nan,
                                            dimension_names=("t",))
-        # The support membranes (laterally uniform, not objects: ``occupancy`` leaves them out,
-        # ``potential`` holds them): the fraction of each slice they fill.
-        membrane = root.create_array("membrane", shape=(s.slices,), chunks=(s.slices,),
-                                     dtype="float32", fill_value=0.0, dimension_names=("z",))
-        membrane[:] = membranes_profile(s)
         root.attrs.update({
             "ome": multiscales("occupancy", frame_interval=sim.frame_interval,
                                slice_thickness=s.slice_thickness, pixel_size=s.pixel_size,
                                name="truth"),
-            "stream3d": {"version": __version__, "config": config.to_dict(), "kind": "truth"},
+            "stream3d": {"version": __version__, "config": config.to_dict(), "kind": "truth",
+                         # The support membranes (laterally uniform, not objects: occupancy
+                         # leaves them out, potential holds them): the share of each slice
+                         # (slice 0 first) they fill. An attribute, not an array: every
+                         # array of the store runs along t.
+                         "membrane": [float(v) for v in membranes_profile(s)]},
         })
         self._interval = sim.frame_interval
 
