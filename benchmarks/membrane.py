@@ -1,5 +1,6 @@
 """Pop-out on discs above a support membrane (issue 23, part 4): per-disc heights and IoU,
-with the membrane handled (the reconstruction's config names it) and without (it does not).
+with the membrane handled (the reconstruction's config names it) and without (it does not),
+beside the same discs imaged with no membrane at all ("no membrane").
 
     python benchmarks/membrane.py [--seeds 0,1,2] [--size 256] [--membrane 100]
                                   [--simulator ours|abtem] [--texture FAMILY]
@@ -54,19 +55,20 @@ def membrane_sets(thickness: float, family: str | None = None,
             f"thickness = {thickness}{extra}}}]"]
 
 
-def per_disc(volume: np.ndarray, items, config: Config) -> list[float]:
+def per_disc(volume: np.ndarray, items, config: Config) -> tuple[list[float], list[float]]:
     """Each disc's median reconstructed column height over its true footprint minus its true
-    height (Å); NaN where nothing was found there."""
+    height (Å; NaN where nothing was found there), and the share of its footprint found."""
     s = config.sample
     shape = volume.shape
     column = column_height(np.real(volume) / s.potential, s.slice_thickness)
-    out = []
+    errors, shares = [], []
     for d in items:
         own = discs(shape, s.sampling, [d]).sum(axis=0) > 0
         found = column[own]
+        shares.append(float(np.isfinite(found).mean()))
         found = found[np.isfinite(found)]
-        out.append(float(np.median(found)) - d.height if found.size else float("nan"))
-    return out
+        errors.append(float(np.median(found)) - d.height if found.size else float("nan"))
+    return errors, shares
 
 
 def one_seed(seed: int, args) -> dict:
@@ -81,11 +83,15 @@ def one_seed(seed: int, args) -> dict:
     rng = np.random.default_rng([seed, 23])
     items = disc_items(shape, s.sampling, rng, heights=HEIGHTS, jitter=0.02)
     occupancy = discs(shape, s.sampling, items)
-    frame = make_frame(occupancy, truth_config, seed=int(rng.integers(2**31)),
-                       simulator=args.simulator)
+    frame_seed = int(rng.integers(2**31))
+    frame = make_frame(occupancy, truth_config, seed=frame_seed, simulator=args.simulator)
+    # The same discs, texture and noise draw without a membrane: what handling should reach.
+    bare = make_frame(occupancy, simulated(plain, args.texture), seed=frame_seed,
+                      simulator=args.simulator)
     row = {"seed": seed, "truth": [d.height for d in items]}
     outside = occupancy.sum(axis=0) == 0
-    for name, config in (("without", plain), ("with", handled)):
+    for name, config, frame in (("no membrane", plain, bare), ("without", plain, frame),
+                                ("with", handled, frame)):
         pop = popout(frame, config)
         volumes = {"popout": pop.volume}
         if args.refine:
@@ -93,8 +99,9 @@ def one_seed(seed: int, args) -> dict:
         for kind, volume in volumes.items():
             m = accuracy(volume, occupancy, potential=s.potential, dz=s.slice_thickness)
             material = np.real(volume).sum(axis=0) > 0
+            errors, shares = per_disc(volume, items, config)
             row[f"{kind} {name}"] = {
-                "disc_errors": per_disc(volume, items, config), "iou": m.iou,
+                "disc_errors": errors, "disc_found": shares, "iou": m.iou,
                 "height_error": m.height_error, "false_material": float(material[outside].mean())}
     return row
 
@@ -126,8 +133,9 @@ def main(argv=None) -> int:
             if isinstance(r, dict):
                 print(f"  {key:<16} disc errors " + " / ".join(f"{e:+6.0f}" for e in
                                                                r["disc_errors"])
-                      + f" Å   IoU {r['iou']:.3f}   column height {r['height_error']:6.1f} Å"
-                      f"   material outside the discs {100 * r['false_material']:.1f} %",
+                      + " Å (found " + "/".join(f"{100 * f:.0f}" for f in r["disc_found"])
+                      + f" %)  IoU {r['iou']:.3f}  column height {r['height_error']:6.1f} Å"
+                      f"  material outside the discs {100 * r['false_material']:.1f} %",
                       flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
