@@ -291,9 +291,10 @@ def _assemble(fitted: tuple[PatchFits, FitDesign, Optics, membrane.Background | 
     conf_px, _ = maps.spread(confidence_p.reshape(rows, cols), np.ones((rows, cols)), grid)
     layers = None
     # Second pass: every object's own heights, then its thickness at those heights. Not over a
-    # support membrane: an object's part of a patch is windowed by its own mask, whose sharp
-    # edges smear the membrane's rings unlike the Hann-blurred background taken out, and the
-    # anti-rings left pushed discs 20-100 Å up (benchmarks/membrane.py); the patch fits stay.
+    # support membrane: the membrane's speckle is noise to each object's small mask-windowed
+    # spectra, and their fits drift toward fewer rings (higher): measured +16..+80 Å on
+    # benchmarks/membrane.py even with each window's own membrane spectrum taken out, and
+    # +40 Å with the bare membrane frame's exact spectra taken out; the patch fits stay.
     if mask.any() and setup.background is None:
         labels, _ = ndimage.label(objects)
         objects = object_heights(norm.intensity - 1.0, labels, height_px, design, setup, config)
