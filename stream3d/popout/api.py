@@ -87,8 +87,10 @@ _ABSORPTION_MARGIN = 0.25
 #: 40 -> 36 Å, against the true heights and solvent).
 _MEMBRANE_RESOLUTION = 2.0
 
-#: With a support membrane, texture_mask's whitened variance must exceed the expected one by
-#: this share (its default, 3, is for the plain band, where material's texture is strong).
+#: With a support membrane, texture_mask's whitened variance must exceed the bare field's by
+#: this share (its default, 3, is for the plain band, where material's texture is strong;
+#: measured on benchmarks/membrane.py: 1.0 lost discs near the membrane, 0.3 found all three
+#: of every 5 V seed).
 _MEMBRANE_EXCESS = 0.3
 
 #: Rounds of (ring fits -> texture spectrum implied by them) after the first estimate.
@@ -222,13 +224,15 @@ def _fit_all(blocks: list[np.ndarray], setup: _Setup, counts_per_unit: float,
     noise = mean_intensity / counts_per_unit * float((hann_window(p) ** 2).sum())
     excess = profiles - noise
     band = (bins.k, setup.k_low, setup.k_high)
-    background = None
+    background = spread = None
     if setup.membranes[0]:
         background = membrane.measure(excess, bins.counts, noise, bins.k, setup.membranes, p,
                                       setup.optics, setup.k_low, setup.k_high)
         excess = excess - background.spectrum
+        spread = 1.0 + background.spectrum / noise  # its speckle is noise to the texture
     lens = lens_envelope(bins.k, setup.optics)
-    optics = replace(setup.optics, texture=texture_spectrum.first_estimate(excess, lens, *band))
+    optics = replace(setup.optics, texture=texture_spectrum.first_estimate(
+        excess, lens, *band, spread=spread))
     flat = thon_model(setup.defoci, p, replace(setup.optics, texture=texture_spectrum.FLAT),
                       setup.k_low, setup.k_high)
     for round_ in range(_TEXTURE_ROUNDS + 1):
@@ -241,7 +245,7 @@ def _fit_all(blocks: list[np.ndarray], setup: _Setup, counts_per_unit: float,
         nearest = np.clip(np.searchsorted(flat.defoci, fits.defocus), 0, len(flat.defoci) - 1)
         trust = np.where(np.isfinite(fits.sigma), fits.score, 0.0)
         optics = replace(optics, texture=texture_spectrum.refined_estimate(
-            excess, flat.rings[nearest], fits.amplitude, trust, *band))
+            excess, flat.rings[nearest], fits.amplitude, trust, *band, spread=spread))
 
 
 def _signal_level(excess: np.ndarray, level: np.ndarray) -> float:
@@ -350,11 +354,7 @@ def _material(norm: Normalised, height: np.ndarray, setup: _Setup,
                                                        _MEMBRANE_RESOLUTION),
                             counts_per_unit=norm.counts_per_unit * level)
     texture = mask
-    if setup.background is not None:
-        # A support membrane's texture swamps the objects' (the whitened texture mask keeps
-        # only the clearest material): seed the solvent from the thickness map as well.
-        mask = mask | _thickness_seed(raw, p.min_thickness, min_area_px)
-    mask, t, threshold = _segment(raw, mask, norm, p.min_thickness, min_area_px,
+    mask, t, threshold = _segment(raw, texture, norm, p.min_thickness, min_area_px,
                                   _BACKGROUND / optics.pixel_size)
     mask = split_necks(mask, t, threshold, height, p.tolerance)
     # A step of thickness T blurred by the map's resolution crosses T/2 at the edge: keep the
@@ -479,17 +479,6 @@ def _texture_options(setup: _Setup, resolution_px: float) -> dict:
         return {"sigma_px": 2.0 * resolution_px}
     return {"sigma_px": 2.0 * _MEMBRANE_RESOLUTION * resolution_px,
             "excess": _MEMBRANE_EXCESS, "background": setup.background.relative}
-
-
-def _thickness_seed(raw: np.ndarray, min_thickness: float, min_area_px: float) -> np.ndarray:
-    """A first material mask from a thickness map alone: more than :data:`_NOISE_SIGMAS` noise
-    levels above its median. The noise level is read from the pixels below the median (the
-    solvent's half: material only adds thickness), so objects do not inflate it."""
-    t = raw - float(np.median(raw))
-    below = -t[t <= 0]
-    sigma = 1.4826 * float(np.median(below)) if below.size else 0.0
-    return material_mask(t, threshold=max(min_thickness, _NOISE_SIGMAS * sigma),
-                         min_area_px=min_area_px)
 
 
 def _solvent_level(norm: Normalised, mask: np.ndarray) -> float:

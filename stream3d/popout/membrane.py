@@ -29,7 +29,7 @@ import numpy as np
 
 from stream3d.config import Config
 from stream3d.popout import texture_spectrum
-from stream3d.popout.ctf_model import Optics, thon_model
+from stream3d.popout.ctf_model import Optics, envelope, ring_phase, thon_model
 
 #: Share of the patches, by excess power, taken as bare membrane.
 BARE_SHARE = 0.25
@@ -45,14 +45,21 @@ class Background:
     spectrum: np.ndarray  # (bins,) F(k), in the patch profiles' power units
     k: np.ndarray  # (bins,) Å^-1, the bins' frequencies
     noise: float  # the white Poisson level of the profiles (same units)
-    texture: tuple[float, ...]  # S_m: the membranes' texture spectrum (texture_spectrum form)
+    amplitude: float  # A_m: F = A_m x the window-blurred pattern of ``optics``
+    optics: Optics  # with S_m, the membranes' measured texture spectrum, as ``texture``
+    layers: tuple[tuple[float, ...], tuple[float, ...]]  # from :func:`layer_defoci`
 
     def relative(self, k: np.ndarray) -> np.ndarray:
-        """F / Poisson noise at |k| = ``k`` Å^-1 (linear between bins, the end values beyond):
-        how much more than shot noise the membranes put at each frequency."""
+        """The membranes' power / the Poisson noise's at |k| = ``k`` Å^-1, not blurred by any
+        patch window (a whole frame's spectrum: its rings keep their zeros), astigmatism
+        left out: how much more than shot noise they put at each frequency."""
+        k = np.asarray(k, dtype=np.float64)
         if not self.noise > 0:
-            return np.zeros_like(np.asarray(k, dtype=np.float64))
-        return np.interp(k, self.k, np.maximum(self.spectrum, 0.0) / self.noise)
+            return np.zeros_like(k)
+        defoci, weights = self.layers
+        rings = sum(w * np.sin(ring_phase(k, d, self.optics)) ** 2
+                    for d, w in zip(defoci, weights))
+        return self.amplitude * envelope(k, self.optics) * rings / self.noise
 
 
 def layer_defoci(config: Config) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -115,11 +122,12 @@ def measure(excess: np.ndarray, counts: np.ndarray, noise: float, k: np.ndarray,
     # information ~ pattern^2): the objects' refined estimate with one "patch".
     texture = texture_spectrum.refined_estimate(mean[None], pattern[None], np.ones(1),
                                                 np.ones(1), k, k_low, k_high)
-    pattern = ring_pattern(defoci, weights, patch, replace(optics, texture=texture), k_low,
-                           k_high)
+    optics = replace(optics, texture=texture)
+    pattern = ring_pattern(defoci, weights, patch, optics, k_low, k_high)
     # Least-squares amplitude, each bin weighted by its pixels (its mean's precision).
     denom = float((counts * pattern * pattern).sum())
     amplitude = max(float((counts * pattern * mean).sum()) / denom, 0.0) if denom > 0 else 0.0
     spectrum = amplitude * pattern
     spectrum.setflags(write=False)
-    return Background(spectrum, np.asarray(k, dtype=np.float64), float(noise), texture)
+    return Background(spectrum, np.asarray(k, dtype=np.float64), float(noise), amplitude,
+                      optics, layers)
