@@ -600,7 +600,8 @@ def run_insitu(base: Config, *, seed: int, simulator: str, device: torch.device,
             ("insitu, no registration", insitu.replace("stream", register=False), "insitu"))
     for name, cfg, movie in runs:
         metrics, shifts = _insitu_replay(*movies[movie], cfg, device)
-        error = np.abs(np.asarray(shifts) / s.pixel_size - (walk - walk[0]))
+        true_px = walk - walk[0] if movie == "insitu" else np.zeros_like(walk)  # ideal: still
+        error = np.abs(np.asarray(shifts) / s.pixel_size - true_px)
         row = {"iou": float(np.median([m.iou for m in metrics])),
                "height_error": float(np.median([m.height_error for m in metrics])),
                "frames": [m.as_dict() for m in metrics], "shifts": shifts,
