@@ -187,21 +187,14 @@ def test_imports_run_in_the_intended_directions(graph):
 
 
 MAX_FUNCTION_LINES = 80
-# Exempt for now: the science code being reshaped by the pop-out and refinement issues while
-# issue 25 ran (refine/pipeline.py:refine_volume is 111 lines). Remove each entry as that work
-# lands; the limit then holds for the whole package.
-LENGTH_EXEMPT = ("popout/", "refine/pipeline.py", "refine/object_scale.py",
-                 "refine/warmstart.py", "refine/refiner.py", "refine/model.py")
 
 
 def long_functions(limit: int = MAX_FUNCTION_LINES) -> list[str]:
     """``path:line name (n lines)`` for every function or method longer than ``limit`` lines
-    (from its first decorator to its last line), outside the exempt files."""
+    (from its first decorator to its last line)."""
     found = []
     for path in sorted(ROOT.rglob("*.py")):
         relative = path.relative_to(ROOT).as_posix()
-        if relative.startswith(LENGTH_EXEMPT):
-            continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 first = min([node.lineno] + [d.lineno for d in node.decorator_list])

@@ -64,3 +64,19 @@ def test_total_variation_counts_lateral_and_axial_steps_separately():
     assert float(axial) == pytest.approx(5.0 * 8 / (3 * 6 * 6))
     assert float(total_variation(v, lateral=2.0, axial=3.0)) == pytest.approx(
         2 * float(lateral) + 3 * float(axial))
+
+
+def test_total_variation_over_the_material_columns_equals_the_whole_volumes():
+    # The refinement sums the steps touching its material columns only: same value (and so the
+    # same gradient) as the whole volume's, including steps to empty neighbours and frame edges.
+    rng = np.random.default_rng(0)
+    v = torch.zeros(6, 30, 40, dtype=torch.float64)
+    v[:, 4:17, 9:25] = torch.as_tensor(rng.random((6, 13, 16)))
+    v[:, 29, 39] = 1.0  # a corner column
+    columns = torch.nonzero((v != 0).any(dim=0).flatten()).flatten()
+    whole = total_variation(v, lateral=1.5, axial=0.5)
+    part = total_variation(v, lateral=1.5, axial=0.5, columns=columns)
+    assert float(part) == pytest.approx(float(whole), rel=1e-12)
+    # A column left out of ``columns`` is not counted: the argument is used, not ignored.
+    fewer = total_variation(v, lateral=1.5, axial=0.5, columns=columns[:-1])
+    assert float(fewer) < float(whole) - 1e-3

@@ -11,7 +11,7 @@ from stream3d.analysis.accuracy import height_error, thickness_error
 from stream3d.config import Config
 from stream3d.refine import refine_volume
 from stream3d.refine.pipeline import keep_significant
-from stream3d.refine.slabs import column_slabs, slab_volume
+from stream3d.refine.slabs import LAYERS, column_slabs, slab_volume
 from stream3d.simulate import simulate_frame
 from stream3d.specimen import slab_profile, two_layers
 from stream3d.specimen.shapes import Disc, discs
@@ -84,3 +84,30 @@ def test_an_insignificant_change_keeps_the_start():
     assert kept == 1
     assert torch.equal(out[:, 2:6, 2:6], refined[:, 2:6, 2:6])
     assert torch.equal(out[:, 12:18, 12:18], start[:, 12:18, 12:18])
+
+
+def test_slab_volume_on_its_material_columns_only_is_the_whole_computation():
+    # The refinement builds slabs on the start's material columns only (the coverage of every
+    # slice costs more than the multislice pass on a whole frame): same volume, same gradient on them.
+    rng = np.random.default_rng(1)
+    centre = torch.full((LAYERS, 12, 14), float("nan"), dtype=torch.float64)
+    thickness = torch.zeros((LAYERS, 12, 14), dtype=torch.float64)
+    centre[0, 2:8, 3:9] = torch.as_tensor(rng.uniform(60, 200, (6, 6)))
+    thickness[0, 2:8, 3:9] = torch.as_tensor(rng.uniform(10, 80, (6, 6)))
+    centre[1, 4:6, 4:6], thickness[1, 4:6, 4:6] = 40.0, 30.0
+    columns = torch.nonzero(thickness.sum(dim=0).flatten() > 0).flatten()
+    grads = []
+    for cols in (None, columns):
+        t = thickness.clone().requires_grad_(True)
+        v = slab_volume(centre, t, nz=16, dz=20.0, potential=5.0, columns=cols)
+        (v * torch.linspace(0, 1, v.numel(), dtype=v.dtype).reshape(v.shape)).sum().backward()
+        grads.append((v.detach(), t.grad))
+    on = (thickness.sum(dim=0) > 0)[None].expand_as(thickness)
+    assert torch.equal(grads[0][0], grads[1][0])
+    assert torch.allclose(grads[0][1][on], grads[1][1][on])
+    # Elsewhere no gradient: an empty column cannot grow (the column fit masks it anyway).
+    assert float(grads[1][1][~on].abs().sum()) == 0.0
+    # Thickness outside ``columns`` is ignored: the argument is used.
+    outside = slab_volume(centre, thickness + 10.0, nz=16, dz=20.0, potential=5.0,
+                          columns=columns)
+    assert float(outside.reshape(16, -1)[:, 0].abs().sum()) == 0.0

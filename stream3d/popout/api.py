@@ -96,6 +96,32 @@ _MEMBRANE_EXCESS = 0.3
 #: Rounds of (ring fits -> texture spectrum implied by them) after the first estimate.
 _TEXTURE_ROUNDS = 2
 
+#: The band popout.k_low..k_high must hold this many radial bins of a patch, or the ring fit
+#: has too little to go on (a round figure for an error; no measurement chose it).
+_MIN_BINS = 6
+
+#: Percentile of the patches' signal amplitudes taken as the material's typical one for the fit
+#: weights: high, because material may cover only a small part of the frame. Set by hand on the
+#: accuracy suite's seed 0.
+_SIGNAL_PERCENTILE = 90
+
+#: popout.resolution widths: sigma of the texture mask's local variance window. Set by hand on
+#: the accuracy suite's seed 0.
+_TEXTURE_WINDOW = 2.0
+
+#: popout.resolution widths: reach of the neighbourhood whose thickest pixel an edge is judged
+#: against (:data:`_EDGE_LEVEL`). Set by hand on the accuracy suite's seed 0.
+_EDGE_REACH = 3.0
+
+#: Share of the noise threshold the edges and the texture-marked core must exceed when specks
+#: and pin-holes are cleaned from them (nearly all their pixels exceed the threshold itself: the
+#: core was raised to it). Set by hand on the accuracy suite's seed 0.
+_MATERIAL_LEVEL = 0.5
+
+#: Each secant step of the absorption stays within this factor of the last guess (a safeguard:
+#: a full step can overshoot when the absorption-free thickness is far off; not measured).
+_SECANT_FACTOR = 3
+
 
 @dataclass(frozen=True, eq=False)  # eq=False: == on arrays is ambiguous; compare fields
 class PopoutResult:
@@ -194,7 +220,7 @@ def _setup(shape: tuple[int, int], config: Config) -> _Setup:
         raise UserError(f"popout.k_low = {p.k_low:g} Å^-1 is above the highest frequency with "
                         f"signal ({optics.k_max():.3g} Å^-1: 2/3 Nyquist or the aperture)")
     bins = radial_bins(p.patch, optics.pixel_size, p.k_low, k_high, optics.ellipse)
-    if bins.size < 6:
+    if bins.size < _MIN_BINS:
         raise UserError(f"the band popout.k_low..k_high holds only {bins.size} radial bins of a "
                         f"{p.patch} px patch; widen the band or raise popout.patch")
     layers = membrane.layer_defoci(config) if config.sample.membranes else ((), ())
@@ -251,14 +277,15 @@ def _fit_all(blocks: list[np.ndarray], setup: _Setup, counts_per_unit: float,
 def _signal_level(excess: np.ndarray, level: np.ndarray) -> float:
     """Typical ring-averaged signal amplitude S of the patches that hold material.
 
-    Each patch's least-squares S in excess ~ S level / 2; the 90th percentile, because
-    material may cover only a small part of the frame and the weights are for material.
+    Each patch's least-squares S in excess ~ S level / 2; the 90th percentile
+    (:data:`_SIGNAL_PERCENTILE`), because material may cover only a small part of the frame
+    and the weights are for material.
     """
     denom = float((level * level).sum())
     if denom <= 0:
         return 0.0
     amplitudes = 2.0 * (excess @ level) / denom
-    return max(float(np.percentile(amplitudes, 90)), 0.0)
+    return max(float(np.percentile(amplitudes, _SIGNAL_PERCENTILE)), 0.0)
 
 
 def _assemble(fitted: tuple[PatchFits, FitDesign, Optics, membrane.Background | None],
@@ -360,7 +387,7 @@ def _material(norm: Normalised, height: np.ndarray, setup: _Setup,
     # A step of thickness T blurred by the map's resolution crosses T/2 at the edge: keep the
     # pixels above a share of their neighbourhood's thickness, not everything above the noise
     # (a little below half, for round objects whose edges thin out).
-    reach = 2 * int(math.ceil(3.0 * p.resolution / optics.pixel_size)) + 1
+    reach = 2 * int(math.ceil(_EDGE_REACH * p.resolution / optics.pixel_size)) + 1
     local = ndimage.maximum_filter(np.where(mask, t, 0.0), size=reach)
     edged = mask & (t >= _EDGE_LEVEL * local)
     # Phase contrast barely transfers the largest scales, so the middle of a wide object (or
@@ -372,7 +399,7 @@ def _material(norm: Normalised, height: np.ndarray, setup: _Setup,
     core = ndimage.binary_erosion(texture, iterations=max(int(round(spread / optics.pixel_size)), 1))
     core &= t > _CORE_LEVEL * threshold  # not the halo a strong edge leaves beyond erosion
     t = np.where(core & ~edged, np.maximum(t, threshold), t)
-    edged = material_mask(np.where(edged | core, t, 0.0), threshold=0.5 * threshold,
+    edged = material_mask(np.where(edged | core, t, 0.0), threshold=_MATERIAL_LEVEL * threshold,
                           min_area_px=min_area_px) & norm.valid
     solvent = ndimage.binary_erosion(~mask, iterations=_FRINGE_PX) & norm.valid
     if solvent.mean() >= _MIN_SOLVENT:
@@ -418,8 +445,8 @@ def _measured_absorption(norm: Normalised, height: np.ndarray, setup: _Setup, co
             break
         step = f * (a - a_old) / (f - f_old)
         a_old, f_old = a, f
-        # Stay positive and within a factor of 3 of the last guess (a safeguarded secant).
-        a = float(np.clip(a - step, max(base, a / 3), 3 * a))
+        # Stay positive and within _SECANT_FACTOR of the last guess (a safeguarded secant).
+        a = float(np.clip(a - step, max(base, a / _SECANT_FACTOR), _SECANT_FACTOR * a))
     return setup, material
 
 
@@ -476,8 +503,8 @@ def _texture_options(setup: _Setup, resolution_px: float) -> dict:
     white level, and the objects' excess over it is small (their rings fall where the
     membrane's do not), so it is read over more pixels."""
     if setup.background is None:
-        return {"sigma_px": 2.0 * resolution_px}
-    return {"sigma_px": 2.0 * _MEMBRANE_RESOLUTION * resolution_px,
+        return {"sigma_px": _TEXTURE_WINDOW * resolution_px}
+    return {"sigma_px": _TEXTURE_WINDOW * _MEMBRANE_RESOLUTION * resolution_px,
             "excess": _MEMBRANE_EXCESS, "background": setup.background.relative}
 
 
@@ -491,13 +518,33 @@ def _solvent_level(norm: Normalised, mask: np.ndarray) -> float:
     return level if level > 0 else 1.0
 
 
+#: The solvent's intensity may differ from detector.dose's by this share before the result
+#: says so (a round figure for a message; no measurement chose it).
+_SOLVENT_NOTE = 0.05
+
+
 def _solvent_note(norm: Normalised, mask: np.ndarray) -> str:
     """A warning when the solvent's intensity is not what detector.dose predicts."""
     level = _solvent_level(norm, mask)
-    if abs(level - 1.0) <= 0.05:
+    if abs(level - 1.0) <= _SOLVENT_NOTE:
         return ""
     return (f"solvent intensity is {level:.2f} x detector.dose; thickness measured against the "
             "solvent")
+
+
+#: Heights across the cell at which the warnings count Thon rings (its top, bottom and
+#: between: the ring count varies smoothly with height; a sampling choice).
+_CELL_HEIGHTS = 9
+
+#: Samples of the band over which the finest ring spacing is read (the phase's slope at
+#: k_high, by finite differences; a sampling choice).
+_PERIOD_SAMPLES = 64
+
+#: Underfoci (Å) searched for the one the too-close-to-focus warning suggests: from focus to
+#: the largest in steps (round figures for a message), and rings beyond popout.min_rings the
+#: suggestion leaves as a margin.
+_SUGGEST_DEFOCUS = (0.0, 20000.0, 50.0)
+_SUGGEST_RING_MARGIN = 0.5
 
 
 def _depth_warnings(config: Config, setup: _Setup, confidence_p: np.ndarray, good: np.ndarray,
@@ -505,7 +552,7 @@ def _depth_warnings(config: Config, setup: _Setup, confidence_p: np.ndarray, goo
     p, m = config.popout, config.microscope
     depth = config.sample.slices * config.sample.slice_thickness
     out = []
-    cell = m.defocus - np.linspace(0.0, depth, 9)
+    cell = m.defocus - np.linspace(0.0, depth, _CELL_HEIGHTS)
     rings = ring_count(cell, setup.optics, setup.k_low, setup.k_high)
     if rings.max() < p.min_rings:
         scherzer = 1.2 * math.sqrt(m.cs * wavelength(m.energy))
@@ -539,7 +586,7 @@ def _depth_warnings(config: Config, setup: _Setup, confidence_p: np.ndarray, goo
 
 def _finest_ring_period(config: Config, setup: _Setup) -> float:
     """Spacing (Å^-1) of the Thon rings at k_high for the largest defocus searched."""
-    k = np.linspace(setup.k_low, setup.k_high, 64)
+    k = np.linspace(setup.k_low, setup.k_high, _PERIOD_SAMPLES)
     phase = ring_phase(k, max(setup.defoci), setup.optics)
     slope = np.abs(np.gradient(phase, k))[-1]  # rad per Å^-1 at k_high
     return math.pi / slope if slope > 0 else math.inf
@@ -548,9 +595,9 @@ def _finest_ring_period(config: Config, setup: _Setup) -> float:
 def _enough_defocus(config: Config, setup: _Setup) -> float:
     """The smallest underfocus (Å) giving min_rings rings for material at the cell top."""
     depth = config.sample.slices * config.sample.slice_thickness
-    trial = np.arange(0.0, 20000.0, 50.0)
+    trial = np.arange(*_SUGGEST_DEFOCUS)
     rings = ring_count(trial - depth, setup.optics, setup.k_low, setup.k_high)
-    ok = np.nonzero(rings >= config.popout.min_rings + 0.5)[0]
+    ok = np.nonzero(rings >= config.popout.min_rings + _SUGGEST_RING_MARGIN)[0]
     return float(trial[ok[0]]) if len(ok) else float("nan")
 
 

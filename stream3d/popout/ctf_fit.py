@@ -20,6 +20,14 @@ from stream3d.popout.ctf_model import ThonModel
 #: BINS_PER_PIXEL), so the independent samples are about half the bins.
 _BINS_PER_SAMPLE = 2.0
 
+#: Linear parameters of every candidate's fit (c0, c1 and A of the module doc's model): the
+#: degrees of freedom they take from the residual (a count, not a tuning).
+_LINEAR_PARAMETERS = 3.0
+
+#: Grid steps: another local maximum of the score this close to the best is its shoulder, not a
+#: second solution. Set by hand on the accuracy suite's seed 0.
+_SHOULDER_STEPS = 2
+
 
 @dataclass(frozen=True)
 class FitDesign:
@@ -63,7 +71,7 @@ def fit_design(model: ThonModel, counts: np.ndarray, noise: float, signal: float
     q, _ = np.linalg.qr(smooth)
     projector = np.eye(len(weights)) - q @ q.T
     rings = (model.rings * weights) @ projector
-    dof = max(len(weights) / _BINS_PER_SAMPLE - 3.0, 1.0)
+    dof = max(len(weights) / _BINS_PER_SAMPLE - _LINEAR_PARAMETERS, 1.0)
     return FitDesign(model.defoci, weights, projector, rings, (rings**2).sum(axis=1), dof,
                      background)
 
@@ -113,8 +121,7 @@ def _ambiguity(score: np.ndarray, best: np.ndarray) -> np.ndarray:
         return np.zeros(n)
     padded = np.pad(score, ((0, 0), (1, 1)), constant_values=-1.0)
     peaks = (padded[:, 1:-1] > padded[:, :-2]) & (padded[:, 1:-1] >= padded[:, 2:])
-    # A shoulder of the main peak is not a second solution: ignore maxima within two steps.
-    near = np.abs(np.arange(nd)[None, :] - best[:, None]) <= 2
+    near = np.abs(np.arange(nd)[None, :] - best[:, None]) <= _SHOULDER_STEPS
     other = np.where(peaks & ~near, score, 0.0).max(axis=1)
     best_score = score[np.arange(n), best]
     with np.errstate(invalid="ignore", divide="ignore"):

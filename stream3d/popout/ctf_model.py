@@ -29,6 +29,12 @@ from stream3d.popout.spectrum import radial_bins
 from stream3d.popout.texture_spectrum import FLAT, evaluate
 
 
+#: Samples of chi across the band when counting Thon rings (its total variation / pi): fine
+#: enough that no ring of the searched defoci falls between two (a sampling choice; more
+#: changes the count by far less than a ring).
+_RING_COUNT_SAMPLES = 256
+
+
 @dataclass(frozen=True)
 class Optics:
     """What the Thon-ring model needs, in Å, eV, mrad (hashable, so models can be cached)."""
@@ -87,7 +93,7 @@ def ring_count(defocus: np.ndarray | float, optics: Optics, k_low: float, k_high
     Counted as the total variation of chi over the band divided by pi, so it is fractional and
     also counts the rings of a non-monotonic chi (large Cs, near Scherzer focus).
     """
-    k = np.linspace(k_low, k_high, 256)
+    k = np.linspace(k_low, k_high, _RING_COUNT_SAMPLES)
     phase = ring_phase(k, np.asarray(defocus, dtype=np.float64)[..., None], optics)
     return np.abs(np.diff(phase, axis=-1)).sum(axis=-1) / math.pi
 

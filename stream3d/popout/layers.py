@@ -23,6 +23,14 @@ from stream3d.popout.maps import weighted_median
 #: Å, the least height difference between two layers that the fit separates.
 MIN_SEPARATION = 160.0
 
+#: Weighted quantiles of an object's fitted effective defoci that start its two candidate
+#: layers (top, bottom): near the extremes, but not the single worst fits. Set by hand on the
+#: accuracy suite's two layers, seed 0 (:func:`extreme_pair` says what the median step added).
+EXTREMES = (0.1, 0.9)
+
+#: Most steps of :func:`_centre`'s mode seeking; it settles in a few (a safety bound).
+CENTRE_ROUNDS = 10
+
 #: A column is stacked when each layer's ring amplitude there is at least this share of the
 #: layer's typical amplitude ...
 PRESENT = 0.5
@@ -54,7 +62,8 @@ class LayerPair:
 def extreme_pair(defocus: np.ndarray, weights: np.ndarray, design: FitDesign, *,
                  spread: float) -> LayerPair | None:
     """The candidate layers of one object, from its patches' fitted effective defoci (Å):
-    the 10th and 90th weighted percentiles, when they are :data:`MIN_SEPARATION` apart, each
+    the 10th and 90th weighted percentiles (:data:`EXTREMES`), when they are
+    :data:`MIN_SEPARATION` apart, each
     then moved to the centre of the fits around it (:func:`_centre`, within ``spread`` Å: a
     fit's typical uncertainty, ``popout.tolerance``).
 
@@ -70,8 +79,9 @@ def extreme_pair(defocus: np.ndarray, weights: np.ndarray, design: FitDesign, *,
         return None
     order = np.argsort(defocus)
     cumulative = np.cumsum(weights[order]) / weights.sum()
-    top = float(defocus[order][np.searchsorted(cumulative, 0.1)])
-    bottom = float(defocus[order][min(np.searchsorted(cumulative, 0.9), len(order) - 1)])
+    low, high = EXTREMES
+    top = float(defocus[order][np.searchsorted(cumulative, low)])
+    bottom = float(defocus[order][min(np.searchsorted(cumulative, high), len(order) - 1)])
     if bottom - top < MIN_SEPARATION:
         return None
     top, bottom = (_centre(defocus, weights, around, spread) for around in (top, bottom))
@@ -81,7 +91,7 @@ def extreme_pair(defocus: np.ndarray, weights: np.ndarray, design: FitDesign, *,
 
 
 def _centre(values: np.ndarray, weights: np.ndarray, start: float, spread: float,
-            rounds: int = 10) -> float:
+            rounds: int = CENTRE_ROUNDS) -> float:
     """Mode seeking from ``start`` (one of ``values``): move to the weighted median of the
     values within ``spread`` of the current point until it stays put (at most ``rounds``)."""
     point = start

@@ -8,21 +8,32 @@ from scipy import ndimage
 from stream3d.popout.ctf_fit import PatchFits
 from stream3d.popout.patches import PatchGrid
 
+#: Rings: the confidence's ring factor ramps linearly over one ring, from 0 at popout.min_rings
+#: - this to 1 at min_rings + 1 - this (centred on min_rings), so the confidence does not jump
+#: where material crosses min_rings. A smooth step, set by hand; no measurement chose it.
+RING_RAMP = 0.5
+
+#: A second local maximum of the fit scoring this share of the best one makes the depth
+#: ambiguous (uniqueness 0); uniqueness falls linearly to it from 1 (no other maximum). Set by
+#: hand on the accuracy suite's seed 0.
+AMBIGUOUS = 0.5
+
 
 def patch_confidence(fits: PatchFits, rings: np.ndarray, *, tolerance: float,
                      min_rings: float) -> np.ndarray:
     """Confidence in [0, 1] of each patch's depth.
 
     The product of three factors: precision 1 / (1 + (sigma / tolerance)^2) (0.5 at sigma =
-    tolerance Å); enough Thon rings in the band (a ramp from min_rings - 0.5 to min_rings + 0.5:
-    near Scherzer focus the rings are too few to locate); and uniqueness (a second local
-    maximum scoring above half the best one means two depths fit about equally).
+    tolerance Å); enough Thon rings in the band (a ramp from min_rings - 0.5 to min_rings + 0.5,
+    :data:`RING_RAMP`: near Scherzer focus the rings are too few to locate); and uniqueness
+    (a second local maximum scoring above :data:`AMBIGUOUS` of the best one means two depths
+    fit about equally).
     """
     with np.errstate(over="ignore", invalid="ignore"):
         precision = 1.0 / (1.0 + (fits.sigma / tolerance) ** 2)
     precision = np.nan_to_num(precision, nan=0.0)
-    enough_rings = np.clip(rings - min_rings + 0.5, 0.0, 1.0)
-    unique = np.clip(2.0 * (1.0 - fits.ambiguity), 0.0, 1.0)
+    enough_rings = np.clip(rings - min_rings + RING_RAMP, 0.0, 1.0)
+    unique = np.clip((1.0 - fits.ambiguity) / (1.0 - AMBIGUOUS), 0.0, 1.0)
     return np.clip(precision * enough_rings * unique, 0.0, 1.0)
 
 

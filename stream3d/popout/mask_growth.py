@@ -34,6 +34,15 @@ HEIGHT_NECK_SHARE = 0.85
 #: A neck's line is at most this share of the smaller basin's width (sqrt of its area).
 NECK_LENGTH = 0.5
 
+#: Thickness maxima seed the watershed when they rise this share of the noise threshold above
+#: their surroundings (lower, and the noise's own bumps seed basins). Set by hand on the
+#: accuracy suite's seed 0.
+PEAK_PROMINENCE = 0.5
+
+#: popout.tolerances by which two basins' heights must differ to count as two objects at
+#: different heights (:data:`HEIGHT_NECK_SHARE`). Set by hand on the accuracy suite's seed 0.
+APART_TOLERANCES = 2
+
 #: px: seed pieces at most this far apart (centre to centre) may be one object with a crack
 #: (the thickness map's noise dips under the threshold inside a disc, ~3 px wide); a neck cut
 #: by :func:`split_necks` is wider, so the objects it separates stay apart.
@@ -126,14 +135,15 @@ def split_necks(mask: np.ndarray, thickness: np.ndarray, depth: float,
     """``mask`` cut along the necks where two objects that the thickness map's resolution
     blurred together meet.
 
-    Maxima of ``thickness`` (Å) at least ``depth`` / 2 Å above their surroundings seed a
-    watershed of the mask; basins are joined in order of decreasing saddle (the highest
-    thickness on the line between them), so the noise's basins inside an object join first.
-    Two groups stay apart when they meet along a short line (a neck, :data:`NECK_LENGTH`: the
-    noise's dips across a plate meet along long lines) and their saddle is below
-    :data:`NECK_SHARE` x the lower of their peaks, or below :data:`HEIGHT_NECK_SHARE` x it
-    while their ``height`` (Å) differs by more than 2 x ``tolerance`` Å (two objects at
-    different heights, 2-3 px apart: one object's height does not jump at a neck).
+    Maxima of ``thickness`` (Å) at least :data:`PEAK_PROMINENCE` x ``depth`` Å above their
+    surroundings seed a watershed of the mask; basins are joined in order of decreasing saddle
+    (the highest thickness on the line between them), so the noise's basins inside an object
+    join first. Two groups stay apart when they meet along a short line (a neck,
+    :data:`NECK_LENGTH`: the noise's dips across a plate meet along long lines) and their
+    saddle is below :data:`NECK_SHARE` x the lower of their peaks, or below
+    :data:`HEIGHT_NECK_SHARE` x it while their ``height`` (Å) differs by more than
+    :data:`APART_TOLERANCES` x ``tolerance`` Å (two objects at different heights, 2-3 px
+    apart: one object's height does not jump at a neck).
     """
     from skimage.morphology import h_maxima
     from skimage.segmentation import watershed
@@ -141,7 +151,7 @@ def split_necks(mask: np.ndarray, thickness: np.ndarray, depth: float,
     if not mask.any() or depth <= 0:
         return mask
     t = np.where(mask, thickness, 0.0)
-    markers, count = ndimage.label(h_maxima(t, depth / 2) & mask)
+    markers, count = ndimage.label(h_maxima(t, PEAK_PROMINENCE * depth) & mask)
     if count < 2:
         return mask
     basins = watershed(-t, markers, mask=mask, watershed_line=True)
@@ -169,7 +179,7 @@ def split_necks(mask: np.ndarray, thickness: np.ndarray, depth: float,
                       if {_root(parent, x), _root(parent, y)} == {ra, rb})
         share = value / min(peak[ra], peak[rb])
         neck = between <= NECK_LENGTH * np.sqrt(min(area[ra], area[rb]))
-        apart = abs(level[ra] - level[rb]) > 2 * tolerance
+        apart = abs(level[ra] - level[rb]) > APART_TOLERANCES * tolerance
         if neck and share < (HEIGHT_NECK_SHARE if apart else NECK_SHARE):
             continue
         parent[ra] = rb

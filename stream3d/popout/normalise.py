@@ -12,6 +12,10 @@ from stream3d.errors import UserError
 #: Frames whose dose-normalised mean falls outside this range disagree with detector.dose.
 _PLAUSIBLE_MEAN = (0.2, 5.0)
 
+#: px, the smallest popout.patch the too-small-frame error suggests (a round figure for a
+#: message: fewer pixels leave too few radial bins for a ring fit).
+_SMALLEST_PATCH = 16
+
 
 @dataclass(frozen=True)
 class Normalised:
@@ -51,8 +55,9 @@ def check_frame(frame: object, config: Config) -> np.ndarray:
 
 
 def _fit_patch(shape: tuple[int, ...]) -> int:
-    """The largest power of two that fits the frame, at least 16 (a suggestion for the user)."""
-    edge = max(16, min(shape))
+    """The largest power of two that fits the frame, at least :data:`_SMALLEST_PATCH` (a
+    suggestion for the user)."""
+    edge = max(_SMALLEST_PATCH, min(shape))
     return int(2 ** np.floor(np.log2(edge)))
 
 

@@ -34,6 +34,13 @@ DEGREE = 3
 #: Share of the patches, by excess power, taken as material for the first estimate.
 _TOP_SHARE = 0.3
 
+#: Usable bins the smooth fit needs: its DEGREE + 1 coefficients and two to spare.
+_MIN_BINS = DEGREE + 3
+
+#: Samples of the band (u in 0..1) over which S's peak is found for its scale (the scale is
+#: arbitrary, so only its tameness matters: a sampling choice, not measured).
+_PEAK_SAMPLES = 65
+
 #: A flat texture spectrum: (k_low, k_high, coefficients of log S in u = (k - k_low) / width).
 FLAT: tuple[float, ...] = ()
 
@@ -47,7 +54,7 @@ def evaluate(texture: tuple[float, ...], k: np.ndarray) -> np.ndarray:
     k_low, k_high, *coef = texture
     u = np.clip((k - k_low) / (k_high - k_low), 0.0, 1.0)
     # The scale is arbitrary: S's peak over the band is 1, which keeps the numbers tame.
-    peak = np.polynomial.polynomial.polyval(np.linspace(0.0, 1.0, 65), coef).max()
+    peak = np.polynomial.polynomial.polyval(np.linspace(0.0, 1.0, _PEAK_SAMPLES), coef).max()
     return np.exp(np.polynomial.polynomial.polyval(u, coef) - peak)
 
 
@@ -55,9 +62,9 @@ def smooth_fit(k: np.ndarray, value: np.ndarray, weight: np.ndarray, k_low: floa
                k_high: float) -> tuple[float, ...]:
     """A texture spectrum whose log is the weighted least-squares cubic through log ``value``
     at ``k`` (Å^-1); bins with a non-positive value or zero weight are left out. FLAT when
-    fewer than DEGREE + 3 bins are usable."""
+    fewer than :data:`_MIN_BINS` bins are usable."""
     ok = (value > 0) & (weight > 0) & np.isfinite(value)
-    if ok.sum() < DEGREE + 3:
+    if ok.sum() < _MIN_BINS:
         return FLAT
     u = (k[ok] - k_low) / (k_high - k_low)
     # log of a ratio of noisy sums: its error ~ 1 / (value's relative precision); weight is

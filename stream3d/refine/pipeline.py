@@ -37,15 +37,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from scipy import ndimage
 
-from stream3d.config import Config
+from stream3d.config import Config, Refine
 from stream3d.device import resolve_device
 from stream3d.refine import spectral
-from stream3d.refine.heights import fit_region_shifts, moved_centres
+from stream3d.refine.heights import RegionShifts, fit_region_shifts, moved_centres
 from stream3d.refine.losses import loss_map
 from stream3d.refine.measurement import checked_volume, measured_intensity
 from stream3d.refine.model import ImagingModel
@@ -60,6 +61,18 @@ from stream3d.specimen.geometry import least_column
 #: ("start"); ``state.volume()`` is the current volume (V), ``state.change`` the fitted
 #: per-column thickness change (Å).
 Callback = Callable[[str, int, object], None]
+
+#: px, Gaussian width of the fitted thickness change: a change per pixel would fit the
+#: amorphous texture (2 Å speckle) with thickness noise and punch holes in the material.
+_SMOOTH_PX = 2.0
+
+#: Forward-pass equivalents (the unit of ``RefineResult.evaluations``) of one optimiser step:
+#: the forward pass, and a backward pass of about twice its cost.
+_STEP_EVALUATIONS = 3
+
+#: ... of the end: the start's and the refined volume's data loss (:func:`keep_significant`)
+#: and the final volume's.
+_END_EVALUATIONS = 3
 
 
 class _State:
@@ -93,127 +106,235 @@ def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, con
     measured = measured_intensity(frame, model, dev)
     volume = checked_volume(init_volume, tuple(measured.shape), config.sample.slices, dev)
     residual = _residual(model, measured, settings.loss)
-
     if settings.iterations == 0 or (settings.init == "popout" and not warm
-                                    and not bool((volume.real != 0).any())):
-        # The start volume as given: with 0 iterations (pop-out only) or when pop-out found no
-        # material (a vacuum frame: nothing to refine).
-        with torch.no_grad():
-            loss = float(residual(volume).mean())
-        empty = settings.iterations > 0
-        return RefineResult(volume=_numpy(volume), loss=loss, loss_history=[loss],
-                            iterations=0, seconds=time.perf_counter() - clock,
-                            status="empty" if empty else "popout-only", warm=warm, evaluations=1,
-                            message=("no material in the start volume (vacuum or solvent "
-                                     "only): the volume is empty" if empty else
-                                     "refine.iterations = 0: the volume is the start volume"))
+                                    and not bool((volume != 0).any())):
+        return _unrefined(volume, residual, settings, warm=warm, clock=clock)
 
-    dz, nz = model.dz, config.sample.slices
-    slabs = column_slabs(volume.detach().cpu().numpy(), potential=model.potential, dz=dz)
-    real = volume.real.dtype if volume.is_complex() else volume.dtype
-    centre = torch.as_tensor(slabs.centre, dtype=real, device=dev)
-    base = torch.as_tensor(slabs.thickness, dtype=real, device=dev)
+    # The steps of the module docstring. 2: the start's shape as slabs, which 1 moves.
+    slabs = _Slabs.of(volume, model, config.sample.slices)
+    found = (_fit_heights(slabs, volume, measured, model, config, texture, height_sign)
+             if settings.heights else None)
+    # The start at the fitted heights: what the thickness evidence (6) is judged against.
+    start = slabs.build(slabs.thickness).detach() if found is not None else volume
+    # 3: one thickness factor per object region (a forward pass per candidate factor).
+    slabs.thickness = slabs.thickness * object_factors(
+        slabs.thickness, slabs.build, model.intensity, measured,
+        pixel_size=config.sample.pixel_size, pad=settings.window)
+    columns = _Columns.of(slabs, support)
+    fit = _fit_columns(columns, residual, settings, callback)  # 4
+    with torch.no_grad():
+        refined = columns.with_prior(fit.change)  # 5
+    refined, kept = keep_significant(residual, start, refined, pad=settings.window,
+                                     z=settings.significance)  # 6
+    with torch.no_grad():
+        loss = float(residual(refined).mean())
+    evaluations = (int(found is not None) + len(FACTORS) + fit.evaluations
+                   + _END_EVALUATIONS)
+    return _report(refined, loss, fit, found, kept, warm=warm, evaluations=evaluations,
+                   clock=clock)
 
-    evaluations = 0
-    found = None
-    if settings.heights:
-        # 1. Heights from the texture's spectra (one forward pass: the start's image).
-        with torch.no_grad():
-            modelled = model.intensity(volume.real if volume.is_complex() else volume)
-        evaluations += 1
-        occupancy = ((volume.real if volume.is_complex() else volume) / model.potential)
-        found = fit_region_shifts(measured, modelled, occupancy.clamp(0.0, 1.0), dz=dz,
-                                  lens=spectral.lens_from_config(config, texture),
-                                  counts_per_unit=model.counts_per_unit,
-                                  band=spectral.band(config), limit=settings.height_limit,
-                                  significance=settings.height_significance, sign=height_sign)
-        centre = moved_centres(centre, found.shift)
 
-    def build(thickness: torch.Tensor) -> torch.Tensor:
-        return slab_volume(centre, thickness, nz=nz, dz=dz, potential=model.potential)
+def frame_heights(frame: np.ndarray, init_volume: np.ndarray, config: Config, *,
+                  device: str | torch.device | None = None,
+                  texture: tuple[float, ...] = ()) -> np.ndarray:
+    """Step 1 alone, on a whole frame: ``init_volume`` (nz, ny, nx) V with every region's
+    slabs moved to its spectral height (float32, on the host).
 
-    # The start at the fitted heights: what the thickness evidence is judged against.
-    start = build(base).detach() if found is not None else (
-        volume.real if volume.is_complex() else volume)
+    For tiled refinement: each tile would cut an object crossing its border into regions of
+    its own and fit their heights apart (a seam of the heights' statistical scatter, 10-20 Å);
+    fitted once on the frame, every tile refines thickness at the same heights. Costs one
+    forward pass of the whole frame without autograd (its memory is the wave's and the
+    volume's, not the autograd record that tiles bound)."""
+    dev = resolve_device(config.refine.device if device is None else device)
+    model = ImagingModel.from_config(config)
+    measured = measured_intensity(frame, model, dev)
+    volume = checked_volume(init_volume, tuple(measured.shape), config.sample.slices, dev)
+    if not bool((volume != 0).any()):
+        return np.asarray(init_volume, dtype=np.float32)
+    slabs = _Slabs.of(volume, model, config.sample.slices)
+    _fit_heights(slabs, volume, measured, model, config, texture, 1.0)
+    with torch.no_grad():
+        return _numpy(slabs.build(slabs.thickness)).astype(np.float32)
 
-    # First each object region's thickness as a whole (a few forward passes), then per column.
-    base = base * object_factors(base, build, model.intensity, measured,
-                                 pixel_size=config.sample.pixel_size, pad=settings.window)
-    evaluations += len(FACTORS)
-    column = base.sum(dim=0)
-    share = torch.where(column > 0, base / column.clamp_min(1e-6), torch.full_like(base, 0.5))
-    # Material stays in the start's columns (and ``support``): the fit thins and thickens;
-    # where material is, is pop-out's (or the previous frame's) to say.
-    allowed = (column > 0).to(real)
-    if support is not None:
-        allowed = allowed * torch.as_tensor(np.asarray(support, dtype=bool), device=dev).to(real)
-    change = torch.zeros_like(column, requires_grad=True)  # Å of material added per column
 
-    def shaped() -> torch.Tensor:
-        total = (column + gaussian_blur(change, _SMOOTH_PX)).clamp(0.0, nz * dz) * allowed
-        return build(share * total)
+def _unrefined(volume: torch.Tensor, residual: Callable[[torch.Tensor], torch.Tensor],
+               settings: Refine, *, warm: bool, clock: float) -> RefineResult:
+    """The start volume as given: with 0 iterations (pop-out only) or when pop-out found no
+    material (a vacuum frame: nothing to refine)."""
+    with torch.no_grad():
+        loss = float(residual(volume).mean())
+    empty = settings.iterations > 0
+    return RefineResult(volume=_numpy(volume), loss=loss, loss_history=[loss],
+                        iterations=0, seconds=time.perf_counter() - clock,
+                        status="empty" if empty else "popout-only", warm=warm, evaluations=1,
+                        message=("no material in the start volume (vacuum or solvent "
+                                 "only): the volume is empty" if empty else
+                                 "refine.iterations = 0: the volume is the start volume"))
 
+
+@dataclass
+class _Slabs:
+    """Every column's slabs (:mod:`stream3d.refine.slabs`) on the device: ``centre`` heights
+    (Å above the exit plane; NaN = absent) and ``thickness`` (Å), both (LAYERS, ny, nx), in a
+    cell of ``nz`` slices of ``dz`` Å, of material of ``potential`` V. Steps 1 and 3 move the
+    centres and scale the thicknesses in place."""
+
+    centre: torch.Tensor
+    thickness: torch.Tensor
+    nz: int
+    dz: float
+    potential: float
+    columns: torch.Tensor  # flat indices of the start's material columns (every later step's
+    # material stays in them: the thickness factors scale, the column fit is masked to them)
+
+    @classmethod
+    def of(cls, volume: torch.Tensor, model: ImagingModel, nz: int) -> _Slabs:
+        """The slabs of a real volume (nz, ny, nx) V."""
+        slabs = column_slabs(volume.detach().cpu().numpy(), potential=model.potential,
+                             dz=model.dz)
+        centre = torch.as_tensor(slabs.centre, dtype=volume.dtype, device=volume.device)
+        thickness = torch.as_tensor(slabs.thickness, dtype=volume.dtype, device=volume.device)
+        columns = torch.nonzero(thickness.sum(dim=0).flatten() > 0).flatten()
+        return cls(centre, thickness, nz, model.dz, model.potential, columns)
+
+    def build(self, thickness: torch.Tensor) -> torch.Tensor:
+        """The real volume (nz, ny, nx) V of slabs at these centres with ``thickness`` (Å)."""
+        return slab_volume(self.centre, thickness, nz=self.nz, dz=self.dz,
+                           potential=self.potential, columns=self.columns)
+
+
+def _fit_heights(slabs: _Slabs, volume: torch.Tensor, measured: torch.Tensor,
+                 model: ImagingModel, config: Config, texture: tuple[float, ...],
+                 sign: float) -> RegionShifts:
+    """Step 1: every region's height shift from the texture's spectra (one forward pass: the
+    start's image); moves ``slabs``' centres by it."""
+    settings = config.refine
+    with torch.no_grad():
+        modelled = model.intensity(volume)
+    occupancy = volume / model.potential
+    found = fit_region_shifts(measured, modelled, occupancy.clamp(0.0, 1.0), dz=model.dz,
+                              lens=spectral.lens_from_config(config, texture),
+                              counts_per_unit=model.counts_per_unit,
+                              band=spectral.band(config), limit=settings.height_limit,
+                              significance=settings.height_significance, sign=sign)
+    slabs.centre = moved_centres(slabs.centre, found.shift)
+    return found
+
+
+@dataclass
+class _Columns:
+    """What the per-column fit varies: each column's thickness ``column`` (Å, (ny, nx)) plus
+    the fitted change, shared among its ``slabs`` in the fixed proportions ``share``, within
+    the ``allowed`` columns (1, else 0)."""
+
+    slabs: _Slabs
+    column: torch.Tensor
+    share: torch.Tensor
+    allowed: torch.Tensor
+
+    @classmethod
+    def of(cls, slabs: _Slabs, support: np.ndarray | None) -> _Columns:
+        """Material stays in the start's columns (and ``support``): the fit thins and thickens;
+        where material is, is pop-out's (or the previous frame's) to say."""
+        base = slabs.thickness
+        column = base.sum(dim=0)
+        share = torch.where(column > 0, base / column.clamp_min(1e-6), torch.full_like(base, 0.5))
+        allowed = (column > 0).to(base.dtype)
+        if support is not None:
+            allowed = allowed * torch.as_tensor(np.asarray(support, dtype=bool),
+                                                device=base.device).to(base.dtype)
+        return cls(slabs, column, share, allowed)
+
+    def total(self, change: torch.Tensor) -> torch.Tensor:
+        """Each column's thickness (Å) after ``change`` (Å, smoothed), within the cell."""
+        depth = self.slabs.nz * self.slabs.dz
+        return (self.column + gaussian_blur(change, _SMOOTH_PX)).clamp(0.0, depth) * self.allowed
+
+    def volume(self, change: torch.Tensor) -> torch.Tensor:
+        """The real volume (nz, ny, nx) V after ``change``; differentiable in it."""
+        return self.slabs.build(self.share * self.total(change))
+
+    def with_prior(self, change: torch.Tensor) -> torch.Tensor:
+        """Step 5, the volume after ``change`` under the material prior: a start column holds
+        at least half a slice of material (least_column). The fit never removes a column: a
+        thinned column is not evidence of no material. (Measured: letting it remove columns
+        near the start's edge removed four true edge columns of a round dendrite branch for
+        every false one, and each costs its whole height.)"""
+        total = self.total(change).clamp_min(least_column(self.slabs.dz)) * (self.column > 0)
+        return self.slabs.build(self.share * total)
+
+
+@dataclass
+class _Fit:
+    """How the per-column fit ended: the best ``change`` (Å per column), the data loss of
+    every iteration, the stop ``status`` and the cost in forward-pass equivalents."""
+
+    change: torch.Tensor
+    history: list[float]
+    status: str
+    evaluations: int
+
+
+def _fit_columns(columns: _Columns, residual: Callable[[torch.Tensor], torch.Tensor],
+                 settings: Refine, callback: Callback | None) -> _Fit:
+    """Step 4: the per-column thickness change fitted by Adam on the data loss plus total
+    variation, until the plateau rule, the iteration budget, or NaN; the best change is kept."""
+    change = torch.zeros_like(columns.column, requires_grad=True)  # Å of material added per column
     optimiser = torch.optim.Adam([change], lr=settings.learning_rate)
-    history: list[float] = []
+    fit = _Fit(change, [], "max-iterations", 0)
     best = (float("inf"), change.detach().clone())
-    status = "max-iterations"
+
+    def state() -> _State:
+        return _State(lambda: columns.volume(change).detach(), change)
+
     if callback is not None:
-        callback("start", 0, _State(lambda: shaped().detach(), change))
+        callback("start", 0, state())
     for iteration in range(1, settings.iterations + 1):
         optimiser.zero_grad()
-        shape = shaped()
+        shape = columns.volume(change)
         if not bool(torch.isfinite(shape).all()):
-            status = "nan"
+            fit.status = "nan"
             break
         data = residual(shape).mean()
         objective = data + total_variation(shape, lateral=settings.tv_lateral,
-                                           axial=settings.tv_axial)
-        evaluations += 3  # forward, and a backward pass of about twice its cost
+                                           axial=settings.tv_axial,
+                                           columns=columns.slabs.columns)
+        fit.evaluations += _STEP_EVALUATIONS
         if not torch.isfinite(objective):
-            status = "nan"
+            fit.status = "nan"
             break
-        history.append(float(data.detach()))
+        fit.history.append(float(data.detach()))
         if float(objective.detach()) < best[0]:
             best = (float(objective.detach()), change.detach().clone())
         objective.backward()
         optimiser.step()
         if callback is not None:
-            callback("fit", iteration, _State(lambda: shaped().detach(), change))
-        if _plateau(history, settings.plateau_window, settings.plateau_tolerance):
-            status = "plateau"
+            callback("fit", iteration, state())
+        if _plateau(fit.history, settings.plateau_window, settings.plateau_tolerance):
+            fit.status = "plateau"
             break
     with torch.no_grad():
         change.copy_(best[1])
-        # Material prior: a start column holds at least half a slice of material
-        # (least_column). The fit never removes a column: a thinned column is not evidence of
-        # no material. (Measured: letting it remove columns near the start's edge removed four
-        # true edge columns of a round dendrite branch for every false one, and each costs its
-        # whole height.)
-        total = (column + gaussian_blur(change, _SMOOTH_PX)).clamp(0.0, nz * dz) * allowed
-        total = total.clamp_min(least_column(dz)) * (column > 0)
-        refined = build(share * total)
-    refined, kept = keep_significant(residual, start, refined, pad=settings.window,
-                                     z=settings.significance)
-    with torch.no_grad():
-        loss = float(residual(refined).mean())
-    evaluations += 3
+    return fit
+
+
+def _report(refined: torch.Tensor, loss: float, fit: _Fit, found: RegionShifts | None,
+            kept: int, *, warm: bool, evaluations: int, clock: float) -> RefineResult:
+    """The result of a refinement, and its one-line message."""
     origin = "the previous frame" if warm else "the start"
-    fit = None if found is None else found.fit
-    moved = "" if fit is None else (f"; heights: {int(fit.moved.sum())} of {len(fit.moved)} "
-                                    "region(s) moved by the texture's spectra")
+    heights = None if found is None else found.fit
+    moved = "" if heights is None else (
+        f"; heights: {int(heights.moved.sum())} of {len(heights.moved)} region(s) moved by "
+        "the texture's spectra")
+    history, status = fit.history, fit.status
     return RefineResult(
         volume=_numpy(refined), loss=loss, loss_history=history, iterations=len(history),
         seconds=time.perf_counter() - clock, status=status, warm=warm, evaluations=evaluations,
-        regions=0 if fit is None else len(fit.shift),
-        shifts=[] if fit is None else [float(x) for x in fit.shift],
-        height_errors=[] if fit is None else [float(x) for x in fit.error],
+        regions=0 if heights is None else len(heights.shift),
+        shifts=[] if heights is None else [float(x) for x in heights.shift],
+        height_errors=[] if heights is None else [float(x) for x in heights.error],
         message=(f"{len(history)} iterations, stopped: {status}; {kept} object(s) kept "
                  f"{origin}'s thickness for want of evidence{moved} (loss {loss:.4g})"))
-
-
-#: px, Gaussian width of the fitted thickness change: a change per pixel would fit the
-#: amorphous texture (2 Å speckle) with thickness noise and punch holes in the material.
-_SMOOTH_PX = 2.0
 
 
 def _residual(model: ImagingModel, measured: torch.Tensor, kind: str
@@ -271,5 +392,5 @@ def significance(before: torch.Tensor, after: torch.Tensor) -> float:
 
 
 def _numpy(volume: torch.Tensor) -> np.ndarray:
-    volume = volume.real if volume.is_complex() else volume
+    """A real volume on the host, float32."""
     return volume.detach().cpu().numpy().astype(np.float32)

@@ -29,13 +29,20 @@ from stream3d.device import resolve_device
 from stream3d.errors import UserError
 from stream3d.refine.measurement import measured_intensity, uniform_volume
 from stream3d.refine.model import ImagingModel
-from stream3d.refine.pipeline import refine_volume
+from stream3d.refine.pipeline import frame_heights, refine_volume
 from stream3d.refine.result import RefineResult
 from stream3d.refine.tiles import Tile, check_tile, frame_plan
 from stream3d.refine.warmstart import residual_map, warm_start
 
 if TYPE_CHECKING:  # pop-out is built beside this package; only its volume is used here
     from stream3d.popout import PopoutResult
+
+#: The warm start judges a scene change on square tiles (px) of this many ``refine.window``
+#: widths, at least :data:`SCENE_TILE_MIN_PX`: large enough to average the texture's speckle,
+#: small enough that one new object does not turn the whole frame cold. Set by hand with the
+#: first warm start (benchmarks/warm_start.py's movie); no measurement of it is on record.
+SCENE_TILE_WINDOWS = 4
+SCENE_TILE_MIN_PX = 16
 
 
 @dataclass
@@ -68,9 +75,7 @@ def refine_tile(job: TileJob, config: Config, device: str | torch.device | None 
     it runs as a dask task; ``device`` None uses ``refine.device`` where it runs."""
     settings = config.refine
     dev = resolve_device(settings.device if device is None else device)
-    if job.absorption is not None and job.absorption != config.sample.absorption:
-        # The electrons the frame shows lost (pop-out): the model darkens material as much.
-        config = config.replace("sample", absorption=job.absorption)
+    config = _absorbing(config, job.absorption)
     model = ImagingModel.from_config(config)
     start, warm = _cold_start(job.frame, job.popout, model, config), False
     previous = job.previous
@@ -78,7 +83,8 @@ def refine_tile(job: TileJob, config: Config, device: str | torch.device | None 
         measured = measured_intensity(job.frame, model, dev)
         warmed = warm_start(measured, previous, job.popout, model, kind=settings.loss,
                             reference=job.reference, threshold=settings.scene_change,
-                            tile=max(4 * settings.window, 16), blend=settings.warm_blend)
+                            tile=max(SCENE_TILE_WINDOWS * settings.window, SCENE_TILE_MIN_PX),
+                            blend=settings.warm_blend)
         warm = warmed.warm
         if warm:
             start = warmed.volume
@@ -171,12 +177,19 @@ class Refiner:
                 and self.references is not None and len(self.references) == len(plan))
         texture = tuple(getattr(popout, "texture", ()))
         absorption = getattr(popout, "absorption", None)
+        config = self.config
+        if len(plan) > 1 and _heights_on_frame(config):
+            # Heights once, on the whole frame: tiles fitting their own cut the objects that
+            # cross their borders into regions whose heights scatter apart (seams).
+            popout_volume = frame_heights(frame, popout_volume, _absorbing(config, absorption),
+                                          device=self.device, texture=texture)
+            config = config.replace("refine", heights=False)
         jobs = [TileJob(frame[t.crop], popout_volume[(slice(None), *t.crop)],
                         self.previous[(slice(None), *t.crop)] if warm else None,
                         self.references[i] if warm else None, texture, absorption)
                 for i, t in enumerate(plan)]
         if len(plan) == 1:  # the whole frame: exactly the untiled refinement
-            outcome = next(iter(self.tiles.run(jobs, self.config, self.device, self.callback)))[1]
+            outcome = next(iter(self.tiles.run(jobs, config, self.device, self.callback)))[1]
             self.previous, self.references = outcome.result.volume, [outcome.reference]
             return outcome.result
         release_freed_memory()
@@ -184,7 +197,7 @@ class Refiner:
         loss = np.zeros(frame.shape, np.float32)  # per pixel, from each tile's interior
         results: list[RefineResult | None] = [None] * len(plan)
         references: list[np.ndarray | None] = [None] * len(plan)
-        for index, outcome in self.tiles.run(jobs, self.config, self.device, self.callback):
+        for index, outcome in self.tiles.run(jobs, config, self.device, self.callback):
             tile = plan[index]
             volume[(slice(None), *tile.inner)] = \
                 outcome.result.volume[(slice(None), *tile.inner_in_crop)]
@@ -238,6 +251,21 @@ def _cold_start(frame: np.ndarray, popout_volume: np.ndarray, model: ImagingMode
     if config.refine.init == "uniform" and config.refine.iterations > 0:
         return uniform_volume(frame, model, config.sample.slices)
     return popout_volume
+
+
+def _absorbing(config: Config, absorption: float | None) -> Config:
+    """``config`` with pop-out's measured absorption ratio (None: ``sample.absorption``): the
+    electrons the frame shows lost, so the model darkens material as much."""
+    if absorption is None or absorption == config.sample.absorption:
+        return config
+    return config.replace("sample", absorption=absorption)
+
+
+def _heights_on_frame(config: Config) -> bool:
+    """Whether a tiled frame's heights are fitted once on the whole frame: heights on, a
+    refinement to do, from pop-out's start (a uniform start has no heights to move)."""
+    r = config.refine
+    return r.heights and r.iterations > 0 and r.init == "popout"
 
 
 def _support(volume: np.ndarray) -> np.ndarray:

@@ -36,6 +36,17 @@ FIT_REACH_PX = 8
 #: Crop edges are rounded up to products of these primes: FFTs of other sizes are slow.
 FFT_PRIMES = (2, 3, 5, 7)
 
+#: Tile counts tried beyond the fewest (the module doc's "up to 3 more"): rounding crops up to
+#: FFT sizes can make more, smaller tiles cheaper; the 2048 px example needs one more.
+EXTRA_TILES = 3
+
+#: px: an optics term whose halo is smaller than this is ordinary and not named in the error
+#: for a too-small refine.tile (a round figure for a message; not measured).
+ORDINARY_HALO_PX = 64
+
+#: px of interior the too-small-tile error suggests beyond the two halos (a round figure).
+SUGGESTED_INTERIOR_PX = 16
+
 
 @dataclass(frozen=True)
 class Tile:
@@ -114,14 +125,15 @@ def _halo_cause(config) -> str:
              "microscope.cs": (lam**3 * m.cs * k_max**3, m.cs),
              "microscope.astigmatism": (lam * m.astigmatism * k_max, m.astigmatism)}
     key, (reach, value) = max(terms.items(), key=lambda item: item[1][0])
-    if reach / s.pixel_size < 64:  # a halo of tens of px: the optics are ordinary
+    if reach / s.pixel_size < ORDINARY_HALO_PX:
         return ""
     return f"; the halo comes from {key} = {value:g} Å: is that value meant?"
 
 
 def _too_small(tile: int, halo: int) -> str:
+    least = 2 * halo + SUGGESTED_INTERIOR_PX
     return (f"refine.tile = {tile} px leaves no interior inside the halo of {halo} px each side "
-            f"(lens delocalisation and propagation spread): use refine.tile >= {2 * halo + 16} "
+            f"(lens delocalisation and propagation spread): use refine.tile >= {least} "
             "or 0 (whole frame)")
 
 
@@ -135,7 +147,7 @@ def axis_plan(size: int, tile: int, halo: int) -> list[tuple[tuple[int, int], tu
     fewest = math.ceil((size - 2 * halo) / (tile - 2 * halo))
     # Rounding crops up to FFT sizes can make one more tile cheaper (2048 px: 6 of 392 px,
     # 2352 px of crops, against 5 of 480 px, 2400): take the least total crop length.
-    n = min(range(fewest, fewest + 4), key=lambda k: k * _crop(size, k, tile, halo))
+    n = min(range(fewest, fewest + EXTRA_TILES + 1), key=lambda k: k * _crop(size, k, tile, halo))
     middle = (size - 2 * halo) / n  # interior of a middle tile; the edge ones are halo longer
     bounds = [0] + [halo + round(i * middle) for i in range(1, n)] + [size]
     crop = _crop(size, n, tile, halo)
