@@ -19,7 +19,11 @@ work does not skew the ratio; on a GPU both are wall times. Then a growing dendr
 (pop-out alone, cold, warm), a uniform-start row on three cases, and PASS / FAIL for every
 "Must show" criterion of issue 10 (SKIP where its cases were not run).
 
---cases takes case names (see --list) plus "movie" and "uniform"; --quick runs four
+--cases takes case names (see --list) plus "movie", "uniform", "approach" and "insitu" (three
+discs growing over a support membrane, imaged with a 3 px/frame random-walk drift, a
+scintillator MTF, a 1 Å/frame defocus drift and the membrane, reconstructed with registration,
+the MTF, defocus tracking and the membrane named, beside the same movie without the four
+effects and without registration; --effects picks a subset); --quick runs four
 representative frames only (discs, layers, dendrite, particle: ~1 min on a GPU, ~3 min on
 one CPU core). The full suite is 13 frames + 3 uniform rows + 8 movie frames x 2.
 --simulator abtem simulates the same potential with abTEM's multislice and CTF (the `bench`
@@ -59,9 +63,10 @@ from stream3d.popout import popout  # noqa: E402
 from stream3d.refine import Refiner  # noqa: E402
 from stream3d.simulate import simulate_intensity  # noqa: E402
 from stream3d.specimen import (  # noqa: E402
-    amorphous_texture, column_height, discs, occupancy_to_potential,
+    Disc, amorphous_texture, column_height, discs, occupancy_to_potential,
 )
 from stream3d.specimen.atoms import MATERIALS  # noqa: E402
+from stream3d.specimen.membrane import add_membranes  # noqa: E402
 from stream3d.specimen.suite_shapes import (  # noqa: E402
     approaching_discs, branched_dendrite, overlapping_layers, scattered_discs, thick_particle, tilted_plate,
 )
@@ -156,7 +161,7 @@ CASES = (
 )
 QUICK = ("discs", "layers", "dendrite", "particle")
 UNIFORM = ("discs", "dendrite", "plate")  # cases that also get a uniform-start row
-EXTRAS = ("movie", "uniform", "approach")
+EXTRAS = ("movie", "uniform", "approach", "insitu")
 
 
 # ---- simulation ----------------------------------------------------------------------------
@@ -190,16 +195,21 @@ ATOM_SIMULATORS = ("abtem-atoms",)
 
 def make_frame(occupancy: np.ndarray, config: Config, *, seed: int, simulator: str = "ours",
                device: torch.device = torch.device("cpu"),
-               texture: np.ndarray | None = None, material: str = "carbon") -> np.ndarray:
+               texture: np.ndarray | None = None, material: str = "carbon",
+               membranes: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
     """Raw counts (y, x) float32 of ``occupancy``: texture (drawn from ``seed`` unless given,
-    e.g. one field for a whole movie), multislice + lens by ``simulator``, Poisson noise. An
+    e.g. one field for a whole movie), ``sample.membranes`` (their texture fields drawn from
+    ``seed`` unless given), multislice + lens by ``simulator``, Poisson noise. An
     atom simulator (:data:`ATOM_SIMULATORS`) fills the occupancy with ``material`` atoms drawn
-    from ``seed`` instead (``texture`` unused: each frame gets new atoms)."""
+    from ``seed`` instead (``texture`` unused: each frame gets new atoms; no membranes)."""
     rng = np.random.default_rng(seed)
     if simulator in ATOM_SIMULATORS:
+        if config.sample.membranes:
+            raise UserError(f"--simulator {simulator} does not simulate sample.membranes")
         noise_free = atoms_intensity(occupancy, config, material=material, rng=rng)
     else:
         potential = occupancy_to_potential(occupancy, config.sample, rng=rng, field=texture)
+        potential = add_membranes(potential, occupancy, config.sample, rng=rng, fields=membranes)
         noise_free = SIMULATORS[simulator](potential, config, device)
     intensity = torch.from_numpy(noise_free)
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
@@ -450,6 +460,179 @@ def approach_check(approach: dict | None) -> Check:
     worst = float(np.max(steps))
     return Check(name, _verdict(apart == len(frames) and worst <= 20.0),
                  f"apart in {apart} of {len(frames)} frames; largest height step {worst:.1f} Å")
+
+
+# ---- the in situ movie (issue 23) --------------------------------------------------------
+#: The in situ movie's four effects: a random walk of this many px per frame, the camera's
+#: MTF, the lens defocus drifting this many Å per frame, and one support membrane (5 V, the
+#: discs' own potential, 100 Å, its lower face on the exit plane).
+INSITU_STEP_PX = 3.0
+INSITU_DEFOCUS_DRIFT = 1.0
+INSITU_MTF = {"mtf": "scintillator", "mtf_half": 0.25}
+INSITU_MEMBRANE = {"material": 5.0, "height": 50.0, "thickness": 100.0}
+INSITU_EFFECTS = ("drift", "mtf", "defocus", "membrane")
+
+
+def insitu_config(base: Config, effects: Sequence[str]) -> Config:
+    """``base`` as a user would set it for a movie with ``effects``: the camera's MTF, the
+    membrane, defocus tracking (registration is on by default)."""
+    config = base
+    if "mtf" in effects:
+        config = config.replace("detector", **INSITU_MTF)
+    if "membrane" in effects:
+        config = config.replace("sample", membranes=[INSITU_MEMBRANE])
+    if "defocus" in effects:
+        config = config.replace("microscope", track_defocus=True)
+    return config
+
+
+class _Inline:
+    """The dask client :class:`stream3d.stream.insitu.InSitu` expects, run in this process
+    (the suite replays frames in order, one at a time)."""
+
+    class _Done:
+        def __init__(self, value) -> None:
+            self.value = value
+
+        def result(self):
+            return self.value
+
+    def scatter(self, value, broadcast: bool = False):
+        return value
+
+    def submit(self, fn, *args, key: str | None = None):
+        return self._Done(fn(*args))
+
+
+def insitu_walk(rng: np.random.Generator, frames: int, step_px: float) -> np.ndarray:
+    """(frames, 2) px: a random walk of ``step_px`` steps in random directions from (0, 0)."""
+    angles = rng.uniform(0.0, 2 * np.pi, frames - 1)
+    steps = step_px * np.stack([np.sin(angles), np.cos(angles)], axis=1)
+    return np.concatenate([np.zeros((1, 2)), np.cumsum(steps, axis=0)])
+
+
+def insitu_frame(occupancy: np.ndarray, config: Config, *, texture: np.ndarray,
+                 membranes: tuple[np.ndarray, ...], shift_px: tuple[float, float], seed: int,
+                 simulator: str, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """(raw counts, occupancy as imaged) of one in situ frame: the specimen's texture and
+    membranes fixed for the movie, shifted by ``shift_px`` (Fourier shift, periodic), imaged
+    by ``simulator`` at ``config``'s lens, then the camera's MTF and Poisson noise."""
+    from stream3d.movie import shift_occupancy, shift_potential
+    from stream3d.mtf import mtf_from_config
+    from stream3d.physics import apply_mtf
+
+    potential = occupancy_to_potential(occupancy, config.sample, field=texture)
+    potential = add_membranes(potential, occupancy, config.sample, fields=membranes or None)
+    potential = shift_potential(potential, shift_px)
+    if simulator == "ours":  # the MTF is part of our simulator's intensity
+        intensity = torch.from_numpy(simulate_intensity(potential, config, device=device))
+    else:
+        intensity = apply_mtf(torch.from_numpy(SIMULATORS[simulator](potential, config, device)),
+                              mtf_from_config(config))
+    gen = torch.Generator().manual_seed(int(np.random.default_rng(seed).integers(2**62)))
+    counts = detect(intensity, dose=config.detector.dose, pixel_size=config.sample.pixel_size,
+                    generator=gen)
+    return counts.numpy().astype(np.float32), shift_occupancy(occupancy, shift_px)
+
+
+def _insitu_replay(frames: Sequence[np.ndarray], truths: Sequence[np.ndarray], config: Config,
+                   device: torch.device) -> tuple[list[Accuracy], list[tuple[float, float]]]:
+    """Reconstruct a movie as ``reconstruct`` does (stream3d.stream.insitu: registration,
+    lens tracking; one warm Refiner): per frame its accuracy and its stored shift (Å)."""
+    from stream3d.stream.insitu import InSitu
+
+    insitu = InSitu(config, _Inline(), lambda: frames[0], lambda: "shift")
+    warm = Refiner(config, device)
+    metrics, shifts = [], []
+    for t, (frame, truth) in enumerate(zip(frames, truths)):
+        plan = insitu.plan(t, frame)
+        pop = popout(frame, plan.config)
+        shift = insitu.before_refine(t, plan, warm)
+        result = warm.refine(frame, pop)
+        metrics.append(score(result.volume, Truth(truth), plan.config))
+        shifts.append(shift if shift is not None else (math.nan, math.nan))
+    return metrics, shifts
+
+
+def run_insitu(base: Config, *, seed: int, simulator: str, device: torch.device,
+               frames: int = MOVIE_FRAMES, family: str = "gaussian",
+               effects: Sequence[str] = INSITU_EFFECTS,
+               progress: Callable[[str], None] = print) -> dict:
+    """Three discs growing above a support membrane, imaged with all four in situ effects
+    (drift, MTF, defocus drift, membrane) and reconstructed as a user would (registration,
+    the camera's MTF, defocus tracking, the membrane named), beside the same discs without
+    the effects, and the in situ frames replayed without registration. Per movie the median
+    IoU and column height error over the frames; the stored shift's error (px) vs the truth.
+    ``effects``: a subset of :data:`INSITU_EFFECTS` (one at a time shows what each costs)."""
+    from stream3d.movie import frame_config
+    from stream3d.specimen.membrane import membrane_textures
+    from stream3d.specimen.suite_shapes import disc_items
+
+    s = base.sample
+    shape = (s.slices, base.simulate.ny, base.simulate.nx)
+    rng = case_seed(seed, 3000)
+    final = disc_items(shape, s.sampling, rng, heights=(0.3, 0.55, 0.8), jitter=0.02)
+    insitu = insitu_config(base, effects)
+    sim_ideal, sim_insitu = simulated(base, family), simulated(insitu, family)
+    texture = amorphous_texture(shape, s.sampling, length=sim_ideal.sample.texture_length,
+                                rng=rng, spectrum=sim_ideal.sample.texture_spectrum)
+    # its own stream: the ideal movie is the same whichever effects are on
+    membranes = membrane_textures(sim_insitu.sample, shape[1], shape[2], case_seed(seed, 3001))
+    walk = insitu_walk(case_seed(seed, 3002), frames, INSITU_STEP_PX) * ("drift" in effects)
+    movies: dict[str, tuple[list, list]] = {"ideal": ([], []), "insitu": ([], [])}
+    for t in range(frames):
+        grown = [Disc(d.y, d.x, d.radius * (0.55 + 0.45 * t / max(frames - 1, 1)), d.height,
+                      d.thickness) for d in final]
+        occupancy = discs(shape, s.sampling, grown)
+        noise = int(rng.integers(2**31))
+        for name, cfg, shift, mem in (("ideal", sim_ideal, (0.0, 0.0), ()),
+                                      ("insitu", sim_insitu, tuple(walk[t]), membranes)):
+            lens = cfg.replace("microscope", defocus=cfg.microscope.defocus
+                               + (t * INSITU_DEFOCUS_DRIFT if name == "insitu"
+                                  and "defocus" in effects else 0.0))
+            frame, truth = insitu_frame(occupancy, lens, texture=texture, membranes=mem,
+                                        shift_px=shift, seed=noise, simulator=simulator,
+                                        device=device)
+            movies[name][0].append(frame)
+            movies[name][1].append(truth)
+    out = {"effects": list(effects), "walk_px": walk.tolist(), "movies": {}}
+    runs = (("ideal", base, "ideal"), ("insitu", insitu, "insitu"),
+            ("insitu, no registration", insitu.replace("stream", register=False), "insitu"))
+    for name, cfg, movie in runs:
+        metrics, shifts = _insitu_replay(*movies[movie], cfg, device)
+        true_px = walk - walk[0] if movie == "insitu" else np.zeros_like(walk)  # ideal: still
+        error = np.abs(np.asarray(shifts) / s.pixel_size - true_px)
+        row = {"iou": float(np.median([m.iou for m in metrics])),
+               "height_error": float(np.median([m.height_error for m in metrics])),
+               "frames": [m.as_dict() for m in metrics], "shifts": shifts,
+               "shift_error_px": float(np.nanmax(error)) if np.isfinite(error).any() else None}
+        out["movies"][name] = row
+        progress(f"  in situ, {name}: median IoU {row['iou']:.3f}, column height "
+                 f"{row['height_error']:.1f} Å" + ("" if row["shift_error_px"] is None else
+                                                  f", stored shift within "
+                                                  f"{row['shift_error_px']:.2f} px of the truth"))
+    return out
+
+
+def insitu_check(insitu: dict | None) -> Check:
+    """Issue 23: the in situ movie as accurate as the ideal one (within 0.05 IoU / 5 Å
+    median), the stored shift within 0.5 px of the truth, and without registration worse."""
+    name = ("in situ movie: IoU / height within 0.05 / 5 Å of the ideal movie, shift within "
+            "0.5 px, worse without registration")
+    if insitu is None:
+        return Check(name, "SKIP", "not run")
+    m = insitu["movies"]
+    ideal, real, blind = m["ideal"], m["insitu"], m["insitu, no registration"]
+    ok = (real["iou"] >= ideal["iou"] - 0.05
+          and real["height_error"] <= ideal["height_error"] + 5.0
+          and real["shift_error_px"] is not None and real["shift_error_px"] <= 0.5
+          and (blind["iou"] < real["iou"] or blind["height_error"] > real["height_error"]))
+    return Check(name, _verdict(ok),
+                 f"IoU {real['iou']:.3f} vs {ideal['iou']:.3f} ideal ({blind['iou']:.3f} "
+                 f"unregistered); height {real['height_error']:.1f} vs "
+                 f"{ideal['height_error']:.1f} Å ({blind['height_error']:.1f}); shift "
+                 + ("-" if real["shift_error_px"] is None else
+                    f"{real['shift_error_px']:.2f} px"))
 
 
 # ---- report --------------------------------------------------------------------------------
@@ -721,6 +904,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "reconstruction)")
     parser.add_argument("--material", choices=tuple(MATERIALS), default="carbon",
                         help="the atoms of --simulator abtem-atoms (amorphous)")
+    parser.add_argument("--effects", default=",".join(INSITU_EFFECTS),
+                        help="the in situ movie's effects (comma-separated subset of "
+                        f"{','.join(INSITU_EFFECTS)})")
     parser.add_argument("--json", default=None,
                         help="write every figure to this JSON file (after every case)")
     parser.add_argument("--markdown", default=None,
@@ -738,10 +924,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{'movie':<11}growing dendrite, {MOVIE_FRAMES} frames: pop-out, cold, warm")
         print(f"{'uniform':<11}refine.init=uniform rows on {', '.join(UNIFORM)}")
         print(f"{'approach':<11}two discs growing towards each other, {MOVIE_FRAMES} frames, warm")
+        print(f"{'insitu':<11}discs growing over a membrane: drift, MTF, defocus drift, "
+              f"{MOVIE_FRAMES} frames, vs the same without")
         return 0
     cases, with_movie, with_uniform = parse_cases(args.cases, args.quick)
-    with_approach = ((args.cases is None and not args.quick)
-                     or "approach" in [c.strip() for c in (args.cases or "").split(",")])
+    effects = [e.strip() for e in args.effects.split(",") if e.strip()]
+    bad = [e for e in effects if e not in INSITU_EFFECTS]
+    if bad:
+        print(f"accuracy: unknown in situ effect {bad[0]!r}; choose from "
+              f"{', '.join(INSITU_EFFECTS)}", file=sys.stderr)
+        return 2
+    named = [c.strip() for c in (args.cases or "").split(",")]
+    with_approach = (args.cases is None and not args.quick) or "approach" in named
+    with_insitu = (args.cases is None and not args.quick) or "insitu" in named
     if args.resume and not args.json:
         print("accuracy: --resume needs --json FILE (the run to resume)", file=sys.stderr)
         return 2
@@ -819,14 +1014,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 family=args.texture, material=args.material,
                                 progress=lambda line: print(line, flush=True))
         header["approach"] = approach
+    insitu = None
+    if with_insitu:
+        print(f"in situ movie, {MOVIE_FRAMES} frames (and the same without its effects)",
+              flush=True)
+        insitu = run_insitu(base, seed=args.seed, simulator=args.simulator, device=device,
+                            family=args.texture, effects=effects,
+                            progress=lambda line: print(line, flush=True))
+        header["insitu"] = insitu
     if json_path:
         write_report(json_path, header, results, movie_rows)
     print()
     movie = None if movie_rows is None else movie_means(movie_rows)
     for line in summary_lines(results, movie):
         print(line)
-    check = approach_check(approach)
-    print(f"{check.verdict:<5} {check.name}: {check.detail}")
+    for check in (approach_check(approach), insitu_check(insitu)):
+        print(f"{check.verdict:<5} {check.name}: {check.detail}")
     print(f"(suite wall time {time.perf_counter() - t_start:.0f} s)")
     if args.markdown:
         Path(args.markdown).write_text(markdown(results, movie))

@@ -53,6 +53,63 @@ class Microscope:
                  "must be a finite angle in degrees")
 
 
+#: Mean inner potentials (V, against vacuum) of the membrane materials known by name
+#: (electron holography: amorphous carbon ~9 V, silicon ~12 V). A membrane in contact with a
+#: liquid on both sides, or of another material (SiN), takes a number instead.
+MEMBRANE_MATERIALS: dict[str, float] = {"carbon": 9.0, "silicon": 12.1}
+
+
+@dataclass(frozen=True)
+class Membrane:
+    """A support membrane: a uniform layer of amorphous material across the whole field, at a
+    known height (a heating/biasing chip's window, a liquid or gas cell's two windows).
+
+    Pop-out and refinement treat it as background (never an object); they read only
+    ``material``, ``height`` and ``thickness``. The texture keys are the simulator's alone,
+    like ``sample.texture*`` (None: the sample's)."""
+
+    material: float | str = "carbon"  # V (mean inner potential vs the solvent) or a name
+    height: float = 50.0  # Å above the exit plane, the membrane's centre
+    thickness: float = 100.0  # Å
+    texture: float | None = None  # simulator: relative rms of its amorphous texture
+    texture_length: float | None = None  # simulator: Å, its texture's correlation length
+    texture_spectrum: str | None = None  # simulator: "gaussian" | "powerlaw" | "peaked"
+
+    @property
+    def potential(self) -> float:
+        """V: the membrane's potential (``material`` as a number, or its named value)."""
+        if isinstance(self.material, str):
+            return MEMBRANE_MATERIALS[self.material]
+        return float(self.material)
+
+    @property
+    def bottom(self) -> float:
+        """Å above the exit plane of its lower face."""
+        return self.height - self.thickness / 2
+
+    @property
+    def top(self) -> float:
+        """Å above the exit plane of its upper face."""
+        return self.height + self.thickness / 2
+
+    def check(self, key: str, depth: float) -> None:
+        """Refuse a membrane that is not physical or not inside the cell [0, ``depth``] Å."""
+        _require(isinstance(self.material, float) or self.material in MEMBRANE_MATERIALS,
+                 f"{key}.material", "must be a potential in V or one of "
+                 + ", ".join(f'"{k}"' for k in MEMBRANE_MATERIALS) + f", got {self.material!r}")
+        if isinstance(self.material, float):
+            _plausible(self.material, -1e3, 1e3, f"{key}.material", "V", "9 for carbon")
+        _require(self.thickness > 0, f"{key}.thickness", "must be > 0 Å")
+        _require(self.bottom >= 0 and self.top <= depth + 1e-6, key,
+                 f"spans heights {self.bottom:g}..{self.top:g} Å (height ± thickness / 2), "
+                 f"outside the cell 0..{depth:g} Å (sample.slices x sample.slice_thickness)")
+        _require(self.texture is None or self.texture >= 0, f"{key}.texture", "must be >= 0")
+        _require(self.texture_length is None or self.texture_length > 0,
+                 f"{key}.texture_length", "must be > 0 Å")
+        _require(self.texture_spectrum in (None, "gaussian", "powerlaw", "peaked"),
+                 f"{key}.texture_spectrum", 'must be "gaussian", "powerlaw" or "peaked"')
+
+
 @dataclass(frozen=True)
 class Sample:
     pixel_size: float = 1.0  # Å per pixel, lateral
@@ -65,6 +122,9 @@ class Sample:
     texture: float = 0.3  # relative rms of the amorphous potential fluctuation
     texture_length: float = 2.0  # Å, correlation length of the amorphous texture
     texture_spectrum: str = "gaussian"  # "gaussian" | "powerlaw" | "peaked" (specimen/texture.py)
+    # Support membranes under / around the objects: [{material = "carbon" (or V), height = Å
+    # above the exit plane (centre), thickness = Å}, ...]. () = the objects float in solvent.
+    membranes: tuple[Membrane, ...] = ()
 
     def check(self) -> None:
         _require(self.pixel_size > 0, "sample.pixel_size", "must be > 0 Å")
@@ -79,6 +139,12 @@ class Sample:
         _plausible(self.slices, 1, 4096, "sample.slices", "slices", "32")
         _plausible(self.slice_thickness, 0.1, 1e5, "sample.slice_thickness", "Å", "20")
         _plausible(self.potential, -1e3, 1e3, "sample.potential", "V", "5")
+        for i, membrane in enumerate(self.membranes):
+            membrane.check(f"sample.membranes[{i}]", self.slices * self.slice_thickness)
+        layers = sorted(self.membranes, key=lambda m: m.bottom)
+        for low, high in zip(layers, layers[1:]):
+            _require(high.bottom >= low.top - 1e-6, "sample.membranes",
+                     f"overlap: {low.bottom:g}..{low.top:g} Å and {high.bottom:g}..{high.top:g} Å")
 
     @property
     def sampling(self) -> tuple[float, float, float]:
@@ -371,12 +437,35 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{key} must be a string, got {value!r}")
         return value
+    if typing.get_origin(kind) is tuple and typing.get_args(kind)[0] is Membrane:
+        return _membranes(key, value)
     if typing.get_origin(kind) is tuple:  # tuple[int, ...]: a TOML array of integers
         if not isinstance(value, (list, tuple)) or not all(
                 isinstance(v, int) and not isinstance(v, bool) for v in value):
             raise ConfigError(f"{key} must be an array of integers, got {value!r}")
         return tuple(value)
     return value
+
+
+def _membranes(key: str, value: Any) -> tuple[Membrane, ...]:
+    """``sample.membranes``: a TOML array of inline tables -> Membranes (keys checked)."""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, Mapping) for v in value):
+        raise ConfigError(f"{key} must be an array of tables, e.g. "
+                          '[{material = "carbon", height = 50.0, thickness = 100.0}], '
+                          f"got {value!r}")
+    known = typing.get_type_hints(Membrane)
+    out = []
+    for i, table in enumerate(value):
+        for name in ("height", "thickness"):
+            if name not in table:
+                raise ConfigError(f"{key}[{i}] needs {name} (Å)")
+        kwargs = {}
+        for name, item in table.items():
+            if name not in known:
+                raise ConfigError(f"unknown key {key}[{i}].{name} (known: {', '.join(known)})")
+            kwargs[name] = _coerce(f"{key}[{i}].{name}", item, known[name])
+        out.append(Membrane(**kwargs))
+    return tuple(out)
 
 
 def from_dict(data: Mapping[str, Any]) -> Config:
@@ -455,9 +544,19 @@ def to_toml(config: Config) -> str:
             elif isinstance(value, str):
                 literal = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
             elif isinstance(value, (list, tuple)):
-                literal = "[" + ", ".join(repr(v) for v in value) + "]"
+                literal = "[" + ", ".join(_toml_item(v) for v in value) + "]"
             else:
                 literal = repr(value)
             lines.append(f"{key} = {literal}")
         lines.append("")
     return "\n".join(lines)
+
+
+def _toml_item(value: Any) -> str:
+    """An array item as TOML: a table (a membrane) inline, None entries left out."""
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k} = {_toml_item(v)}" for k, v in value.items()
+                               if v is not None) + "}"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)

@@ -29,9 +29,10 @@ from stream3d.physics import detect
 from stream3d.simulate import simulate_intensity
 from stream3d.specimen import amorphous_texture, column_thickness, occupancy_to_potential
 from stream3d.specimen.catalog import build_specimen
+from stream3d.specimen.membrane import add_membranes, membrane_textures
 
 # Independent random streams from one seed: [seed, purpose] (the dendrite uses the seed itself).
-_TEXTURE, _NOISE, _JITTER = 1, 2, 3
+_TEXTURE, _NOISE, _JITTER, _MEMBRANE = 1, 2, 3, 4
 
 
 @dataclass(frozen=True)
@@ -130,15 +131,18 @@ def shift_potential(potential: np.ndarray, shift_px: tuple[float, float]) -> np.
 
 def render_frame(occupancy: np.ndarray, config: Config, *, texture: np.ndarray | None,
                  shift_px: tuple[float, float] = (0.0, 0.0), noise_seed: int | list[int] = 0,
-                 device: str | torch.device = "cpu",
+                 device: str | torch.device = "cpu", membranes: tuple[np.ndarray, ...] = (),
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One movie frame: (raw counts (y, x) float32, occupancy and complex potential as imaged).
 
     ``texture`` is the amorphous field (z, y, x) fixed to the specimen (None: no texture);
     the specimen is shifted by ``shift_px`` (dy, dx) pixels before imaging; the Poisson noise
-    is drawn from ``noise_seed``.
+    is drawn from ``noise_seed``. ``membranes``: the texture fields of ``sample.membranes``
+    (:func:`~stream3d.specimen.membrane.membrane_textures`, fixed for the movie); the
+    membranes drift with the specimen (they hold it).
     """
     potential = occupancy_to_potential(occupancy, config.sample, field=texture)
+    potential = add_membranes(potential, occupancy, config.sample, fields=membranes or None)
     occupancy = shift_occupancy(occupancy, shift_px)
     potential = shift_potential(potential, shift_px)
     intensity = torch.from_numpy(simulate_intensity(potential, config, device=device))
@@ -191,6 +195,7 @@ def simulate_movie(config: Config, out: str | Path, *, progress: bool = True) ->
         texture = amorphous_texture(shape, s.sampling, length=s.texture_length,
                                     spectrum=s.texture_spectrum,
                                     rng=np.random.default_rng([sim.seed, _TEXTURE]))
+    membranes = membrane_textures(s, sim.ny, sim.nx, np.random.default_rng([sim.seed, _MEMBRANE]))
     shifts = frame_shifts(sim)
     label = (f"stream3d simulate {sim.specimen}: raw counts, {m.energy / 1e3:g} kV, "
              f"defocus {m.defocus:g} A, dose {det.dose:g} e/A2")
@@ -206,7 +211,7 @@ def simulate_movie(config: Config, out: str | Path, *, progress: bool = True) ->
             counts, occupancy, potential = render_frame(
                 specimen.occupancy(t), frame_config(config, t), texture=texture,
                 shift_px=shift_px,
-                noise_seed=[sim.seed, _NOISE, t], device=device)
+                noise_seed=[sim.seed, _NOISE, t], device=device, membranes=membranes)
             movie.write(t, counts)
             truth.write(t, occupancy, potential, tuple(shifts[t]))
             if t == 0:

@@ -10,6 +10,7 @@ from stream3d.device import resolve_device
 from stream3d.mtf import mtf_from_config
 from stream3d.physics import detect, expected_counts, forward
 from stream3d.specimen import occupancy_to_potential
+from stream3d.specimen.membrane import add_membranes
 
 
 def simulate_intensity(potential: np.ndarray | torch.Tensor, config: Config, *,
@@ -32,10 +33,12 @@ def simulate_frame(occupancy: np.ndarray, config: Config, *, seed: int = 0, nois
     """Raw detector counts (y, x) float32 and the complex potential (z, y, x) of ``occupancy``.
 
     The texture and the Poisson noise are drawn from ``seed``; ``noise=False`` returns the
-    expected counts (intensity x dose x pixel area) instead of a Poisson draw.
+    expected counts (intensity x dose x pixel area) instead of a Poisson draw. The potential
+    includes ``sample.membranes`` (their texture drawn from ``seed`` too).
     """
     rng = np.random.default_rng(seed)
     potential = occupancy_to_potential(occupancy, config.sample, rng=rng)
+    potential = add_membranes(potential, occupancy, config.sample, rng=rng)
     intensity = torch.from_numpy(simulate_intensity(potential, config, device=device))
     dose, px = config.detector.dose, config.sample.pixel_size
     if noise:

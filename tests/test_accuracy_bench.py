@@ -255,3 +255,45 @@ def test_markdown_has_one_row_per_case_and_every_check():
     assert "| popout | 15.0 | 0.400 | 0.700 | 30.0 |" in lines
     assert sum(line.startswith("| ") and ("PASS" in line or "FAIL" in line or "SKIP" in line)
                for line in lines) == 8
+
+
+def test_insitu_walk_steps_and_config_carry_the_effects():
+    walk = bench.insitu_walk(np.random.default_rng(0), 6, 3.0)
+    assert walk.shape == (6, 2) and np.allclose(walk[0], 0.0)
+    assert np.allclose(np.hypot(*np.diff(walk, axis=0).T), 3.0)
+    _, config = tiny()
+    real = bench.insitu_config(config, bench.INSITU_EFFECTS)
+    assert real.detector.mtf == "scintillator" and real.microscope.track_defocus
+    assert real.sample.membranes[0].thickness == 100.0 and real.stream.register
+    assert bench.insitu_config(config, ()) == config
+
+
+def test_insitu_check_needs_accuracy_shift_and_a_registration_that_matters():
+    def movie(iou, height, shift):
+        return {"iou": iou, "height_error": height, "shift_error_px": shift}
+
+    runs = {"ideal": movie(0.50, 20.0, 0.0), "insitu": movie(0.47, 24.0, 0.3),
+            "insitu, no registration": movie(0.30, 40.0, None)}
+    assert bench.insitu_check({"movies": runs}).verdict == "PASS"
+    runs["insitu"] = movie(0.44, 24.0, 0.3)  # 0.06 IoU below the ideal movie
+    assert bench.insitu_check({"movies": runs}).verdict == "FAIL"
+    runs["insitu"] = movie(0.47, 24.0, 0.6)  # the stored shift 0.6 px off
+    assert bench.insitu_check({"movies": runs}).verdict == "FAIL"
+    assert bench.insitu_check(None).verdict == "SKIP"
+
+
+def test_insitu_frames_drift_and_hold_the_membrane():
+    _, config = tiny()
+    real = bench.simulated(bench.insitu_config(config, bench.INSITU_EFFECTS), "gaussian")
+    s = real.sample
+    occupancy = np.zeros((s.slices, 64, 64), np.float32)
+    occupancy[2, 20:30, 20:30] = 1.0
+    texture = bench.amorphous_texture(occupancy.shape, s.sampling, length=2.0,
+                                      rng=np.random.default_rng(0))
+    from stream3d.specimen.membrane import membrane_textures
+
+    membranes = membrane_textures(s, 64, 64, np.random.default_rng(1))
+    frame, truth = bench.insitu_frame(occupancy, real, texture=texture, membranes=membranes,
+                                      shift_px=(3.0, -2.0), seed=0, simulator="ours", device=CPU)
+    assert frame.shape == (64, 64) and np.isfinite(frame).all()
+    assert np.allclose(truth, np.roll(occupancy, (3, -2), axis=(1, 2)))

@@ -86,7 +86,7 @@ def _fitted_defocus(image: np.ndarray, texture: tuple[float, ...] | None) -> tup
     blocks = [radial_profiles(windowed_patches(image, grid, (0, grid.grid_shape[0])), bins)]
     counts_per_unit = 1e12  # no shot noise: the texture's own speckle is the only noise
     if texture is None:
-        fits, _, optics = api._fit_all(blocks, setup, counts_per_unit, float(image.mean()))
+        fits, _, optics, _ = api._fit_all(blocks, setup, counts_per_unit, float(image.mean()))
         return float(np.median(fits.defocus)), optics.texture
     from stream3d.popout.ctf_fit import fit_design, fit_profiles
     from stream3d.popout.ctf_model import thon_model

@@ -10,7 +10,8 @@
       shift      (t, 2)       float64  lateral specimen shift (dy, dx) Å applied to frame t
       frame_id   (t,)         int64    frame number (-1 until written)
       timestamp  (t,)         float64  s
-      attributes: ome (multiscales of ``occupancy``), stream3d = {version, config, kind: "truth"}
+      attributes: ome (multiscales of ``occupancy``), stream3d = {version, config, kind: "truth",
+      membrane: share of each slice (z,) the support membranes fill (they are not objects)}
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import zarr
 from stream3d._version import __version__
 from stream3d.config import Config
 from stream3d.ome import multiscales
+from stream3d.specimen.membrane import membranes_profile
 
 UINT16_MAX = np.iinfo(np.uint16).max
 _MRC_MODES = {"float32": 2, "uint16": 6}  # MRC2014 data modes
@@ -101,7 +103,12 @@ class TruthWriter:
             "ome": multiscales("occupancy", frame_interval=sim.frame_interval,
                                slice_thickness=s.slice_thickness, pixel_size=s.pixel_size,
                                name="truth"),
-            "stream3d": {"version": __version__, "config": config.to_dict(), "kind": "truth"},
+            "stream3d": {"version": __version__, "config": config.to_dict(), "kind": "truth",
+                         # The support membranes (laterally uniform, not objects: occupancy
+                         # leaves them out, potential holds them): the share of each slice
+                         # (slice 0 first) they fill. An attribute, not an array: every
+                         # array of the store runs along t.
+                         "membrane": [float(v) for v in membranes_profile(s)]},
         })
         self._interval = sim.frame_interval
 

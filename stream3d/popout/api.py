@@ -19,7 +19,7 @@ from scipy import ndimage
 from stream3d.config import Config
 from stream3d.errors import UserError
 from stream3d.physics import interaction_constant, wavelength
-from stream3d.popout import maps, texture_spectrum
+from stream3d.popout import maps, membrane, texture_spectrum
 from stream3d.popout.ctf_fit import FitDesign, PatchFits, fit_design, fit_profiles
 from stream3d.popout.heights import object_heights
 from stream3d.popout.layers import stacked_columns
@@ -80,6 +80,18 @@ _ABSORPTION_SIGMAS = 3.0
 #: solvent's level) is larger than its shot noise. Our simulator at absorption 0.1 measures
 #: 0.095-0.106 frame to frame, and replacing 0.1 by such values cost a warm movie 0.04 IoU.
 _ABSORPTION_MARGIN = 0.25
+
+#: With a support membrane, the thickness map's resolution is this many times popout.resolution:
+#: the membrane's projected texture is thickness noise at the finest scales (a 100 Å carbon
+#: membrane under 45-77 Å discs: solvent noise 13 Å -> 10 Å at 2x, disc 10th percentile
+#: 40 -> 36 Å, against the true heights and solvent).
+_MEMBRANE_RESOLUTION = 2.0
+
+#: With a support membrane, texture_mask's whitened variance must exceed the bare field's by
+#: this share (its default, 3, is for the plain band, where material's texture is strong;
+#: measured on benchmarks/membrane.py: 1.0 lost discs near the membrane, 0.3 found all three
+#: of every 5 V seed).
+_MEMBRANE_EXCESS = 0.3
 
 #: Rounds of (ring fits -> texture spectrum implied by them) after the first estimate.
 _TEXTURE_ROUNDS = 2
@@ -146,6 +158,9 @@ class _Setup:
     k_low: float
     k_high: float
     defoci: tuple[float, ...]
+    # sample.membranes: their sub-layers' (effective defoci Å, weights), see popout.membrane
+    membranes: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
+    background: membrane.Background | None = None  # measured from the frame (_fit_all)
 
 
 def popout(frame: np.ndarray, config: Config, *, client: "distributed.Client | None" = None  # noqa: F821
@@ -208,8 +223,9 @@ def _setup(shape: tuple[int, int], config: Config) -> _Setup:
     if bins.size < _MIN_BINS:
         raise UserError(f"the band popout.k_low..k_high holds only {bins.size} radial bins of a "
                         f"{p.patch} px patch; widen the band or raise popout.patch")
+    layers = membrane.layer_defoci(config) if config.sample.membranes else ((), ())
     return _Setup(patch_grid(shape, p.patch, p.step), optics, p.k_low, k_high,
-                  tuple(float(d) for d in search_defoci(config)))
+                  tuple(float(d) for d in search_defoci(config)), layers)
 
 
 def _block_profiles(intensity: np.ndarray, setup: _Setup, rows: tuple[int, int]) -> np.ndarray:
@@ -220,11 +236,13 @@ def _block_profiles(intensity: np.ndarray, setup: _Setup, rows: tuple[int, int])
 
 
 def _fit_all(blocks: list[np.ndarray], setup: _Setup, counts_per_unit: float,
-             mean_intensity: float) -> tuple[PatchFits, FitDesign, Optics]:
+             mean_intensity: float) -> tuple[PatchFits, FitDesign, Optics,
+                                             membrane.Background | None]:
     """Fit every patch's spectrum, alternating with the texture spectrum it implies (see
     :mod:`stream3d.popout.texture_spectrum`); weights from the frame's Poisson noise and
-    typical material spectrum. Returns the fits, their design and the optics with the
-    measured texture."""
+    typical material spectrum; the support membranes' rings (measured first, see
+    :mod:`stream3d.popout.membrane`) taken out of every spectrum. Returns the fits, their
+    design, the optics with the measured texture and the membranes' background (or None)."""
     profiles = np.concatenate(blocks, axis=0)
     p = setup.grid.patch
     bins = radial_bins(p, setup.optics.pixel_size, setup.k_low, setup.k_high, setup.optics.ellipse)
@@ -232,20 +250,28 @@ def _fit_all(blocks: list[np.ndarray], setup: _Setup, counts_per_unit: float,
     noise = mean_intensity / counts_per_unit * float((hann_window(p) ** 2).sum())
     excess = profiles - noise
     band = (bins.k, setup.k_low, setup.k_high)
+    background = spread = None
+    if setup.membranes[0]:
+        background = membrane.measure(excess, bins.counts, noise, bins.k, setup.membranes, p,
+                                      setup.optics, setup.k_low, setup.k_high)
+        excess = excess - background.spectrum
+        spread = 1.0 + background.spectrum / noise  # its speckle is noise to the texture
     lens = lens_envelope(bins.k, setup.optics)
-    optics = replace(setup.optics, texture=texture_spectrum.first_estimate(excess, lens, *band))
+    optics = replace(setup.optics, texture=texture_spectrum.first_estimate(
+        excess, lens, *band, spread=spread))
     flat = thon_model(setup.defoci, p, replace(setup.optics, texture=texture_spectrum.FLAT),
                       setup.k_low, setup.k_high)
     for round_ in range(_TEXTURE_ROUNDS + 1):
         model = thon_model(setup.defoci, p, optics, setup.k_low, setup.k_high)
-        design = fit_design(model, bins.counts, noise, _signal_level(excess, model.level))
+        design = fit_design(model, bins.counts, noise, _signal_level(excess, model.level),
+                            None if background is None else background.spectrum)
         fits = fit_profiles(profiles, design)
         if round_ == _TEXTURE_ROUNDS:
-            return fits, design, optics
+            return fits, design, optics, background
         nearest = np.clip(np.searchsorted(flat.defoci, fits.defocus), 0, len(flat.defoci) - 1)
         trust = np.where(np.isfinite(fits.sigma), fits.score, 0.0)
         optics = replace(optics, texture=texture_spectrum.refined_estimate(
-            excess, flat.rings[nearest], fits.amplitude, trust, *band))
+            excess, flat.rings[nearest], fits.amplitude, trust, *band, spread=spread))
 
 
 def _signal_level(excess: np.ndarray, level: np.ndarray) -> float:
@@ -262,10 +288,11 @@ def _signal_level(excess: np.ndarray, level: np.ndarray) -> float:
     return max(float(np.percentile(amplitudes, _SIGNAL_PERCENTILE)), 0.0)
 
 
-def _assemble(fitted: tuple[PatchFits, FitDesign, Optics], norm: Normalised, setup: _Setup,
-              config: Config) -> PopoutResult:
-    fits, design, optics = fitted
-    setup = replace(setup, optics=optics)  # with the texture spectrum measured from the frame
+def _assemble(fitted: tuple[PatchFits, FitDesign, Optics, membrane.Background | None],
+              norm: Normalised, setup: _Setup, config: Config) -> PopoutResult:
+    fits, design, optics, background = fitted
+    # with the texture spectrum (and the membranes' background) measured from the frame
+    setup = replace(setup, optics=optics, background=background)
     p, s = config.popout, config.sample
     grid, optics = setup.grid, setup.optics
     rows, cols = grid.grid_shape
@@ -294,8 +321,12 @@ def _assemble(fitted: tuple[PatchFits, FitDesign, Optics], norm: Normalised, set
     optics = setup.optics
     conf_px, _ = maps.spread(confidence_p.reshape(rows, cols), np.ones((rows, cols)), grid)
     layers = None
-    if mask.any():
-        # Second pass: every object's own heights, then its thickness at those heights.
+    # Second pass: every object's own heights, then its thickness at those heights. Not over a
+    # support membrane: the membrane's speckle is noise to each object's small mask-windowed
+    # spectra, and their fits drift toward fewer rings (higher): measured +16..+80 Å on
+    # benchmarks/membrane.py even with each window's own membrane spectrum taken out, and
+    # +40 Å with the bare membrane frame's exact spectra taken out; the patch fits stay.
+    if mask.any() and setup.background is None:
         labels, _ = ndimage.label(objects)
         objects = object_heights(norm.intensity - 1.0, labels, height_px, design, setup, config)
         height_px, conf_px = objects.height, objects.confidence
@@ -342,10 +373,12 @@ def _material(norm: Normalised, height: np.ndarray, setup: _Setup,
     # reference of the contrast: a dose that is off by some % is absorbed.
     mask = texture_mask(norm.intensity, k_low=setup.k_low, k_high=setup.k_high,
                         pixel_size=optics.pixel_size, counts_per_unit=norm.counts_per_unit,
-                        sigma_px=_TEXTURE_WINDOW * p.resolution / optics.pixel_size)
+                        **_texture_options(setup, p.resolution / optics.pixel_size))
     level = _solvent_level(norm, mask)
     raw = layered_thickness(norm.intensity / level - 1.0, effective, step=_THICKNESS_STEP,
-                            optics=optics, potential=s.potential, resolution=p.resolution,
+                            optics=optics, potential=s.potential,
+                            resolution=p.resolution * (1 if setup.background is None else
+                                                       _MEMBRANE_RESOLUTION),
                             counts_per_unit=norm.counts_per_unit * level)
     texture = mask
     mask, t, threshold = _segment(raw, texture, norm, p.min_thickness, min_area_px,
@@ -461,6 +494,18 @@ def _segment(raw: np.ndarray, mask: np.ndarray, norm: Normalised, min_thickness:
         threshold = max(min_thickness, _NOISE_SIGMAS * float(t[solvent].std()))
         mask = material_mask(t, threshold=threshold, min_area_px=min_area_px)
     return mask, t, threshold
+
+
+def _texture_options(setup: _Setup, resolution_px: float) -> dict:
+    """texture_mask's window and threshold: its defaults, or with a support membrane the band
+    whitened by the membrane's spectrum, a window :data:`_MEMBRANE_RESOLUTION` x wider and a
+    lower threshold (:data:`_MEMBRANE_EXCESS`): whitened, the membrane and the noise are one
+    white level, and the objects' excess over it is small (their rings fall where the
+    membrane's do not), so it is read over more pixels."""
+    if setup.background is None:
+        return {"sigma_px": _TEXTURE_WINDOW * resolution_px}
+    return {"sigma_px": _TEXTURE_WINDOW * _MEMBRANE_RESOLUTION * resolution_px,
+            "excess": _MEMBRANE_EXCESS, "background": setup.background.relative}
 
 
 def _solvent_level(norm: Normalised, mask: np.ndarray) -> float:

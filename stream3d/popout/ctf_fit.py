@@ -39,6 +39,9 @@ class FitDesign:
     rings: np.ndarray  # (nd, bins) weighted, projected ring columns
     rings_norm2: np.ndarray  # (nd,) their squared norms
     dof: float  # independent samples left after the fit
+    # (bins,) power every profile holds besides its own rings (support membranes: see
+    # stream3d.popout.membrane), taken out before the fit; None = nothing.
+    background: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -52,24 +55,31 @@ class PatchFits:
     amplitude: np.ndarray  # ring amplitude A (power units of the profile)
 
 
-def fit_design(model: ThonModel, counts: np.ndarray, noise: float, signal: float) -> FitDesign:
-    """The shared fit set-up for profiles whose expected level is noise + signal x E(k).
+def fit_design(model: ThonModel, counts: np.ndarray, noise: float, signal: float,
+               background: np.ndarray | None = None) -> FitDesign:
+    """The shared fit set-up for profiles whose expected level is noise + signal x E(k)
+    (+ ``background``, a known spectrum under every profile, removed before fitting).
 
     ``counts`` are the pixels per radial bin; weights are sqrt(counts) / expected power, the
     inverse standard deviation of a bin's mean periodogram.
     """
     expected = noise + max(signal, 0.0) * model.level / 2.0
+    if background is not None:  # its speckle is noise to the fit: it widens every bin
+        expected = expected + background
     weights = np.sqrt(counts) / np.maximum(expected, 1e-30 + 1e-12 * expected.max())
     smooth = np.stack([np.ones_like(model.level), model.level], axis=1) * weights[:, None]
     q, _ = np.linalg.qr(smooth)
     projector = np.eye(len(weights)) - q @ q.T
     rings = (model.rings * weights) @ projector
     dof = max(len(weights) / _BINS_PER_SAMPLE - _LINEAR_PARAMETERS, 1.0)
-    return FitDesign(model.defoci, weights, projector, rings, (rings**2).sum(axis=1), dof)
+    return FitDesign(model.defoci, weights, projector, rings, (rings**2).sum(axis=1), dof,
+                     background)
 
 
 def fit_profiles(profiles: np.ndarray, design: FitDesign) -> PatchFits:
     """Fit every row of ``profiles`` (n, bins) against every candidate defocus."""
+    if design.background is not None:
+        profiles = profiles - design.background
     weighted = profiles * design.weights
     r = weighted @ design.projector  # (n, bins) residual after the smooth part
     total = np.einsum("ij,ij->i", r, r)

@@ -76,19 +76,24 @@ def smooth_fit(k: np.ndarray, value: np.ndarray, weight: np.ndarray, k_low: floa
 
 
 def first_estimate(excess: np.ndarray, lens: np.ndarray, k: np.ndarray, k_low: float,
-                   k_high: float) -> tuple[float, ...]:
+                   k_high: float, spread: np.ndarray | None = None) -> tuple[float, ...]:
     """S from the mean excess spectrum (profile - noise, (n, bins)) of the patches holding most
-    power, divided by the lens's ``lens`` T(k) (bins,); sin^2 averages to 1/2 over rings."""
+    power, divided by the lens's ``lens`` T(k) (bins,); sin^2 averages to 1/2 over rings.
+    ``spread`` (bins,): each bin's noise power relative to the white noise's (a support
+    membrane's speckle, 1 + F / noise), whose square divides the bin's weight; None = 1."""
     power = excess.sum(axis=1)
     top = power >= np.quantile(power, 1.0 - _TOP_SHARE)
     mean = excess[top].mean(axis=0)
-    return smooth_fit(k, mean / np.maximum(lens, 1e-12), np.where(lens > 1e-6, 1.0, 0.0),
-                      k_low, k_high)
+    weight = np.where(lens > 1e-6, 1.0, 0.0)
+    if spread is not None:
+        weight = weight / spread**2
+        weight = weight / max(float(weight.max()), 1e-300)
+    return smooth_fit(k, mean / np.maximum(lens, 1e-12), weight, k_low, k_high)
 
 
 def refined_estimate(excess: np.ndarray, rings: np.ndarray, amplitude: np.ndarray,
                      weight: np.ndarray, k: np.ndarray, k_low: float,
-                     k_high: float) -> tuple[float, ...]:
+                     k_high: float, spread: np.ndarray | None = None) -> tuple[float, ...]:
     """S given every patch's fitted rings.
 
     ``excess`` (n, bins) profile - noise; ``rings`` (n, bins) each patch's ring pattern
@@ -96,7 +101,8 @@ def refined_estimate(excess: np.ndarray, rings: np.ndarray, amplitude: np.ndarra
     its ring amplitude; ``weight`` (n,) >= 0 how much to trust the patch (0 = not material).
     Per bin, S is the least-squares factor of excess ~ amplitude x S x pattern over the
     patches; a bin where every patch's rings have a zero is undetermined, so each bin's weight
-    in the smooth fit is its Fisher information (the denominator).
+    in the smooth fit is its Fisher information (the denominator), over ``spread`` squared
+    where a background's speckle widens some bins' noise (see :func:`first_estimate`).
     """
     a = np.maximum(amplitude, 0.0)
     numerator = ((a * weight)[:, None] * rings * excess).sum(axis=0)
@@ -104,6 +110,8 @@ def refined_estimate(excess: np.ndarray, rings: np.ndarray, amplitude: np.ndarra
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = numerator / denominator
     precision = np.where(np.isfinite(ratio), denominator, 0.0)
+    if spread is not None:
+        precision = precision / spread**2
     if not precision.max() > 0:
         return FLAT
     return smooth_fit(k, ratio, precision / precision.max(), k_low, k_high)
