@@ -116,8 +116,8 @@ def spectral_loss(measured: torch.Tensor, modelled: torch.Tensor, volume: torch.
                   ) -> tuple[float, tuple[float, ...]]:
     """(Whittle NLL summed over ``volume``'s object regions at their heights, of the residual
     ``measured`` - ``modelled``; the texture spectrum used): the likelihood refinement's
-    heights maximise
-    (:func:`stream3d.refine.heights.fit_region_shifts` at zero shift). ``texture`` () is
+    heights maximise (:func:`stream3d.refine.heights.fit_region_shifts` at zero shift).
+    ``texture`` () is
     measured from the regions' own spectra (a frame and a volume carry no pop-out spectrum)
     and returned, so that every grid point is judged with the same one. NaN without material."""
     occupancy = (volume / model.potential).clamp(0.0, 1.0).double()
