@@ -602,15 +602,19 @@ def run_insitu(base: Config, *, seed: int, simulator: str, device: torch.device,
         metrics, shifts = _insitu_replay(*movies[movie], cfg, device)
         true_px = walk - walk[0] if movie == "insitu" else np.zeros_like(walk)  # ideal: still
         error = np.abs(np.asarray(shifts) / s.pixel_size - true_px)
+        # Registration says "unknown" (NaN) where the correlation peak is not significant.
+        unknown = int(np.isnan(error).any(axis=1).sum()) if cfg.stream.register else 0
         row = {"iou": float(np.median([m.iou for m in metrics])),
                "height_error": float(np.median([m.height_error for m in metrics])),
                "frames": [m.as_dict() for m in metrics], "shifts": shifts,
-               "shift_error_px": float(np.nanmax(error)) if np.isfinite(error).any() else None}
+               "shift_error_px": float(np.nanmax(error)) if np.isfinite(error).any() else None,
+               "unknown_shifts": unknown}
         out["movies"][name] = row
         progress(f"  in situ, {name}: median IoU {row['iou']:.3f}, column height "
                  f"{row['height_error']:.1f} Å" + ("" if row["shift_error_px"] is None else
                                                   f", stored shift within "
-                                                  f"{row['shift_error_px']:.2f} px of the truth"))
+                                                  f"{row['shift_error_px']:.2f} px of the truth")
+                 + (f", {unknown} of {len(shifts)} shifts unknown" if unknown else ""))
     return out
 
 
@@ -626,13 +630,15 @@ def insitu_check(insitu: dict | None) -> Check:
     ok = (real["iou"] >= ideal["iou"] - 0.05
           and real["height_error"] <= ideal["height_error"] + 5.0
           and real["shift_error_px"] is not None and real["shift_error_px"] <= 0.5
+          and not real.get("unknown_shifts", 0)
           and (blind["iou"] < real["iou"] or blind["height_error"] > real["height_error"]))
     return Check(name, _verdict(ok),
                  f"IoU {real['iou']:.3f} vs {ideal['iou']:.3f} ideal ({blind['iou']:.3f} "
                  f"unregistered); height {real['height_error']:.1f} vs "
                  f"{ideal['height_error']:.1f} Å ({blind['height_error']:.1f}); shift "
                  + ("-" if real["shift_error_px"] is None else
-                    f"{real['shift_error_px']:.2f} px"))
+                    f"{real['shift_error_px']:.2f} px")
+                 + (f", {real['unknown_shifts']} unknown" if real.get("unknown_shifts") else ""))
 
 
 # ---- report --------------------------------------------------------------------------------

@@ -33,6 +33,13 @@ from stream3d.physics.grids import band_limit_cutoff
 #: Upsampling of the correlation peak: shifts are resolved to 1/20 px.
 UPSAMPLE = 20
 
+#: A correlation peak counts only this many robust standard deviations above the surface's
+#: median. Uncorrelated frames peak at about sqrt(2 ln N) ~ 4.7 sigma on 256² px (the largest of
+#: N Gaussian values); a texture that moved with the specimen peaks at hundreds of sigma.
+#: Below it the shift is unknown (NaN), not a guess: measured on the in situ movie with a
+#: scintillator MTF, guesses from noise landed half a frame (122 px) away.
+MIN_PEAK_SIGMAS = 8.0
+
 
 def registration_band(config: Config) -> tuple[float, float]:
     """(k_low, k_high) Å^-1 of the band the correlation weighs: pop-out's Thon-ring band,
@@ -95,6 +102,8 @@ class Registration:
         from skimage.registration import phase_cross_correlation
 
         moving = prepared_spectrum(frame, self.weights)
+        if peak_sigmas(self.reference, moving) < MIN_PEAK_SIGMAS:
+            return unknown
         try:
             found, _, _ = phase_cross_correlation(self.reference, moving, space="fourier",
                                                   upsample_factor=UPSAMPLE, normalization=None)
@@ -102,6 +111,18 @@ class Registration:
             return unknown
         # skimage: the shift that brings ``moving`` onto the reference = minus the drift.
         return (-float(found[0]) * self.pixel_size, -float(found[1]) * self.pixel_size)
+
+
+def peak_sigmas(reference: np.ndarray, moving: np.ndarray) -> float:
+    """How far the whole-pixel correlation peak of two prepared spectra stands above the
+    correlation surface: (max - median) / (1.4826 x median absolute deviation); 0 when the
+    surface is flat or not finite."""
+    surface = scipy.fft.ifft2(reference * np.conj(moving), workers=1).real
+    if not np.isfinite(surface).all():
+        return 0.0
+    middle = float(np.median(surface))
+    spread = 1.4826 * float(np.median(np.abs(surface - middle)))
+    return (float(surface.max()) - middle) / spread if spread > 0 else 0.0
 
 
 def measure_shift(registration: Registration, frame: np.ndarray) -> tuple[float, float]:

@@ -279,6 +279,8 @@ def test_insitu_check_needs_accuracy_shift_and_a_registration_that_matters():
     assert bench.insitu_check({"movies": runs}).verdict == "FAIL"
     runs["insitu"] = movie(0.47, 24.0, 0.6)  # the stored shift 0.6 px off
     assert bench.insitu_check({"movies": runs}).verdict == "FAIL"
+    runs["insitu"] = dict(movie(0.47, 24.0, 0.3), unknown_shifts=2)  # frames not registered
+    assert bench.insitu_check({"movies": runs}).verdict == "FAIL"
     assert bench.insitu_check(None).verdict == "SKIP"
 
 
