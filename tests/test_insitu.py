@@ -27,13 +27,19 @@ DRIFT_SETS = [*REAL_SETS, "simulate.frames=6", "simulate.ny=96", "simulate.nx=96
               "simulate.seed=4"]
 
 
+def _simulated(tmp_path_factory, name: str, sets: list[str]):
+    """(config, movie path, truth group) of a movie simulated with ``sets``."""
+    cfg = config_mod.load(None, sets)
+    files = simulate_movie(cfg, tmp_path_factory.mktemp(name), progress=False)
+    return cfg, files.movie, zarr.open_group(str(files.truth), mode="r")
+
+
 @pytest.fixture(scope="module")
 def drifting(tmp_path_factory):
     """(movie path, config, true drift (t, 2) Å against frame 0)."""
-    cfg = config_mod.load(None, DRIFT_SETS)
-    files = simulate_movie(cfg, tmp_path_factory.mktemp("drift"), progress=False)
-    truth = np.asarray(zarr.open_group(str(files.truth), mode="r")["shift"][:])
-    return files.movie, cfg, truth - truth[0]
+    cfg, movie, truth = _simulated(tmp_path_factory, "drift", DRIFT_SETS)
+    shift = np.asarray(truth["shift"][:])
+    return movie, cfg, shift - shift[0]
 
 
 def test_phase_correlation_measures_the_simulated_drift_within_a_tenth_of_a_pixel(drifting):
@@ -157,11 +163,9 @@ FOCUS_SETS = ["simulate.frames=6", "simulate.ny=128", "simulate.nx=128", "sample
 @pytest.fixture(scope="module")
 def defocus_drifting(tmp_path_factory):
     """(movie path, config, true occupancy (t, z, y, x), true lens defocus (t,) Å)."""
-    cfg = config_mod.load(None, FOCUS_SETS)
-    files = simulate_movie(cfg, tmp_path_factory.mktemp("focus"), progress=False)
-    occupancy = np.asarray(zarr.open_group(str(files.truth), mode="r")["occupancy"][:])
+    cfg, movie, truth = _simulated(tmp_path_factory, "focus", FOCUS_SETS)
     lens = cfg.microscope.defocus + 40.0 * np.arange(cfg.simulate.frames)
-    return files.movie, cfg, occupancy, lens
+    return movie, cfg, np.asarray(truth["occupancy"][:]), lens
 
 
 def _last_height_error(group, occupancy, cfg):

@@ -12,7 +12,7 @@ column) moves by its column's shift, so the shape and the material prior are kep
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -114,18 +114,17 @@ def shift_map(labels: np.ndarray, objects: np.ndarray, shifts: np.ndarray,
     return out
 
 
-def fit_region_shifts(measured: torch.Tensor, modelled: torch.Tensor, occupancy: torch.Tensor,
-                      *, dz: float, lens: spectral.Lens, counts_per_unit: float,
-                      band: tuple[float, float], limit: float, significance: float,
-                      sign: float = 1.0) -> RegionShifts:
-    """Fit every region's height shift (Å) from the frame's texture spectra.
+def region_spectra(measured: torch.Tensor, modelled: torch.Tensor, occupancy: torch.Tensor,
+                   *, dz: float, lens: spectral.Lens, counts_per_unit: float,
+                   band: tuple[float, float]
+                   ) -> tuple[spectral.Regions | None, np.ndarray, np.ndarray, spectral.Lens]:
+    """(the regions' spectra for the Whittle likelihood, or None without material; region
+    labels (ny, nx); objects (ny, nx); the lens with the texture spectrum used).
 
     ``measured`` (ny, nx) intensity (vacuum = 1); ``modelled`` the texture-free model's image of
     the start volume (its residual carries the texture); ``occupancy`` (nz, ny, nx) in [0, 1]
     of the start; ``lens`` with the texture spectrum measured by pop-out (FLAT: measured here
-    from the regions' own spectra). Shifts beyond +-``limit`` Å are not searched; a shift
-    whose likelihood ratio is below ``significance``^2 is 0.
-    """
+    from the regions' own spectra)."""
     pixel_size = lens.optics.pixel_size
     occ = occupancy.detach().double().cpu().numpy()
     material = (occ > 0).any(axis=0)
@@ -137,20 +136,33 @@ def fit_region_shifts(measured: torch.Tensor, modelled: torch.Tensor, occupancy:
     runs = (present[1:] & ~present[:-1]).sum(axis=0) + present[0]
     labels, objects, count = height_regions(material, pixel_size, height, runs >= 2)
     if count == 0:
-        return RegionShifts(np.zeros(material.shape), None, labels, lens.optics.texture)
+        return None, labels, objects, lens
     size = spectral.crop_size(pixel_size, REGION, tuple(material.shape))
     regions = spectral.build_regions(measured - modelled, measured, labels, count, occupancy,
                                      seen, lens, counts_per_unit=counts_per_unit, band=band,
                                      size=size)
     if not lens.optics.texture:
-        from dataclasses import replace
-
         lens = spectral.Lens(replace(lens.optics, texture=spectral.measured_texture(
             regions, lens, band)), lens.defocus)
         regions = spectral.with_texture(regions, lens)
+    return regions, labels, objects, lens
+
+
+def fit_region_shifts(measured: torch.Tensor, modelled: torch.Tensor, occupancy: torch.Tensor,
+                      *, dz: float, lens: spectral.Lens, counts_per_unit: float,
+                      band: tuple[float, float], limit: float, significance: float,
+                      sign: float = 1.0) -> RegionShifts:
+    """Fit every region's height shift (Å) from the frame's texture spectra (inputs as
+    :func:`region_spectra`). Shifts beyond +-``limit`` Å are not searched; a shift whose
+    likelihood ratio is below ``significance``^2 is 0."""
+    regions, labels, objects, lens = region_spectra(
+        measured, modelled, occupancy, dz=dz, lens=lens, counts_per_unit=counts_per_unit,
+        band=band)
+    if regions is None:
+        return RegionShifts(np.zeros(labels.shape), None, labels, lens.optics.texture)
     fit = spectral.fit_shifts(regions, limit=limit, significance=significance, sign=sign)
-    return RegionShifts(shift_map(labels, objects, fit.shift, pixel_size), fit, labels,
-                        lens.optics.texture)
+    return RegionShifts(shift_map(labels, objects, fit.shift, lens.optics.pixel_size), fit,
+                        labels, lens.optics.texture)
 
 
 def moved_centres(centre: torch.Tensor, shift: np.ndarray) -> torch.Tensor:

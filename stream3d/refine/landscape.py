@@ -22,7 +22,7 @@ import torch
 from stream3d.config import Config
 from stream3d.device import resolve_device
 from stream3d.refine import spectral
-from stream3d.refine.heights import REGION, height_regions
+from stream3d.refine.heights import region_spectra
 from stream3d.refine.losses import loss_map
 from stream3d.refine.measurement import checked_volume, measured_intensity
 from stream3d.refine.model import ImagingModel
@@ -116,28 +116,19 @@ def spectral_loss(measured: torch.Tensor, modelled: torch.Tensor, volume: torch.
                   ) -> tuple[float, tuple[float, ...]]:
     """(Whittle NLL summed over ``volume``'s object regions at their heights, of the residual
     ``measured`` - ``modelled``; the texture spectrum used): the likelihood refinement's
-    heights maximise (:func:`stream3d.refine.heights.fit_region_shifts` at zero shift).
-    ``texture`` () is
-    measured from the regions' own spectra (a frame and a volume carry no pop-out spectrum)
-    and returned, so that every grid point is judged with the same one. NaN without material."""
-    occupancy = (volume / model.potential).clamp(0.0, 1.0).double()
-    material = (occupancy > 0).any(dim=0).cpu().numpy()
-    nz = occupancy.shape[0]
-    seen = (nz - np.arange(nz)) * model.dz  # a slice's material is seen at its top face
-    labels, _, count = height_regions(material, config.sample.pixel_size)
-    if count == 0:
-        return float("nan"), texture
-    lens = spectral.lens_from_config(config, texture)
-    size = spectral.crop_size(config.sample.pixel_size, REGION, tuple(material.shape))
-    regions = spectral.build_regions(measured - modelled, measured, labels, count, occupancy,
-                                     seen, lens, counts_per_unit=model.counts_per_unit,
-                                     band=spectral.band(config), size=size)
-    if not texture:
-        texture = spectral.measured_texture(regions, lens, spectral.band(config))
-        regions = spectral.with_texture(regions, spectral.lens_from_config(config, texture))
-    nll, _, _ = spectral.whittle(torch.zeros(count, dtype=torch.float64,
+    heights maximise (the regions of :func:`stream3d.refine.heights.region_spectra`, at zero
+    shift). ``texture`` () is measured from the regions' own spectra (a frame and a volume
+    carry no pop-out spectrum) and returned, so that every grid point is judged with the same
+    one. NaN without material."""
+    regions, _, _, lens = region_spectra(
+        measured, modelled, (volume / model.potential).clamp(0.0, 1.0).double(), dz=model.dz,
+        lens=spectral.lens_from_config(config, texture), counts_per_unit=model.counts_per_unit,
+        band=spectral.band(config))
+    if regions is None:
+        return float("nan"), tuple(texture)
+    nll, _, _ = spectral.whittle(torch.zeros(regions.count, dtype=torch.float64,
                                              device=regions.window.device), regions)
-    return float(nll.sum()), texture
+    return float(nll.sum()), tuple(lens.optics.texture)
 
 
 def write_csv(landscape: Landscape, path: str | Path) -> Path:

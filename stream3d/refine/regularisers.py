@@ -42,12 +42,11 @@ def _lateral_steps(volume: torch.Tensor, columns: torch.Tensor
     nz, ny, nx = volume.shape
     mask = torch.zeros(ny * nx, dtype=torch.bool, device=volume.device)
     mask[columns] = True
-    mask = mask.reshape(ny, nx)
     flat = volume.reshape(nz, -1)
     index = torch.arange(ny * nx, device=volume.device).reshape(ny, nx)
     sums = []
     for first, second in ((index[:-1], index[1:]), (index[:, :-1], index[:, 1:])):
-        touched = mask.flatten()[first] | mask.flatten()[second]
+        touched = mask[first] | mask[second]
         a, b = first[touched], second[touched]
         sums.append((flat[:, a] - flat[:, b]).abs().sum())
     return sums[0], sums[1]

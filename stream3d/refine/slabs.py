@@ -81,9 +81,8 @@ def _coverage(centre: torch.Tensor, thickness: torch.Tensor, nz: int, dz: float
     t = thickness.clamp(0.0, depth)
     c = torch.nan_to_num(centre, nan=depth / 2)
     c = torch.minimum(torch.maximum(c, t / 2), depth - t / 2)
-    extra = (1,) * (t.dim() - 1)
     bottom, top = (c - t / 2)[:, None], (c + t / 2)[:, None]  # (LAYERS, 1, ...)
-    face = ((nz - 1 - torch.arange(nz, device=c.device, dtype=c.dtype)) * dz)[(None, slice(None),
-                                                                               *[None] * len(extra))]
+    face = (nz - 1 - torch.arange(nz, device=c.device, dtype=c.dtype)) * dz
+    face = face.reshape(1, nz, *[1] * (t.dim() - 1))  # each slice's bottom face, Å
     covered = (torch.minimum(top, face + dz) - torch.maximum(bottom, face)).clamp(0.0, dz)
     return (covered.sum(dim=0) / dz).clamp(max=1.0)
