@@ -71,13 +71,15 @@ def bounds(frame: np.ndarray, occupancy: np.ndarray, labels: np.ndarray, config:
     with torch.no_grad():
         modelled = model.intensity(occ.float() * s.potential).double()
     seen = (s.slices - np.arange(s.slices)) * s.slice_thickness
-    size = spectral.crop_size(s.pixel_size, REGION, labels.shape)
+    lens = spectral.lens_from_config(config, texture)
+    grow = spectral.grow_px(lens, seen, spectral.band(config))
+    size = spectral.crop_size(s.pixel_size, REGION, labels.shape, grow)
     ys, xs = np.nonzero(labels)
-    extent = max(np.ptp(ys), np.ptp(xs)) + 2 * spectral.GROW_PX + 8
+    extent = max(np.ptp(ys), np.ptp(xs)) + 2 * grow + 8
     while size < extent and size < min(labels.shape):
         size *= 2
     regions = spectral.build_regions(measured - modelled, measured, labels, int(labels.max()),
-                                     occ, seen, spectral.lens_from_config(config, texture),
+                                     occ, seen, lens,
                                      counts_per_unit=model.counts_per_unit,
                                      band=spectral.band(config), size=min(size, *labels.shape))
     _, info, _ = spectral.whittle(torch.zeros(regions.count, dtype=torch.float64), regions)

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from stream3d.config import Config
-from stream3d.physics import chi, interaction_constant
+from stream3d.physics import chi, interaction_constant, wavelength
 from stream3d.popout.ctf_fit import fit_design, fit_profiles
-from stream3d.popout.ctf_model import Optics, ring_count, search_defoci, thon_model
+from stream3d.popout.ctf_model import (Optics, delocalisation, ring_count, search_defoci,
+                                       thon_model)
 from stream3d.popout.maps import fill_nearest, patch_confidence, spread
 from stream3d.popout.patches import patch_grid, windowed_patches
 from stream3d.popout.spectrum import radial_bins, radial_profiles
@@ -76,6 +77,25 @@ def test_ring_count_is_small_near_scherzer_and_grows_with_underfocus():
     scherzer = 1.2 * math.sqrt(OPTICS.cs * 0.0196875)
     near, far = ring_count(np.array([scherzer, 2000.0]), OPTICS, P.k_low, P.k_high)
     assert near < 1.0 < 2.0 < far
+
+
+def test_delocalisation_is_the_lens_shift_of_the_band_edge_and_larger_in_overfocus():
+    # A frequency k images displaced by lambda |defocus k - Cs lambda^2 k^3| (Å): in overfocus
+    # Cs adds to the defocus, so the shift is largest at the band's top; in underfocus it
+    # subtracts. Without astigmatism.
+    lam, cs = wavelength(OPTICS.energy), OPTICS.cs
+    k = P.k_high
+    over = lam * (2000.0 * k + cs * lam**2 * k**3)
+    under = lam * (2000.0 * k - cs * lam**2 * k**3)
+    flat = dataclasses.replace(OPTICS, absorption=0.0, astigmatism=0.0)
+    assert delocalisation(-2000.0, flat, P.k_low, k) == pytest.approx(over, rel=1e-3)
+    assert delocalisation(2000.0, flat, P.k_low, k) == pytest.approx(under, rel=1e-3)
+    assert over - under == pytest.approx(2 * cs * lam**3 * k**3, rel=1e-2)  # ~2 Å
+    # The farthest of several defoci; astigmatism adds its amplitude to the defocus.
+    assert delocalisation([1000.0, -2000.0], flat, P.k_low, k) == pytest.approx(over, rel=1e-3)
+    astig = dataclasses.replace(flat, astigmatism=300.0)
+    assert delocalisation(-2000.0, astig, P.k_low, k) == pytest.approx(
+        lam * (2300.0 * k + cs * lam**2 * k**3), rel=1e-3)
 
 
 @pytest.mark.parametrize("absorption", [0.0, 0.1])

@@ -25,7 +25,7 @@ from stream3d.popout.heights import object_heights
 from stream3d.popout.layers import stacked_columns
 from stream3d.popout.mask_growth import fill_gaps, follow_taper, keep_apart, split_necks
 from stream3d.popout.ctf_model import (
-    Optics, lens_envelope, ring_count, ring_phase, search_defoci, thon_model,
+    Optics, delocalisation, lens_envelope, ring_count, ring_phase, search_defoci, thon_model,
 )
 from stream3d.popout.normalise import Normalised, check_frame, normalise
 from stream3d.popout.patches import PatchGrid, hann_window, patch_grid, windowed_patches
@@ -392,10 +392,10 @@ def _material(norm: Normalised, height: np.ndarray, setup: _Setup,
     edged = mask & (t >= _EDGE_LEVEL * local)
     # Phase contrast barely transfers the largest scales, so the middle of a wide object (or
     # any object at low dose) can fall below the noise of the thickness map while its texture
-    # is plain to see. The texture mask, shrunk by the lens delocalisation (lambda x defocus x
-    # k_high: its fringes reach that far out), is material too where the map is not ~0, at
-    # least threshold thick.
-    spread = wavelength(optics.energy) * float(np.max(effective)) * setup.k_high
+    # is plain to see. The texture mask, shrunk by the lens delocalisation (its fringes reach
+    # that far out; in overfocus farther, Cs adding), is material too where the map is not ~0,
+    # at least threshold thick.
+    spread = delocalisation(np.unique(effective), optics, setup.k_low, setup.k_high)
     core = ndimage.binary_erosion(texture, iterations=max(int(round(spread / optics.pixel_size)), 1))
     core &= t > _CORE_LEVEL * threshold  # not the halo a strong edge leaves beyond erosion
     t = np.where(core & ~edged, np.maximum(t, threshold), t)
@@ -465,9 +465,10 @@ def _lost_electrons(norm: Normalised, mask: np.ndarray, thickness: np.ndarray,
     if not mask.any() or not thickness[mask].sum() > 0:
         return 0.0, math.inf
     optics = setup.optics
-    # The fringes reach furthest from the lowest material (the largest effective defocus).
-    effective = config.microscope.defocus - float(np.min(height[mask]))
-    reach = wavelength(optics.energy) * abs(effective) * setup.k_high / optics.pixel_size
+    # The fringes reach as far as the lens moves the band (lowest material in underfocus,
+    # highest in overfocus).
+    effective = config.microscope.defocus - np.array([np.min(height[mask]), np.max(height[mask])])
+    reach = delocalisation(effective, optics, setup.k_low, setup.k_high) / optics.pixel_size
     region = ndimage.binary_dilation(mask, iterations=max(int(math.ceil(reach)), 1)) & norm.valid
     solvent = ~ndimage.binary_dilation(region, iterations=_FRINGE_PX) & norm.valid
     if solvent.mean() < _MIN_SOLVENT:
@@ -585,10 +586,11 @@ def _depth_warnings(config: Config, setup: _Setup, confidence_p: np.ndarray, goo
 
 
 def _finest_ring_period(config: Config, setup: _Setup) -> float:
-    """Spacing (Å^-1) of the Thon rings at k_high for the largest defocus searched."""
+    """Spacing (Å^-1) of the finest Thon rings in the band for any defocus searched (the
+    largest |defocus| in underfocus, but in overfocus the most negative one: Cs adds to it)."""
     k = np.linspace(setup.k_low, setup.k_high, _PERIOD_SAMPLES)
-    phase = ring_phase(k, max(setup.defoci), setup.optics)
-    slope = np.abs(np.gradient(phase, k))[-1]  # rad per Å^-1 at k_high
+    phase = ring_phase(k, np.asarray(setup.defoci)[:, None], setup.optics)
+    slope = np.abs(np.gradient(phase, k, axis=-1)).max()  # rad per Å^-1
     return math.pi / slope if slope > 0 else math.inf
 
 

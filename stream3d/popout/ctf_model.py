@@ -98,6 +98,22 @@ def ring_count(defocus: np.ndarray | float, optics: Optics, k_low: float, k_high
     return np.abs(np.diff(phase, axis=-1)).sum(axis=-1) / math.pi
 
 
+def delocalisation(defoci: np.ndarray | float, optics: Optics, k_low: float,
+                   k_high: float) -> float:
+    """The farthest (Å) the lens moves any frequency of the band [k_low, k_high] Å^-1 for any of
+    the effective ``defoci`` Å: a frequency k images displaced by |d chi / dk| / 2 pi
+    (lambda |defocus k - Cs lambda^2 k^3|; astigmatism adds its amplitude to the defocus), so
+    an object's Thon rings lie up to this far outside it. Largest in overfocus, where Cs adds
+    to the defocus."""
+    k = np.linspace(k_low, k_high, _RING_COUNT_SAMPLES)
+    d = np.asarray(defoci, dtype=np.float64).reshape(-1, 1)
+    # Astigmatism moves the defocus by up to its amplitude along one axis.
+    d = np.concatenate([d - optics.astigmatism, d + optics.astigmatism])
+    lam = wavelength(optics.energy)
+    # d chi / dk / 2 pi for chi = -pi lambda defocus k^2 + pi/2 Cs lambda^3 k^4.
+    return float(np.abs(lam * (optics.cs * lam**2 * k**3 - d * k)).max())
+
+
 def lens_envelope(k: np.ndarray, optics: Optics) -> np.ndarray:
     """T(k): the temporal-coherence envelope squared, zero beyond :meth:`Optics.k_max`."""
     lam = wavelength(optics.energy)

@@ -20,7 +20,7 @@ from scipy import ndimage
 from stream3d.config import Config
 from stream3d.popout import maps
 from stream3d.popout.ctf_fit import FitDesign, fit_profiles
-from stream3d.popout.ctf_model import ring_count
+from stream3d.popout.ctf_model import delocalisation, ring_count
 from stream3d.popout.layers import PRESENT, Layers, extreme_pair, pair_amplitudes
 from stream3d.popout.objects import object_profiles
 from stream3d.popout.spectrum import radial_bins
@@ -57,7 +57,8 @@ def object_heights(contrast: np.ndarray, labels: np.ndarray, fallback: np.ndarra
     p, s, m = config.popout, config.sample, config.microscope
     grid, optics = setup.grid, setup.optics
     bins = radial_bins(grid.patch, optics.pixel_size, setup.k_low, setup.k_high, optics.ellipse)
-    index, profiles = object_profiles(contrast, labels, grid, bins)
+    grow = delocalisation(setup.defoci, optics, setup.k_low, setup.k_high) / optics.pixel_size
+    index, profiles = object_profiles(contrast, labels, grid, bins, max(int(np.ceil(grow)), 1))
     height = fallback.astype(np.float64).copy()
     confidence = np.zeros(contrast.shape)
     if len(profiles) == 0:

@@ -137,7 +137,8 @@ def region_spectra(measured: torch.Tensor, modelled: torch.Tensor, occupancy: to
     labels, objects, count = height_regions(material, pixel_size, height, runs >= 2)
     if count == 0:
         return None, labels, objects, lens
-    size = spectral.crop_size(pixel_size, REGION, tuple(material.shape))
+    size = spectral.crop_size(pixel_size, REGION, tuple(material.shape),
+                              spectral.grow_px(lens, seen, band))
     regions = spectral.build_regions(measured - modelled, measured, labels, count, occupancy,
                                      seen, lens, counts_per_unit=counts_per_unit, band=band,
                                      size=size)

@@ -47,11 +47,8 @@ from scipy import ndimage
 
 from stream3d.optics import astigmatic_chi, wavelength
 from stream3d.popout import texture_spectrum
-from stream3d.popout.ctf_model import Optics, lens_envelope
+from stream3d.popout.ctf_model import Optics, delocalisation, lens_envelope
 from stream3d.popout.spectrum import radial_bins
-
-#: px a region's window grows into the solvent (the fringes its texture delocalises to).
-GROW_PX = 4
 
 #: px, Gaussian width of the window's soft edge (a hard mask edge spreads its blur kernel).
 TAPER_PX = 1.5
@@ -107,17 +104,29 @@ class Regions:
         return int(self.window.shape[0])
 
 
-def crop_size(pixel_size: float, region: float, frame: tuple[int, int]) -> int:
+def grow_px(lens: Lens, heights: np.ndarray, band: tuple[float, float]) -> int:
+    """px a region's window grows into the solvent: as far as the lens moves the band's
+    frequencies for material at ``heights`` Å (see
+    :func:`stream3d.popout.ctf_model.delocalisation`; cut closer, a window loses the high-k
+    rings first and the fit reads that as a smaller |defocus|)."""
+    reach = delocalisation(lens.defocus - np.asarray(heights, dtype=np.float64), lens.optics,
+                           *band)
+    return max(int(math.ceil(reach / lens.optics.pixel_size)), 1)
+
+
+def crop_size(pixel_size: float, region: float, frame: tuple[int, int], grow: int) -> int:
     """Edge (px) of the square crop a region's spectrum is taken on: a power of two holding a
-    ``region`` Å cell (or a compact object of that size) with its taper, at most the frame."""
-    need = region / pixel_size + 2 * (GROW_PX + 3 * TAPER_PX) + 8
+    ``region`` Å cell (or a compact object of that size) grown by ``grow`` px (:func:`grow_px`)
+    with its taper, at most the frame."""
+    need = region / pixel_size + 2 * (grow + 3 * TAPER_PX) + 8
     size = 2 ** int(math.ceil(math.log2(max(need, 16))))
     return int(min(size, min(frame)))
 
 
-def region_windows(labels: np.ndarray, count: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+def region_windows(labels: np.ndarray, count: int, size: int, grow: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """(window (count, size, size) float64, origin (count, 2) int): each region's taper
-    (``labels`` == r, grown GROW_PX into the solvent, Gaussian edge TAPER_PX), cropped around
+    (``labels`` == r, grown ``grow`` px into the solvent, Gaussian edge TAPER_PX), cropped around
     its centre of mass (wrapping around the frame, whose multislice is periodic)."""
     ny, nx = labels.shape
     windows = np.zeros((count, size, size))
@@ -125,7 +134,7 @@ def region_windows(labels: np.ndarray, count: int, size: int) -> tuple[np.ndarra
     solvent = labels == 0
     for r in range(1, count + 1):
         own = labels == r
-        grown = own | (ndimage.binary_dilation(own, iterations=GROW_PX) & solvent)
+        grown = own | (ndimage.binary_dilation(own, iterations=grow) & solvent)
         soft = ndimage.gaussian_filter(grown.astype(np.float64), TAPER_PX, mode="wrap")
         ys, xs = np.nonzero(own)
         cy, cx = int(round(ys.mean())), int(round(xs.mean()))
@@ -181,12 +190,12 @@ def build_regions(residual: torch.Tensor, intensity: torch.Tensor, labels: np.nd
     measured one (its Poisson variance, I / ``counts_per_unit``, is the noise); ``labels``
     (ny, nx) regions 1..count (0 = solvent); ``material`` (nz, ny, nx) occupancy in [0, 1]
     of the start volume; ``heights`` (nz,) Å at which each slice's material is seen (its top
-    face); ``band`` (k_low, k_high) Å^-1.
+    face); ``band`` (k_low, k_high) Å^-1; ``size`` the crop edge (:func:`crop_size`).
     """
     dev = residual.device
     f64 = torch.float64
     optics = lens.optics
-    windows, origin = region_windows(labels, count, size)
+    windows, origin = region_windows(labels, count, size, grow_px(lens, heights, band))
     window = torch.as_tensor(windows, dtype=f64, device=dev)
     bins = radial_bins(size, optics.pixel_size, band[0], band[1], optics.ellipse)
     select = torch.as_tensor(np.array(bins.select), device=dev)
