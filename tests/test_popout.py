@@ -100,7 +100,9 @@ def test_dendrite_depth(grown_dendrite):
     assert len(sc.region_errors) >= 4
     assert sc.worst_region <= 100.0, sc
     assert sc.height_mae <= 40.0, sc
-    assert sc.iou >= 0.85, sc
+    # 0.856 with the texture mask at 4x the noise's variance, 0.848 at 2x (which finds weak
+    # textures' objects: texture_mask.EXCESS).
+    assert sc.iou >= 0.84, sc
     assert sc.thickness_mae <= 15.0, sc
 
 

@@ -21,7 +21,7 @@ from stream3d.errors import UserError
 from stream3d.physics import interaction_constant, wavelength
 from stream3d.popout import maps, membrane, texture_spectrum
 from stream3d.popout.ctf_fit import FitDesign, PatchFits, fit_design, fit_profiles
-from stream3d.popout.heights import object_heights
+from stream3d.popout.heights import object_heights, reach_mask
 from stream3d.popout.layers import stacked_columns
 from stream3d.popout.mask_growth import fill_gaps, follow_taper, keep_apart, split_necks
 from stream3d.popout.ctf_model import (
@@ -331,6 +331,7 @@ def _assemble(fitted: tuple[PatchFits, FitDesign, Optics, membrane.Background | 
         objects = object_heights(norm.intensity - 1.0, labels, height_px, design, setup, config)
         height_px, conf_px = objects.height, objects.confidence
         mask, thickness, _ = _material(norm, height_px, setup, config)
+        height_px = reach_mask(height_px, labels, mask)
         if objects.layers is not None:
             layers = stacked_columns(objects.layers, labels, thickness, height_px)
             if layers is not None:

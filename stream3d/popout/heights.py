@@ -126,6 +126,18 @@ def object_heights(contrast: np.ndarray, labels: np.ndarray, fallback: np.ndarra
     return ObjectHeights(height, np.clip(confidence, 0.0, 1.0), layers)
 
 
+def reach_mask(height: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``height`` (Å) with every pixel of the final ``mask`` outside every object of ``labels``
+    given its nearest object pixel's height: a mask redrawn at the objects' heights may reach
+    past :data:`RIM_PX` (a thin protrusion), and its columns belong to that object, not to the
+    patch-wise map of the first pass."""
+    outside = mask & (labels == 0)
+    if not outside.any() or not labels.any():
+        return height
+    _, (iy, ix) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
+    return np.where(outside, height[iy, ix], height)
+
+
 def _compact(pixels: np.ndarray, patch: int) -> bool:
     """True when the object's radius of gyration (px) is at most COMPACT x ``patch``."""
     ys, xs = np.nonzero(pixels)
