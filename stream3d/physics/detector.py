@@ -75,17 +75,19 @@ class MTF:
             return np.interp(f, freq, value)
         return np.ones_like(f)
 
-    def grid(self, shape: tuple[int, int], *, device: torch.device | str = "cpu",
-             dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """The MTF on the FFT grid of a (ny, nx) image (numpy FFT layout), real."""
+    def array(self, shape: tuple[int, int]) -> np.ndarray:
+        """The MTF on the FFT grid of a (ny, nx) image (numpy FFT layout), float64."""
         ny, nx = shape
         fy = np.fft.fftfreq(ny)[:, None] * 2.0  # units of Nyquist
         fx = np.fft.fftfreq(nx)[None, :] * 2.0
         if self.kind == "counting":
-            values = self.radial(fy) * self.radial(fx)
-        else:
-            values = self.radial(np.hypot(fy, fx))
-        return torch.as_tensor(values, dtype=dtype, device=device)
+            return self.radial(fy) * self.radial(fx)
+        return self.radial(np.hypot(fy, fx))
+
+    def grid(self, shape: tuple[int, int], *, device: torch.device | str = "cpu",
+             dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """:meth:`array` as a tensor."""
+        return torch.as_tensor(self.array(shape), dtype=dtype, device=device)
 
 
 def apply_mtf(intensity: torch.Tensor, mtf: MTF) -> torch.Tensor:

@@ -23,7 +23,9 @@ from functools import lru_cache
 import numpy as np
 
 from stream3d.config import Config
+from stream3d.mtf import mtf_from_config
 from stream3d.physics import astigmatic_chi, band_limit_cutoff, chi, wavelength
+from stream3d.physics.detector import MTF
 from stream3d.popout.patches import hann_window
 from stream3d.popout.spectrum import radial_bins
 from stream3d.popout.texture_spectrum import FLAT, evaluate
@@ -51,13 +53,16 @@ class Optics:
     # The texture's power spectrum S(k) as measured from the frame (texture_spectrum.FLAT
     # until it is): see :func:`stream3d.popout.texture_spectrum.evaluate`.
     texture: tuple[float, ...] = FLAT
+    # The camera's transfer (detector.mtf): it multiplies the image's contrast, not the shot
+    # noise (which arises after it, white).
+    mtf: MTF = MTF()
 
     @classmethod
     def from_config(cls, config: Config) -> Optics:
         m, s = config.microscope, config.sample
         middle = m.defocus - s.slices * s.slice_thickness / 2  # the middle of the cell
         return cls(m.energy, m.cs, m.aperture, m.focal_spread, s.absorption, s.pixel_size,
-                   m.astigmatism, m.astigmatism_angle, middle)
+                   m.astigmatism, m.astigmatism_angle, middle, mtf=mtf_from_config(config))
 
     @property
     def ellipse(self) -> tuple[float, float, float, float, float] | None:
@@ -115,10 +120,12 @@ def delocalisation(defoci: np.ndarray | float, optics: Optics, k_low: float,
 
 
 def lens_envelope(k: np.ndarray, optics: Optics) -> np.ndarray:
-    """T(k): the temporal-coherence envelope squared, zero beyond :meth:`Optics.k_max`."""
+    """T(k): the temporal-coherence envelope squared times the camera's MTF squared (at |k|;
+    the ``counting`` pixel's sinc along one axis), zero beyond :meth:`Optics.k_max`."""
     lam = wavelength(optics.energy)
     temporal = np.exp(-((math.pi * lam * optics.focal_spread * k**2) ** 2) / 2.0)
-    return temporal * (k <= optics.k_max())
+    camera = optics.mtf.radial(2.0 * np.asarray(k) * optics.pixel_size) ** 2  # k / Nyquist
+    return temporal * camera * (k <= optics.k_max())
 
 
 def envelope(k: np.ndarray, optics: Optics) -> np.ndarray:

@@ -1,10 +1,10 @@
 """Material thickness from the frame's phase and absorption contrast.
 
 The mean (untextured) potential of material of thickness t(x) at effective defocus D is a weak
-object with phase sigma V0 t and amplitude -sigma a V0 t. Through the lens its image contrast
-is linear in t:
+object with phase sigma V0 t and amplitude -sigma a V0 t. Through the lens and the camera
+(its MTF M(k)) its image contrast is linear in t:
 
-    I/I_vac - 1 = IFFT[ T(k) H(k) ],   H(k) = 2 sigma V0 (sin chi_D(k) - a cos chi_D(k))
+    I/I_vac - 1 = IFFT[ T(k) H(k) ],   H(k) = 2 sigma V0 (sin chi_D(k) - a cos chi_D(k)) M(k)
 
 A Wiener filter H / (H^2 + alpha H0^2), H0 = 2 sigma V0, inverts it; that undoes the Fresnel
 fringes and the lens delocalisation, so the map's edges sit where the material ends. With
@@ -65,7 +65,9 @@ def thickness_filter(shape: tuple[int, int], *, defocus: float, optics: Optics, 
                            astigmatism=optics.astigmatism,
                            astigmatism_angle=optics.astigmatism_angle)
     scale = 2.0 * interaction_constant(optics.energy) * potential
-    h = scale * (np.sin(phase) - optics.absorption * np.cos(phase))
+    # The camera's MTF multiplies the contrast (not the white shot noise the filter weighs).
+    camera = optics.mtf.array((ny, nx))[:, :nx // 2 + 1]
+    h = scale * (np.sin(phase) - optics.absorption * np.cos(phase)) * camera
     alpha = _WIENER_COUNTS / max(counts_per_unit, 1e-12)
     low_pass = np.exp(-2.0 * (math.pi * resolution) ** 2 * k2) * (k2 <= optics.k_max() ** 2)
     response = (low_pass * h / (h * h + alpha * scale * scale)).astype(np.float32)
