@@ -285,3 +285,19 @@ def test_the_layer_pair_is_the_centre_of_each_layers_fits_not_a_percentile():
     assert abs(pair.top - 1500) <= 8 and abs(pair.bottom - 1850) <= 8, pair
     assert abs(np.percentile(fits, 10) - 1500) > 10 and abs(np.percentile(fits, 90) - 1850) > 20
     assert design.defoci[pair.index[0]] == pytest.approx(pair.top, abs=5)
+
+
+def test_a_mask_reaching_past_its_object_takes_its_height_and_other_pieces_keep_theirs():
+    from stream3d.popout.heights import reach_mask
+
+    labels = np.zeros((40, 40), dtype=int)
+    labels[5:15, 5:15] = 1
+    mask = labels > 0
+    mask[15:30, 9:11] = True  # a thin protrusion, far past the object
+    mask[30:38, 25:35] = True  # a piece with no object (found by the texture alone)
+    height = np.full((40, 40), 300.0)
+    height[labels == 1] = 120.0
+    out = reach_mask(height, labels, mask)
+    assert (out[15:30, 9:11] == 120.0).all()
+    assert (out[30:38, 25:35] == 300.0).all()
+    assert (out[~mask] == 300.0).all()

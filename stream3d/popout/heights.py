@@ -127,12 +127,15 @@ def object_heights(contrast: np.ndarray, labels: np.ndarray, fallback: np.ndarra
 
 
 def reach_mask(height: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``height`` (Å) with every pixel of the final ``mask`` outside every object of ``labels``
-    given its nearest object pixel's height: a mask redrawn at the objects' heights may reach
-    past :data:`RIM_PX` (a thin protrusion), and its columns belong to that object, not to the
-    patch-wise map of the first pass."""
-    outside = mask & (labels == 0)
-    if not outside.any() or not labels.any():
+    """``height`` (Å) with every pixel of the final ``mask`` outside the objects of ``labels``,
+    in a piece of the mask that holds an object, given its nearest object pixel's height: a
+    mask redrawn at the objects' heights may reach past :data:`RIM_PX` (a thin protrusion),
+    and its columns belong to that object, not to the patch-wise map of the first pass. Pieces
+    with no object (material only the texture mask found) keep the patch-wise heights."""
+    pieces, _ = ndimage.label(mask)
+    holding = np.unique(pieces[(labels > 0) & mask])
+    outside = np.isin(pieces, holding[holding > 0]) & (labels == 0)
+    if not outside.any():
         return height
     _, (iy, ix) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
     return np.where(outside, height[iy, ix], height)
