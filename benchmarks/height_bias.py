@@ -17,6 +17,15 @@ Measured (seeds 10-17, 24 regions, CPU; the 5 V rows with the first fit_shifts (
     1.25 V     truth          -0.3         2.6    12.5        20.0             0 %
     1.25 V     wide/thin      -7.2         2.1    10.4        15.7             0 %
 
+Windows grown by the lens delocalisation (spectral.grow_px, 11-15 px here, instead of 4 px):
+
+    5 V        truth         -16.5         2.4    11.9        17.1            17 %
+    5 V        wide/thin     -15.9         2.5    12.4        16.0            17 %
+
+(more of the delocalised, phase-shifted texture in the window: the bias below; on the
+accuracy suite's pop-out starts the wider windows are still better, median refined height
+20.4 -> 15.7 Å on the default family, 40.7 -> 27.0 Å on the wide one).
+
 The estimate is biased low by about the object's mean phase: the expected spectrum holds the
 texture's rings at phase 2 (chi - alpha), but the texture's wave is delocalised by lambda
 (D - z) k (7-22 Å at k = 0.1-0.3 Å^-1) and, where it lands outside its object, interferes

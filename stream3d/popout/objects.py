@@ -11,8 +11,8 @@ The growth matters: the lens images frequency k displaced by lambda |defocus k -
 k^3| (15-20 Å at 2000 Å defocus), so a part cut at the object's edge loses its high-k rings'
 power first; the fit reads that fall-off as fewer rings and shortens |defocus|. Measured on the
 accuracy suite's three discs (seed 0): grown 4 px, the discs came out +4 / +24 / +21 Å off in
-underfocus and +2 / -34 / -99 Å in overfocus (-14 / -220 / -215 Å at -3000 Å); grown by the
-delocalisation, -10 / +1 / -9 and -1 / -4 / -2 (-2 / -50 / +31).
+underfocus (2000 Å) and +2 / -34 / -99 Å in overfocus (-14 / -220 / -215 Å at -3000 Å); grown
+by the delocalisation, -11 / -1 / -12 and -3 / -3 / -1 (-1 / -27 / +32).
 """
 
 from __future__ import annotations
