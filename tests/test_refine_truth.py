@@ -66,8 +66,10 @@ def test_landscape_command_writes_csv_and_png_from_files(tmp_path):
 def test_refined_from_pop_out_is_no_worse_and_uniform_is_clearly_worse():
     # Heights move by the texture's statistics (standard error ~12 Å per 128² disc), so a single
     # frame may end a few Å worse than its pop-out start: the contract is over draws of texture
-    # and noise. Measured (seeds 1-5): pop-out 13.1 / 11.6 / 16.0 / 23.8 / 39.1 Å, refined
-    # 17.4 / 22.7 / 22.5 / 10.4 / 21.5 Å; mean IoU 0.41 -> 0.47.
+    # and noise. Measured (seeds 1-5): mean depth error 14.6 Å pop-out, 14.5 Å refined; mean
+    # IoU 0.571 -> 0.591. (With pop-out's spectra cut 4 px past each object, before they took in
+    # the lens's delocalisation: 20.7 -> 18.9 Å, IoU 0.41 -> 0.47; pop-out's heights now sit
+    # near the bound, so refinement's gain is its thickness.)
     cfg, occ = _discs(128)
     s = cfg.sample
     measure = lambda v: errors(v, occ, potential=s.potential, dz=s.slice_thickness)  # noqa: E731
@@ -81,7 +83,7 @@ def test_refined_from_pop_out_is_no_worse_and_uniform_is_clearly_worse():
         first = frame if first is None else first
     depth = lambda es: float(np.mean([e.depth for e in es]))  # noqa: E731
     iou = lambda es: float(np.mean([e.iou for e in es]))  # noqa: E731
-    assert depth(refs) <= depth(pops) + 2.0 and iou(refs) >= iou(pops) + 0.03, (pops, refs)
+    assert depth(refs) <= depth(pops) + 2.0 and iou(refs) >= iou(pops) + 0.01, (pops, refs)
     # From a uniform start it cannot find the depths (the paper's Fig. 1D).
     flat = uniform_volume(first, ImagingModel.from_config(cfg), s.slices)
     e_uni = measure(refine_volume(first, flat, cfg).volume)
