@@ -22,7 +22,7 @@ from scipy import ndimage
 #: phase contrast hardly transfers, is then lost. Measured with pop-out alone on the accuracy
 #: suite (seed 0, median height Å / 3D IoU): at 3 (the value before) the weak texture family
 #: gave 80.6 / 0.288 and the peaked one 129 / 0.304 (its dendrite 12 % found); at 1,
-#: 37.7 / 0.366 and 13.5 / 0.562 (at 0.5 a little better again, but a 30 % noise excess then
+#: 37.7 / 0.402 and 13.5 / 0.562 (at 0.5 a little better again, but a 30 % noise excess then
 #: called the whole frame material).
 EXCESS = 1.0
 
