@@ -365,8 +365,8 @@ def test_overfocus_discs_keep_their_heights_and_their_footprint():
     # outside it. An object's spectrum cut a few px past its edge loses them and the fit reads
     # fewer rings, a smaller |defocus|; a texture mask shrunk by lambda x defocus x k_high of
     # the material closest to focus keeps the fringes as material. Measured per disc, seeds
-    # 1 and 2: -12 / -4 / -7 and -2 / -35 / +1 Å, 3D IoU 0.63 and 0.86; before (parts grown
-    # 4 px, that shrink) -12 / -4 / -7 and -13 / -146 / -10 Å, IoU 0.12 and 0.80.
+    # 1 and 2: -12 / -4 / -7 and -9 / -26 / -19 Å, 3D IoU 0.61 and 0.83; parts grown 4 px
+    # instead: -12 / -4 / -7 and -65 / -146 / -4 Å; with that shrink as well, IoU 0.12 (seed 1).
     over = CONFIG.replace("microscope", defocus=-2000.0)
     occ = three_discs(SHAPE, CONFIG.sample.sampling)
     true_h = column_height(occ, DZ)

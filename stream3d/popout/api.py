@@ -396,7 +396,9 @@ def _material(norm: Normalised, height: np.ndarray, setup: _Setup,
     # is plain to see. The texture mask, shrunk by the lens delocalisation (its fringes reach
     # that far out; in overfocus farther, Cs adding), is material too where the map is not ~0,
     # at least threshold thick.
-    spread = delocalisation(np.unique(effective), optics, setup.k_low, setup.k_high)
+    # The shift is linear in the defocus at each k: the extremes of the map bound it.
+    extremes = np.array([np.min(effective), np.max(effective)])
+    spread = delocalisation(extremes, optics, setup.k_low, setup.k_high)
     core = ndimage.binary_erosion(texture, iterations=max(int(round(spread / optics.pixel_size)), 1))
     core &= t > _CORE_LEVEL * threshold  # not the halo a strong edge leaves beyond erosion
     t = np.where(core & ~edged, np.maximum(t, threshold), t)
