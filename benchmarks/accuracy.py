@@ -464,11 +464,12 @@ def approach_check(approach: dict | None) -> Check:
 
 # ---- the in situ movie (issue 23) --------------------------------------------------------
 #: The in situ movie's four effects: a random walk of this many px per frame, the camera's
-#: MTF, the lens defocus drifting this many Å per frame, and one support membrane (5 V, the
-#: discs' own potential, 100 Å, its lower face on the exit plane).
+#: MTF (issue 23's scintillator: half contrast at 0.25 cycles/px, i.e. mtf_half = 0.5 of
+#: Nyquist), the lens defocus drifting this many Å per frame, and one support membrane (5 V,
+#: the discs' own potential, 100 Å, its lower face on the exit plane).
 INSITU_STEP_PX = 3.0
 INSITU_DEFOCUS_DRIFT = 1.0
-INSITU_MTF = {"mtf": "scintillator", "mtf_half": 0.25}
+INSITU_MTF = {"mtf": "scintillator", "mtf_half": 0.5}
 INSITU_MEMBRANE = {"material": 5.0, "height": 50.0, "thickness": 100.0}
 INSITU_EFFECTS = ("drift", "mtf", "defocus", "membrane")
 

@@ -4,7 +4,8 @@ beside the same discs imaged with no membrane at all ("no membrane").
 
     python benchmarks/membrane.py [--seeds 0,1,2] [--size 256] [--membrane 100]
                                   [--simulator ours|abtem] [--texture FAMILY]
-                                  [--membrane-texture FAMILY] [--refine] [--json FILE]
+                                  [--membrane-texture FAMILY] [--mtf] [--refine]
+                                  [--json FILE]
 
 The accuracy suite's optics (benchmarks/accuracy.py BASE: 300 kV, Cs 1 mm, 10 mrad, defocus
 2000 Å, 2000 e/Å², no absorption, 32 x 20 Å slices); three discs at ~0.3 / 0.55 / 0.8 of the
@@ -29,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from accuracy import BASE, FAMILIES, SIMULATORS, make_frame, simulated  # noqa: E402
+from accuracy import BASE, FAMILIES, INSITU_MTF, SIMULATORS, make_frame, simulated  # noqa: E402
 
 from stream3d.config import Config, load  # noqa: E402
 from stream3d.popout import popout  # noqa: E402
@@ -74,6 +75,9 @@ def per_disc(volume: np.ndarray, items, config: Config) -> tuple[list[float], li
 def one_seed(seed: int, args) -> dict:
     sets = [*BASE, f"simulate.ny={args.size}", f"simulate.nx={args.size}", "popout.threads=1",
             "refine.device=cpu"]
+    if args.mtf:  # the in situ suite's camera, known to the reconstruction too
+        sets += [f"detector.{key}={value!r}".replace("'", '"')
+                 for key, value in INSITU_MTF.items()]
     plain = load(None, sets)
     handled = load(None, [*sets, *membrane_sets(args.membrane, material=args.material)])
     truth_config = simulated(load(None, [*sets, *membrane_sets(
@@ -118,6 +122,8 @@ def main(argv=None) -> int:
                         help="the discs' texture family (simulator only)")
     parser.add_argument("--membrane-texture", choices=tuple(FAMILIES), default=None,
                         help="the membrane's texture family (default: the discs')")
+    parser.add_argument("--mtf", action="store_true",
+                        help="image with the in situ suite's scintillator MTF (and tell pop-out)")
     parser.add_argument("--refine", action="store_true", help="also refine (slow on a CPU)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
