@@ -322,3 +322,20 @@ def test_focus_tracker_follows_and_keeps_the_last_lens_through_a_blank_frame(mov
     assert moved.microscope.defocus == lens3.defocus
     assert moved.microscope.astigmatism == lens3.astigmatism
     assert moved.microscope.astigmatism_angle == lens3.astigmatism_angle
+
+
+def test_bare_tiles_are_the_least_contrasted_share_and_only_they_are_averaged():
+    """frame_power(bare=...) keeps that share of the tiles with least contrast variance: on a
+    flat frame with one strongly textured corner, the kept tiles' spectrum is the flat part's
+    alone (the whole frame's holds the corner's power)."""
+    from stream3d.calibrate.spectrum import frame_power
+
+    rng = np.random.default_rng(3)
+    frame = 1000.0 + rng.normal(0.0, 1.0, (256, 256))
+    frame[:96, :96] += rng.normal(0.0, 100.0, (96, 96))  # the "object"
+    whole, n_all, _ = frame_power(frame, 64)
+    bare, n_bare, _ = frame_power(frame, 64, bare=0.25)
+    assert (n_all, n_bare) == (49, 12)
+    # white noise of variance (1 / 1000)^2 per pixel in contrast units: its periodogram level
+    np.testing.assert_allclose((bare / n_bare).mean(), 1e-6, rtol=0.1)
+    assert (whole / n_all).mean() > 100 * 1e-6

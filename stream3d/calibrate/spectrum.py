@@ -66,8 +66,15 @@ def choose_tile(shape: Sequence[int], tile: int | None = None) -> int:
     return int(min(max(t, 64), 512))
 
 
-def frame_power(frame: np.ndarray, tile: int) -> tuple[np.ndarray, int, float]:
-    """(sum of tile periodograms, number of tiles, mean counts) of one frame (y, x)."""
+def frame_power(frame: np.ndarray, tile: int, *,
+                bare: float | None = None) -> tuple[np.ndarray, int, float]:
+    """(sum of tile periodograms, number of tiles, mean counts) of one frame (y, x).
+
+    ``bare``: only that share of the tiles (at least one) with the least windowed contrast
+    variance, e.g. a support membrane's bare areas: their Thon rings come from the membrane
+    alone, at a height that does not change, while a growing specimen's share of the other
+    tiles (and with it their mixed rings) does.
+    """
     data = np.asarray(frame, dtype=np.float64)
     if data.ndim != 2:
         raise ValueError(f"a frame must be 2D (y, x), got shape {data.shape}")
@@ -79,20 +86,28 @@ def frame_power(frame: np.ndarray, tile: int) -> tuple[np.ndarray, int, float]:
     contrast = data / mean - 1.0
     window = hann2d(tile)
     norm = float((window**2).sum())
+
+    def piece(y: int, x: int) -> np.ndarray:
+        p = contrast[y:y + tile, x:x + tile]
+        return (p - p.mean()) * window
+
+    starts = [(y, x) for y in tile_starts(data.shape[0], tile)
+              for x in tile_starts(data.shape[1], tile)]
+    if bare is not None:  # the variance is the periodogram's sum (Parseval): no FFT needed
+        variance = [float((piece(y, x) ** 2).sum()) for y, x in starts]
+        keep = max(int(round(bare * len(starts))), 1)
+        starts = [starts[i] for i in np.argsort(variance, kind="stable")[:keep]]
     total = np.zeros((tile, tile // 2 + 1))
-    count = 0
-    for y in tile_starts(data.shape[0], tile):
-        for x in tile_starts(data.shape[1], tile):
-            piece = contrast[y:y + tile, x:x + tile]
-            piece = (piece - piece.mean()) * window
-            total += np.abs(np.fft.rfft2(piece)) ** 2 / norm
-            count += 1
-    return total, count, mean
+    for y, x in starts:
+        total += np.abs(np.fft.rfft2(piece(y, x))) ** 2 / norm
+    return total, len(starts), mean
 
 
 def power_spectrum(frames: Iterable[np.ndarray], *, pixel_size: float,
-                   tile: int | None = None) -> Spectrum:
-    """Average power spectrum of one or more frames (y, x) of raw counts at ``pixel_size`` Å."""
+                   tile: int | None = None, bare: float | None = None) -> Spectrum:
+    """Average power spectrum of one or more frames (y, x) of raw counts at ``pixel_size`` Å;
+    ``bare``: of each frame only that share of its tiles with least contrast (see
+    :func:`frame_power`)."""
     if not pixel_size > 0:
         raise ValueError(f"pixel_size must be > 0 Å, got {pixel_size!r}")
     total, count, means, size = None, 0, [], None
@@ -100,7 +115,7 @@ def power_spectrum(frames: Iterable[np.ndarray], *, pixel_size: float,
         frame = np.asarray(frame)
         if size is None:
             size = choose_tile(frame.shape, tile)
-        power, n, mean = frame_power(frame, size)
+        power, n, mean = frame_power(frame, size, bare=bare)
         total = power if total is None else total + power
         count += n
         means.append(mean)

@@ -30,21 +30,23 @@ class FrameLens:
 
 
 class FocusTracker:
-    """Per-frame lens fits of a movie (``region`` y0,x0,y1,x1 px or None; ``tile`` px)."""
+    """Per-frame lens fits of a movie (``region`` y0,x0,y1,x1 px or None; ``tile`` px;
+    ``bare``: fit only that share of each frame's tiles with least contrast, see
+    :func:`stream3d.calibrate.spectrum.frame_power`)."""
 
     def __init__(self, options: FitOptions, *, pixel_size: float,
                  start: tuple[float, float, float] | None = None,
                  region: tuple[int, int, int, int] | None = None,
-                 tile: int | None = None) -> None:
+                 tile: int | None = None, bare: float | None = None) -> None:
         self.options, self.pixel_size = options, float(pixel_size)
-        self.region, self.tile = region, tile
+        self.region, self.tile, self.bare = region, tile, bare
         self.last = start  # (defocus Å, C12 Å, phi12 degrees) of the last good fit
 
     def update(self, frame: np.ndarray) -> FrameLens:
         """Fit ``frame`` (raw counts); on failure keep the last lens (NaN before any)."""
         try:
             spectrum = power_spectrum([crop_region(np.asarray(frame), self.region)],
-                                      pixel_size=self.pixel_size, tile=self.tile)
+                                      pixel_size=self.pixel_size, tile=self.tile, bare=self.bare)
             fit = fit_spectrum(spectrum, self.options, start=self.last)
         except ValueError as exc:
             d, c, a = self.last if self.last is not None else (math.nan,) * 3
