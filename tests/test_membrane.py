@@ -95,12 +95,29 @@ def _scores(result, items, occupancy, cfg):
 def test_popout_puts_discs_above_a_membrane_at_their_heights(membrane_frame):
     cfg, items, occupancy, frame = membrane_frame
     errors, found, membrane_as_object = _scores(popout(frame, cfg), items, occupancy, cfg)
-    # Measured: +19 / +1 / -3 Å, every disc found whole, nothing below 150 Å (the same discs
+    # Measured: +19 / +1 / -4 Å, every disc found whole, nothing below 150 Å (the same discs
     # without a membrane: +21 / +25 / +18 Å). 64 px patches; the membrane's speckle is noise
     # to the discs' rings.
     assert np.all(np.abs(errors) <= 40.0), errors
     assert np.all(found >= 0.9), found
     assert membrane_as_object <= 0.01
+
+
+def test_each_disc_above_a_membrane_takes_one_height(membrane_frame):
+    """Over a membrane the discs' heights come from the patch-wise map (their own parts'
+    spectra are swamped by its speckle), each compact disc at the map's median over it: the
+    columns' heights no longer follow the map's patch-to-patch scatter. Measured: column
+    height error 8.5 Å, IoU 0.572; with the map itself 31.0 Å and 0.304."""
+    from stream3d.scoring.accuracy import accuracy
+
+    cfg, items, occupancy, frame = membrane_frame
+    s = cfg.sample
+    result = popout(frame, cfg)
+    m = accuracy(result.volume, occupancy, potential=s.potential, dz=s.slice_thickness)
+    assert m.height_error <= 15.0 and m.iou >= 0.5, (m.height_error, m.iou)
+    for d in items:
+        own = discs(occupancy.shape, s.sampling, [d]).sum(axis=0) > 0
+        assert np.ptp(result.height[own]) == 0.0
 
 
 def test_refinement_keeps_discs_above_a_membrane_at_their_heights(membrane_frame):

@@ -71,10 +71,7 @@ def object_heights(contrast: np.ndarray, labels: np.ndarray, fallback: np.ndarra
     fitted = np.clip(m.defocus - fits.defocus - s.slice_thickness / 2, 0.0, depth)
     to_height = lambda d: float(np.clip(m.defocus - d - s.slice_thickness / 2, 0.0, depth))  # noqa: E731
     layer_maps = np.zeros((4, *contrast.shape))  # candidate, top, bottom (Å), top share
-    # The final mask reaches a few pixels past the objects (thinning edges, the thickness
-    # map's resolution): those pixels belong to their nearest object.
-    distance, (iy, ix) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
-    nearest = np.where(distance <= RIM_PX, labels[iy, ix], 0)
+    nearest = _with_rims(labels)
     rows, cols = grid.grid_shape
     for label in np.unique(index.label):
         sel = index.label == label
@@ -124,6 +121,29 @@ def object_heights(contrast: np.ndarray, labels: np.ndarray, fallback: np.ndarra
     if layer_maps[0].any():
         layers = Layers(layer_maps[0] > 0, layer_maps[1], layer_maps[2], layer_maps[3])
     return ObjectHeights(height, np.clip(confidence, 0.0, 1.0), layers)
+
+
+def compact_heights(height: np.ndarray, labels: np.ndarray, patch: int) -> np.ndarray:
+    """``height`` (Å) with every compact object of ``labels`` (see :data:`COMPACT`), and its
+    rim, at the median of ``height`` over the object's pixels: one height, as
+    :func:`object_heights` gives it, from a patch-wise map. For frames over a support
+    membrane, whose speckle swamps the spectra of an object's own part of each patch (see
+    :mod:`stream3d.popout.api`); larger objects keep the map."""
+    out = np.asarray(height, dtype=np.float64).copy()
+    nearest = _with_rims(labels)
+    for label in range(1, int(labels.max()) + 1):
+        pixels = labels == label
+        if pixels.any() and _compact(pixels, patch):
+            out[nearest == label] = float(np.median(height[pixels]))
+    return out
+
+
+def _with_rims(labels: np.ndarray) -> np.ndarray:
+    """``labels`` grown by :data:`RIM_PX` into the solvent: the final mask reaches a few pixels
+    past the objects (thinning edges, the thickness map's resolution), and those pixels belong
+    to their nearest object."""
+    distance, (iy, ix) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
+    return np.where(distance <= RIM_PX, labels[iy, ix], 0)
 
 
 def reach_mask(height: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
