@@ -70,6 +70,14 @@ def object_heights(contrast: np.ndarray, labels: np.ndarray, fallback: np.ndarra
     # The model images a slice's material at its top face, dz/2 above its centre.
     fitted = np.clip(m.defocus - fits.defocus - s.slice_thickness / 2, 0.0, depth)
     to_height = lambda d: float(np.clip(m.defocus - d - s.slice_thickness / 2, 0.0, depth))  # noqa: E731
+    # A large object's map from fits of its parts' spectra pooled with its parts in the
+    # neighbouring patches (see :func:`pooled_profiles`); compact objects and the layer
+    # search keep the single parts' fits.
+    fits_n = fit_profiles(pooled_profiles(profiles, index, grid.grid_shape), design)
+    conf_n = maps.patch_confidence(fits_n, ring_count(fits_n.defocus, optics, setup.k_low,
+                                                      setup.k_high),
+                                   tolerance=p.tolerance, min_rings=p.min_rings)
+    fitted_n = np.clip(m.defocus - fits_n.defocus - s.slice_thickness / 2, 0.0, depth)
     layer_maps = np.zeros((4, *contrast.shape))  # candidate, top, bottom (Å), top share
     nearest = _with_rims(labels)
     rows, cols = grid.grid_shape
@@ -77,8 +85,9 @@ def object_heights(contrast: np.ndarray, labels: np.ndarray, fallback: np.ndarra
         sel = index.label == label
         pixels = labels == label
         weight = np.zeros((rows, cols))
-        weight[index.row[sel], index.col[sel]] = (conf[sel] + _FLOOR) * index.share[sel]
         compact = _compact(pixels, grid.patch)
+        weight[index.row[sel], index.col[sel]] = ((conf if compact else conf_n)[sel] + _FLOOR
+                                                  ) * index.share[sel]
         if compact:
             # Within about one patch every fit sees much the same pixels: their spread is
             # noise, and a pixel-wise map of it would hand the object's edge to its worst fits
@@ -88,7 +97,7 @@ def object_heights(contrast: np.ndarray, labels: np.ndarray, fallback: np.ndarra
             if not precision.sum() > 0:  # no fit has a finite uncertainty
                 precision = weight[index.row[sel], index.col[sel]]
             height[nearest == label] = maps.weighted_median(fitted[sel], precision)
-        for target, values in ((height, fitted[sel]), (confidence, conf[sel])):
+        for target, values in ((height, fitted_n[sel]), (confidence, conf_n[sel])):
             if target is height and compact:
                 continue
             grid_values = np.zeros((rows, cols))
@@ -167,3 +176,33 @@ def _compact(pixels: np.ndarray, patch: int) -> bool:
     if ys.size < 2:
         return True
     return float(np.sqrt(ys.var() + xs.var())) <= COMPACT * patch
+
+
+def pooled_profiles(profiles: np.ndarray, index, shape: tuple[int, int]) -> np.ndarray:
+    """Each (patch, object) part's spectrum (rows of ``profiles``, see
+    :func:`~stream3d.popout.objects.object_profiles`) averaged, weighted by share, with the
+    same object's parts in the patches one grid step (``popout.step``) around it.
+
+    Speckle and shot noise are averaged over up to 9 windows before the rings are fitted, not
+    after: where the rings are weak a fit of a mean spectrum is far less biased than the mean
+    of fits (a 60 Å slab 530 Å up, fitted over 0.04-0.2 Å^-1 where it has one ring: the mean
+    spectrum's fit 4-6 Å off, the confidence-weighted mean of its patches' fits 60-65 Å).
+    Measured with pop-out alone on the
+    accuracy suite's 12 frames, median column height error seed 0 / held-out seed 1: weak
+    texture 37.7 -> 26.1 / 33.0 -> 32.0 Å, gaussian 14.6 -> 12.8 / 21.6 -> 20.1 Å, plate
+    (weak) 58 -> 27 Å; the map's resolution stays the patches' (two grid steps, 5 x 5, did
+    no better).
+    """
+    out = np.empty_like(profiles)
+    rows, cols = shape
+    for label in np.unique(index.label):
+        sel = np.nonzero(index.label == label)[0]
+        grid = np.zeros((rows, cols, profiles.shape[1]))
+        share = np.zeros((rows, cols))
+        grid[index.row[sel], index.col[sel]] = profiles[sel] * index.share[sel, None]
+        share[index.row[sel], index.col[sel]] = index.share[sel]
+        summed = ndimage.uniform_filter(grid, size=(3, 3, 1), mode="constant")
+        total = ndimage.uniform_filter(share, size=3, mode="constant")
+        out[sel] = (summed[index.row[sel], index.col[sel]]
+                    / total[index.row[sel], index.col[sel], None])
+    return out
