@@ -133,9 +133,10 @@ def _maps(volume):
 
 
 def test_a_specimen_crossing_tile_borders_shows_no_step_across_them(slab):
-    _, _, parts, plan = slab
+    _, whole, parts, plan = slab
     assert len(plan) == 4 and parts.message.startswith("4 tiles of 96 x 96 px")
     height, thickness = _maps(parts.volume)
+    untiled, _ = _maps(whole.volume)
     material = thickness >= SMALL.sample.slice_thickness / 2
     for axis, border in ((1, plan[1].inner_x[0]), (0, plan[2].inner_y[0])):
         assert border == 64
@@ -147,9 +148,12 @@ def test_a_specimen_crossing_tile_borders_shows_no_step_across_them(slab):
         assert at.sum() > 50  # the slab does cross the border
         seam_h = np.take(step_h, border - 1, axis=axis)[at].mean()
         seam_t = np.take(step_t, border - 1, axis=axis)[at].mean()
-        # Across a border the height changes as it does between any two neighbours (the
-        # slab's own slope: 1.1 Å/px along x, none along y), the thickness too.
-        assert seam_h <= step_h[both].mean() + 0.5, (axis, seam_h, step_h[both].mean())
+        # Across a border the height changes as it does there in the untiled refinement
+        # (pop-out's map has steps of its own: the slab's slope is 1.1 Å/px along x, and
+        # the untiled map steps 1.5 Å at x = 64 against 0.9 Å on average), the thickness as
+        # between any two neighbours.
+        here = np.take(np.abs(np.diff(untiled, axis=axis)), border - 1, axis=axis)[at].mean()
+        assert seam_h <= here + 0.5, (axis, seam_h, here)
         assert seam_t <= step_t[both].mean() + 1.0, (axis, seam_t, step_t[both].mean())
 
 

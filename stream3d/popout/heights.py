@@ -71,13 +71,8 @@ def object_heights(contrast: np.ndarray, labels: np.ndarray, fallback: np.ndarra
     fitted = np.clip(m.defocus - fits.defocus - s.slice_thickness / 2, 0.0, depth)
     to_height = lambda d: float(np.clip(m.defocus - d - s.slice_thickness / 2, 0.0, depth))  # noqa: E731
     # A large object's map from fits of its parts' spectra pooled with its parts in the
-    # neighbouring patches (see :func:`pooled_profiles`); compact objects and the layer
-    # search keep the single parts' fits.
-    fits_n = fit_profiles(pooled_profiles(profiles, index, grid.grid_shape), design)
-    conf_n = maps.patch_confidence(fits_n, ring_count(fits_n.defocus, optics, setup.k_low,
-                                                      setup.k_high),
-                                   tolerance=p.tolerance, min_rings=p.min_rings)
-    fitted_n = np.clip(m.defocus - fits_n.defocus - s.slice_thickness / 2, 0.0, depth)
+    # neighbouring patches; compact objects and the layer search keep the single parts' fits.
+    fitted_n, conf_n = _pooled_fits(profiles, index, design, setup, config)
     layer_maps = np.zeros((4, *contrast.shape))  # candidate, top, bottom (Å), top share
     nearest = _with_rims(labels)
     rows, cols = grid.grid_shape
@@ -176,6 +171,17 @@ def _compact(pixels: np.ndarray, patch: int) -> bool:
     if ys.size < 2:
         return True
     return float(np.sqrt(ys.var() + xs.var())) <= COMPACT * patch
+
+
+def _pooled_fits(profiles: np.ndarray, index, design: FitDesign, setup,
+                 config: Config) -> tuple[np.ndarray, np.ndarray]:
+    """(height Å, confidence) of every part from the fit of its :func:`pooled_profiles`."""
+    p, s, m = config.popout, config.sample, config.microscope
+    fits = fit_profiles(pooled_profiles(profiles, index, setup.grid.grid_shape), design)
+    rings = ring_count(fits.defocus, setup.optics, setup.k_low, setup.k_high)
+    conf = maps.patch_confidence(fits, rings, tolerance=p.tolerance, min_rings=p.min_rings)
+    depth = s.slices * s.slice_thickness
+    return np.clip(m.defocus - fits.defocus - s.slice_thickness / 2, 0.0, depth), conf
 
 
 def pooled_profiles(profiles: np.ndarray, index, shape: tuple[int, int]) -> np.ndarray:
