@@ -193,11 +193,10 @@ def pooled_profiles(profiles: np.ndarray, index, shape: tuple[int, int]) -> np.n
     after: where the rings are weak a fit of a mean spectrum is far less biased than the mean
     of fits (a 60 Å slab 530 Å up, fitted over 0.04-0.2 Å^-1 where it has one ring: the mean
     spectrum's fit 4-6 Å off, the confidence-weighted mean of its patches' fits 60-65 Å).
-    Measured with pop-out alone on the
-    accuracy suite's 12 frames, median column height error seed 0 / held-out seed 1: weak
-    texture 37.7 -> 26.1 / 33.0 -> 32.0 Å, gaussian 14.6 -> 12.8 / 21.6 -> 20.1 Å, plate
-    (weak) 58 -> 27 Å; the map's resolution stays the patches' (two grid steps, 5 x 5, did
-    no better).
+    Measured with pop-out alone on the accuracy suite's 12 frames, median column height
+    error seed 0 / held-out seed 1: weak texture 37.7 -> 26.1 / 33.0 -> 32.0 Å, gaussian
+    14.6 -> 12.8 / 21.6 -> 20.1 Å, plate (weak) 58 -> 27 Å; the map's resolution stays the
+    patches' (two grid steps, 5 x 5, did no better).
     """
     out = np.empty_like(profiles)
     rows, cols = shape

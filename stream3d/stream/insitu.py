@@ -94,9 +94,10 @@ class InSitu:
                                    defocus_range=None)
             # Over a support membrane only its bare areas are fitted: their rings move with
             # the lens alone, while the mixed rings of the whole field also follow the growing
-            # objects' share of it (measured on the in situ suite's movie: -16 Å after 7
-            # frames of growth, against the bare areas' -4 +- 5 Å). The same share of the
-            # tiles as pop-out takes for bare membrane.
+            # objects' share of it (the in situ suite's movie with a membrane: the whole
+            # field's fit drifted -16 Å in 7 frames of growth, the bare areas' scattered
+            # within 11 Å without a trend). The same share of the tiles as pop-out takes for
+            # bare membrane.
             bare = BARE_SHARE if self.config.sample.membranes else None
             self._tracker = FocusTracker(options, pixel_size=self.config.sample.pixel_size,
                                          tile=_bare_tile(self.config, frame) if bare else None,
