@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from stream3d.config import Config
 from stream3d.popout import maps
-from stream3d.popout.ctf_fit import FitDesign, fit_profiles
+from stream3d.popout.ctf_fit import FitDesign, PatchFits, fit_profiles
 from stream3d.popout.ctf_model import delocalisation, ring_count
 from stream3d.popout.layers import PRESENT, Layers, extreme_pair, pair_amplitudes
 from stream3d.popout.objects import object_profiles
@@ -63,16 +63,13 @@ def object_heights(contrast: np.ndarray, labels: np.ndarray, fallback: np.ndarra
     confidence = np.zeros(contrast.shape)
     if len(profiles) == 0:
         return ObjectHeights(height, confidence, None)
-    fits = fit_profiles(profiles, design)
-    rings = ring_count(fits.defocus, optics, setup.k_low, setup.k_high)
-    conf = maps.patch_confidence(fits, rings, tolerance=p.tolerance, min_rings=p.min_rings)
+    fits, fitted, conf = _fitted(profiles, design, setup, config)
     depth = s.slices * s.slice_thickness
-    # The model images a slice's material at its top face, dz/2 above its centre.
-    fitted = np.clip(m.defocus - fits.defocus - s.slice_thickness / 2, 0.0, depth)
     to_height = lambda d: float(np.clip(m.defocus - d - s.slice_thickness / 2, 0.0, depth))  # noqa: E731
     # A large object's map from fits of its parts' spectra pooled with its parts in the
     # neighbouring patches; compact objects and the layer search keep the single parts' fits.
-    fitted_n, conf_n = _pooled_fits(profiles, index, design, setup, config)
+    _, fitted_n, conf_n = _fitted(pooled_profiles(profiles, index, grid.grid_shape), design,
+                                  setup, config)
     layer_maps = np.zeros((4, *contrast.shape))  # candidate, top, bottom (Å), top share
     nearest = _with_rims(labels)
     rows, cols = grid.grid_shape
@@ -173,15 +170,17 @@ def _compact(pixels: np.ndarray, patch: int) -> bool:
     return float(np.sqrt(ys.var() + xs.var())) <= COMPACT * patch
 
 
-def _pooled_fits(profiles: np.ndarray, index, design: FitDesign, setup,
-                 config: Config) -> tuple[np.ndarray, np.ndarray]:
-    """(height Å, confidence) of every part from the fit of its :func:`pooled_profiles`."""
+def _fitted(profiles: np.ndarray, design: FitDesign, setup,
+            config: Config) -> tuple[PatchFits, np.ndarray, np.ndarray]:
+    """(fits, height Å, confidence) of every row of ``profiles``."""
     p, s, m = config.popout, config.sample, config.microscope
-    fits = fit_profiles(pooled_profiles(profiles, index, setup.grid.grid_shape), design)
+    fits = fit_profiles(profiles, design)
     rings = ring_count(fits.defocus, setup.optics, setup.k_low, setup.k_high)
     conf = maps.patch_confidence(fits, rings, tolerance=p.tolerance, min_rings=p.min_rings)
-    depth = s.slices * s.slice_thickness
-    return np.clip(m.defocus - fits.defocus - s.slice_thickness / 2, 0.0, depth), conf
+    # The model images a slice's material at its top face, dz/2 above its centre.
+    height = np.clip(m.defocus - fits.defocus - s.slice_thickness / 2, 0.0,
+                     s.slices * s.slice_thickness)
+    return fits, height, conf
 
 
 def pooled_profiles(profiles: np.ndarray, index, shape: tuple[int, int]) -> np.ndarray:
