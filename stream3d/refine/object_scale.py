@@ -13,9 +13,13 @@ factor: the inversion shrinks a thin branch more than a wide trunk. Measured on 
 suite's dendrites (seeds 0-2) the 3D IoU rose by 0.01-0.02; the factor map is smoothed over
 :data:`BLEND` Å so that regions meet without a step.
 
-Measured on simulated frames: with the true footprint and heights, the loss picks a factor of
-1.0 exactly (it is not biased); from pop-out's start it picks 1.2-1.5 where the start is too
-thin, and the 3D IoU against the truth rises with it.
+The low-pass is wider than pop-out's own blur (``popout.resolution``, 2.5 Å): pop-out's map
+has soft edges, whose contrast at the finer scales is weaker than a true step's, and a factor
+judged there makes up for the soft edges with material. Measured on the accuracy suite: a
+disc's true thickness blurred by 2.5 px (mass unchanged) took a factor of 1.30 with a 4 Å
+low-pass and 1.13 with 8 Å, and the refined mass ratio over every texture family fell from
+1.09-1.19 (abTEM atoms 1.28) to 0.93-1.05 (atoms 1.11). With the true footprint and heights
+the loss picks 1.0 (0.97-1.05).
 """
 
 from __future__ import annotations
@@ -28,15 +32,15 @@ from scipy import ndimage
 
 from stream3d.refine.smoothing import gaussian_blur
 
-#: Candidate factors on every object's thickness (1.0 = keep the start): they span the 1.2-1.5
-#: the loss picks from pop-out's start, and a little below 1. Set by hand on the accuracy
-#: suite (seeds 0-2: median refined 3D IoU +0.03 each when the step was added). Each costs a
-#: forward pass.
+#: Candidate factors on every object's thickness (1.0 = keep the start): they span the
+#: 0.8-1.5 the loss picks from pop-out's start. Set by hand on the accuracy suite (seeds 0-2:
+#: median refined 3D IoU +0.03 each when the step was added). Each costs a forward pass.
 FACTORS = (0.8, 0.9, 1.0, 1.15, 1.3, 1.5, 1.7)
 
-#: Å, Gaussian width of the residual's low-pass: a few times the texture's 2 Å speckle. Set by
-#: hand with :data:`FACTORS`.
-LOWPASS = 4.0
+#: Å, Gaussian width of the residual's low-pass: well above the texture's 2 Å speckle and
+#: pop-out's 2.5 Å blur (see the module doc); 4 Å overshot the mass by 10-30 %. It mixes
+#: regions closer than about twice this.
+LOWPASS = 8.0
 
 #: Å, edge of the grid cells a large object is split into (one factor per cell).
 REGION = 64.0
