@@ -159,3 +159,24 @@ def test_fit_region_shifts_on_an_empty_frame_does_nothing():
                               lens=spectral.lens_from_config(cfg), counts_per_unit=2000.0,
                               band=spectral.band(cfg), limit=150.0, significance=2.0)
     assert found.fit is None and not found.shift.any()
+
+
+def test_a_large_move_needs_the_prior_odds_of_so_large_an_error():
+    """The guard: a move is kept when its likelihood ratio beats significance^2 plus
+    (shift / prior)^2 and only then, and the shift kept is the likelihood's own (not pulled
+    toward the start). Without the prior, a tilted plate's regions moved 90-150 Å on ratios of
+    10-11 where pop-out was within 15 Å."""
+    regions = _regions()
+    # Shift the periodogram's expected rings 40 Å: the data say the disc is 40 Å higher.
+    free = spectral.fit_shifts(regions, limit=150.0, significance=0.0)
+    at = torch.full((1,), float(free.shift[0]) + 40.0, dtype=torch.float64)
+    regions.periodogram = spectral.whittle(at, regions)[2].detach().clone()
+    free = spectral.fit_shifts(regions, limit=150.0, significance=2.0)
+    shift, ratio = float(free.shift[0]), float(free.ratio[0])
+    assert free.moved[0] and shift == pytest.approx(float(at), abs=2.0)
+    # The prior at which this move is exactly as likely as staying.
+    even = abs(shift) / np.sqrt(ratio - 4.0)
+    kept = spectral.fit_shifts(regions, limit=150.0, significance=2.0, prior=1.05 * even)
+    held = spectral.fit_shifts(regions, limit=150.0, significance=2.0, prior=0.95 * even)
+    assert kept.moved[0] and kept.shift[0] == pytest.approx(shift, abs=1e-6)
+    assert not held.moved[0] and held.shift[0] == 0.0

@@ -376,7 +376,7 @@ def subset(regions: Regions, index: torch.Tensor) -> Regions:
 
 
 def fit_shifts(regions: Regions, *, limit: float, significance: float,
-               iterations: int = ITERATIONS, max_step: float = 25.0,
+               prior: float = math.inf, iterations: int = ITERATIONS, max_step: float = 25.0,
                sign: float = 1.0) -> HeightFit:
     """Move every region's height to its Whittle likelihood's optimum by Fisher scoring
     (Delta <- Delta - g / I, g the analytic gradient, each step at most ``max_step`` Å and
@@ -384,9 +384,12 @@ def fit_shifts(regions: Regions, *, limit: float, significance: float,
     of the start, at most ``iterations`` steps. A region stops once its step is below
     :data:`CONVERGED` Å or no halving improves it; only the regions still moving are evaluated.
 
-    Guard: a region moves only if the likelihood ratio 2 (NLL(0) - NLL(Delta)) is at least
-    ``significance``^2 (a z-score; ~1 dof); else it stays (shift 0). ``sign`` = -1 flips the
-    gradient (a test of the loss's role, never for use).
+    Guard: a region moves only if the likelihood ratio 2 (NLL(0) - NLL(Delta)) less
+    (Delta / ``prior``)^2 is at least ``significance``^2 (a z-score; ~1 dof); else it stays
+    (shift 0). ``prior`` (Å) is the scale of the start's own height error, so a large move
+    needs the more evidence the less likely so large an error of the start is (a Gaussian
+    prior's log odds); the shift itself is the likelihood's, not pulled toward the start.
+    ``sign`` = -1 flips the gradient (a test of the loss's role, never for use).
     """
     dev = regions.window.device
     count = regions.count
@@ -428,7 +431,7 @@ def fit_shifts(regions: Regions, *, limit: float, significance: float,
     with torch.no_grad():
         _, information, _ = whittle(shift, regions)
         ratio = 2.0 * (start - current)
-        moved = ratio >= significance**2
+        moved = ratio - (shift / prior).square() >= significance**2
         error = 1.0 / information.clamp_min(1e-12).sqrt()
         shift = torch.where(moved, shift, torch.zeros_like(shift))
     return HeightFit(shift.cpu().numpy(), error.cpu().numpy(), ratio.cpu().numpy(),
