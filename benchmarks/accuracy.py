@@ -707,7 +707,8 @@ def _verdict(ok: bool | None) -> str:
 
 def checks(results: Sequence[CaseResult], movie: dict[str, dict[str, float]] | None
            ) -> list[Check]:
-    """Every "Must show" criterion of issue 10 on what was run (SKIP where nothing was)."""
+    """Every "Must show" criterion of issue 10 (and issue 20's mass) on what was run (SKIP
+    where nothing was)."""
     out: list[Check] = []
     refined = [r.refined.metrics for r in results]
     if results:
@@ -719,13 +720,22 @@ def checks(results: Sequence[CaseResult], movie: dict[str, dict[str, float]] | N
                          f"{med_iou:.3f} (goal 0.7)"))
         out.append(Check("median column height error <= 25 Å", _verdict(med_h <= 25.0),
                          f"{med_h:.1f} Å (goal 10)"))
+        masses = [m.mass_ratio for m in refined
+                  if m is not None and m.mass_ratio is not None and math.isfinite(m.mass_ratio)]
+        med_mass = float(np.median(masses)) if masses else None
+        out.append(Check("median mass ratio refined within 0.85-1.15",
+                         _verdict(None if med_mass is None else 0.85 <= med_mass <= 1.15),
+                         "no mass measured" if med_mass is None else f"{med_mass:.2f}"))
         good = sum(at_least_as_good(r) for r in results)
         strict = sum(at_least_as_good(r, tie=0.0) for r in results)
+        iou_only = sum(r.refined.metrics is not None
+                       and r.refined.metrics.iou >= r.popout.metrics.iou for r in results)
         need = math.ceil(11 / 13 * len(results))
         out.append(Check("refined >= pop-out (IoU and height) on >= 11 of 13",
                          _verdict(good >= need),
                          f"{good} of {len(results)} (need {need}; heights within "
-                         f"{HEIGHT_TIE} Å are ties; {strict} with no tie allowed)"))
+                         f"{HEIGHT_TIE} Å are ties; {strict} with no tie allowed; IoU alone "
+                         f"{iou_only})"))
     by = {r.case: r for r in results}
     if "layers" in by:
         m = by["layers"].refined.metrics

@@ -154,6 +154,21 @@ def test_checks_pass_and_fail_on_hand_made_results():
     assert verdicts["median column height error <= 25 Å"] == "FAIL"
 
 
+def test_mass_check_takes_the_median_over_the_refined_frames():
+    def row(mass):
+        return bench.Row(Accuracy(10.0, 0.6, 0.6, 10.0, 0.0, (), mass), "plateau", 1.0, 100.0)
+
+    def verdict(masses):
+        results = [_result(f"c{i}", _row(30.0, 0.4), row(m)) for i, m in enumerate(masses)]
+        return {c.name: c for c in bench.checks(results, None)}[
+            "median mass ratio refined within 0.85-1.15"]
+
+    assert verdict([0.9, 1.0, 1.1]).verdict == "PASS"
+    assert verdict([1.0, 1.2, 1.3]).verdict == "FAIL" and verdict([1.0, 1.2, 1.3]).detail == "1.20"
+    assert verdict([0.5, 0.8, 1.0]).verdict == "FAIL"
+    assert verdict([None, None]).verdict == "SKIP"  # no mass measured (e.g. old reports)
+
+
 def test_checks_on_layers_particle_movie_and_uniform():
     layers = _result("layers", _row(30.0, 0.4), _row(10.0, 0.6, recall=(0.7, 0.55)))
     particle = bench.CaseResult("particle", "p", _row(30.0, 0.4),
@@ -254,7 +269,7 @@ def test_markdown_has_one_row_per_case_and_every_check():
     assert lines[3].startswith("| discs | 12.5 | fail | 0.300 | fail |")
     assert "| popout | 15.0 | 0.400 | 0.700 | 30.0 |" in lines
     assert sum(line.startswith("| ") and ("PASS" in line or "FAIL" in line or "SKIP" in line)
-               for line in lines) == 8
+               for line in lines) == 9  # one more: the mass check
 
 
 def test_insitu_walk_steps_and_config_carry_the_effects():
