@@ -137,6 +137,9 @@ def test_checks_pass_and_fail_on_hand_made_results():
     bad = [_result("b1", _row(10.0, 0.6), _row(30.0, 0.4)),
            _result("b2", _row(10.0, 0.6), bench.Row(None, "failed: boom"))]
     verdicts = {c.name: c.verdict for c in bench.checks(good + bad, None)}
+    details = {c.name: c.detail for c in bench.checks(good + bad, None)}
+    # issue 20 counts IoU alone: the 11 good frames (b1 lost IoU, b2 failed)
+    assert details["refined >= pop-out (IoU and height) on >= 11 of 13"].endswith("IoU alone 11)")
     assert verdicts["median 3D IoU refined >= 0.5"] == "PASS"
     assert verdicts["median column height error <= 25 Å"] == "PASS"
     assert verdicts["refined >= pop-out (IoU and height) on >= 11 of 13"] == "PASS"
