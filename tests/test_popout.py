@@ -345,6 +345,13 @@ def test_electrons_the_material_loses_are_measured_as_absorption():
     # A frame of material that loses nothing measures nothing: the config's value stays.
     clean, _ = simulate_frame(occ, told, seed=7)
     assert popout(clean, told).absorption == 0.0
+    # A config that overstates the absorption is measured down: taken at its word (0.1 on a
+    # frame that loses nothing), the k -> 0 transfer reads absent darkening and the mass
+    # comes out at 0.26 (abTEM carbon atoms told 0.1: 0.29); measured, 0.97.
+    overstated = popout(clean, CONFIG.replace("sample", absorption=0.1))
+    assert overstated.absorption < 0.03
+    mass = float(overstated.volume.sum() / (occ.sum() * CONFIG.sample.potential))
+    assert 0.8 <= mass <= 1.2
 
 
 def test_heights_are_unbiased_over_discs_slab_and_dendrite(discs, slab, grown_dendrite):
