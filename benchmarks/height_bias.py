@@ -26,13 +26,27 @@ Windows grown by the lens delocalisation (spectral.grow_px, 11-15 px here, inste
 accuracy suite's pop-out starts the wider windows are still better, median refined height
 20.4 -> 15.7 Å on the default family, 40.7 -> 27.0 Å on the wide one).
 
-The estimate is biased low by about the object's mean phase: the expected spectrum holds the
+The estimate was biased low by about the object's mean phase: the expected spectrum held the
 texture's rings at phase 2 (chi - alpha), but the texture's wave is delocalised by lambda
 (D - z) k (7-22 Å at k = 0.1-0.3 Å^-1) and, where it lands outside its object, interferes
 with an unscattered wave that lacks the object's phase sigma V t (~0.2 rad for 60 Å at 5 V):
 there its rings are phase-shifted, which reads as a height change; a wider window (pop-out's
 masks) takes in more of that. The Fisher standard error is conservative (scatter < se): the
 false moves are the bias, not an over-counted information.
+
+The model now holds that phase (spectral.landing_phase: each frequency's share of power landing
+beyond the start's material, times its phase). Same seeds, grown windows:
+
+    potential  footprint   mean shift Å   sem   scatter   LR >= 4    (without the phase)
+    1.25 V     truth          -4.3         2.2    10.6       0 %       -7.3
+    5 V        truth          -4.2         2.4    11.6       0 %      -16.5
+    5 V        wide/thin      -9.2         2.5    12.4       0 %      -15.9
+    12 V       truth          -4.1         2.1    10.4       0 %      -33.7 (58 % LR >= 4)
+    12 V       wide/thin     -18.2         2.3    11.3      17 %
+
+(12 V: --potential-scale 2.4, about amorphous carbon's mean inner potential.) From a start
+whose footprint is wrong the phase is placed wrongly too: a 1.3x wide, 40 Å thin start
+leaves -18 Å at 12 V.
 
     python benchmarks/height_bias.py [--seeds 10:18] [--footprint truth|wide] [--potential-scale 1]
 """
@@ -92,7 +106,8 @@ def main() -> None:
         measured = measured_intensity(frame, model, "cpu")
         regions = spectral.build_regions(measured - modelled, measured, labels, count, occ, seen,
                                          lens, counts_per_unit=model.counts_per_unit,
-                                         band=(k_low, k_high), size=n)
+                                         band=(k_low, k_high), size=n,
+                                         potential=s.potential)
         fit = spectral.fit_shifts(regions, limit=150.0, significance=0.0)
         shifts.append(fit.shift), errors.append(fit.error), ratios.append(fit.ratio)
         print(f"seed {seed}: shifts {np.round(fit.shift, 1)} Å, se {np.round(fit.error, 1)} Å")

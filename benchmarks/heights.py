@@ -81,7 +81,8 @@ def bounds(frame: np.ndarray, occupancy: np.ndarray, labels: np.ndarray, config:
     regions = spectral.build_regions(measured - modelled, measured, labels, int(labels.max()),
                                      occ, seen, lens,
                                      counts_per_unit=model.counts_per_unit,
-                                     band=spectral.band(config), size=min(size, *labels.shape))
+                                     band=spectral.band(config), size=min(size, *labels.shape),
+                                     potential=s.potential)
     _, info, _ = spectral.whittle(torch.zeros(regions.count, dtype=torch.float64), regions)
     return (1.0 / info.clamp_min(1e-30).sqrt()).numpy()
 

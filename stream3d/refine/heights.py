@@ -125,7 +125,7 @@ def shift_map(labels: np.ndarray, objects: np.ndarray, shifts: np.ndarray,
 
 def region_spectra(measured: torch.Tensor, modelled: torch.Tensor, occupancy: torch.Tensor,
                    *, dz: float, lens: spectral.Lens, counts_per_unit: float,
-                   band: tuple[float, float]
+                   band: tuple[float, float], potential: float
                    ) -> tuple[spectral.Regions | None, np.ndarray, np.ndarray, spectral.Lens]:
     """(the regions' spectra for the Whittle likelihood, or None without material; region
     labels (ny, nx); objects (ny, nx); the lens with the texture spectrum used).
@@ -133,7 +133,7 @@ def region_spectra(measured: torch.Tensor, modelled: torch.Tensor, occupancy: to
     ``measured`` (ny, nx) intensity (vacuum = 1); ``modelled`` the texture-free model's image of
     the start volume (its residual carries the texture); ``occupancy`` (nz, ny, nx) in [0, 1]
     of the start; ``lens`` with the texture spectrum measured by pop-out (FLAT: measured here
-    from the regions' own spectra)."""
+    from the regions' own spectra); ``potential`` V of the material."""
     pixel_size = lens.optics.pixel_size
     occ = occupancy.detach().double().cpu().numpy()
     material = (occ > 0).any(axis=0)
@@ -150,7 +150,7 @@ def region_spectra(measured: torch.Tensor, modelled: torch.Tensor, occupancy: to
                               spectral.grow_px(lens, seen, band))
     regions = spectral.build_regions(measured - modelled, measured, labels, count, occupancy,
                                      seen, lens, counts_per_unit=counts_per_unit, band=band,
-                                     size=size)
+                                     size=size, potential=potential)
     if not lens.optics.texture:
         lens = spectral.Lens(replace(lens.optics, texture=spectral.measured_texture(
             regions, lens, band)), lens.defocus)
@@ -160,14 +160,15 @@ def region_spectra(measured: torch.Tensor, modelled: torch.Tensor, occupancy: to
 
 def fit_region_shifts(measured: torch.Tensor, modelled: torch.Tensor, occupancy: torch.Tensor,
                       *, dz: float, lens: spectral.Lens, counts_per_unit: float,
-                      band: tuple[float, float], limit: float, significance: float,
-                      prior: float = PRIOR, sign: float = 1.0) -> RegionShifts:
+                      band: tuple[float, float], potential: float, limit: float,
+                      significance: float, prior: float = PRIOR,
+                      sign: float = 1.0) -> RegionShifts:
     """Fit every region's height shift (Å) from the frame's texture spectra (inputs as
     :func:`region_spectra`). Shifts beyond +-``limit`` Å are not searched; a shift whose
     likelihood ratio less (shift / ``prior``)^2 is below ``significance``^2 is 0."""
     regions, labels, objects, lens = region_spectra(
         measured, modelled, occupancy, dz=dz, lens=lens, counts_per_unit=counts_per_unit,
-        band=band)
+        band=band, potential=potential)
     if regions is None:
         return RegionShifts(np.zeros(labels.shape), None, labels, lens.optics.texture)
     fit = spectral.fit_shifts(regions, limit=limit, significance=significance, prior=prior,

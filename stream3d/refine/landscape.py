@@ -123,7 +123,7 @@ def spectral_loss(measured: torch.Tensor, modelled: torch.Tensor, volume: torch.
     regions, _, _, lens = region_spectra(
         measured, modelled, (volume / model.potential).clamp(0.0, 1.0).double(), dz=model.dz,
         lens=spectral.lens_from_config(config, texture), counts_per_unit=model.counts_per_unit,
-        band=spectral.band(config))
+        band=spectral.band(config), potential=model.potential)
     if regions is None:
         return float("nan"), tuple(texture)
     nll, _, _ = spectral.whittle(torch.zeros(regions.count, dtype=torch.float64,

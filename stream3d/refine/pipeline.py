@@ -215,7 +215,8 @@ def _fit_heights(slabs: _Slabs, volume: torch.Tensor, measured: torch.Tensor,
     found = fit_region_shifts(measured, modelled, occupancy.clamp(0.0, 1.0), dz=model.dz,
                               lens=spectral.lens_from_config(config, texture),
                               counts_per_unit=model.counts_per_unit,
-                              band=spectral.band(config), limit=settings.height_limit,
+                              band=spectral.band(config), potential=model.potential,
+                              limit=settings.height_limit,
                               significance=settings.height_significance, sign=sign)
     slabs.centre = moved_centres(slabs.centre, found.shift)
     return found

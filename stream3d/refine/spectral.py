@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from stream3d.optics import astigmatic_chi, wavelength
+from stream3d.optics import astigmatic_chi, interaction_constant, wavelength
 from stream3d.popout import texture_spectrum
 from stream3d.popout.ctf_model import Optics, delocalisation, lens_envelope
 from stream3d.popout.spectrum import radial_bins
@@ -181,16 +181,77 @@ def _blur(spectrum: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return full[..., :g // 2 + 1]
 
 
+def landing_phase(windows: np.ndarray, origin: np.ndarray, thickness: np.ndarray,
+                  displacement: np.ndarray, *, phase_per_angstrom: float) -> np.ndarray:
+    """(R, G, G) rad: for each region's window and crop-grid frequency, the mean phase that the
+    texture's scattered wave carries beyond the unscattered wave where the lens lands it.
+
+    The texture scatters from inside material, so its wave carries the material's mean phase
+    phi = sigma V t (``phase_per_angstrom`` x ``thickness`` (ny, nx) Å, the start's map); it
+    interferes with the unscattered wave of the point it lands on, displaced by the lens by
+    ``displacement`` (R, G, G, 2) px (y, x) at each frequency. Where that point lies in the
+    same material the phases cancel; beyond the object's edge (the delocalised fringes) they
+    do not, and the rings there are those of sin^2(chi - alpha - phi): read as rings of another
+    defocus, they bias the height low (-16.5 Å started at the truth on 60 Å discs at 5 V,
+    benchmarks/height_bias.py). Averaged over the window^2 and the texture's power (the
+    thickness, at the source), to first order in phi:
+
+        <phi(source) - phi(landing)>(d) = sum_r w^2(r) t(r - d) (phi(r - d) - phi(r))
+                                          / sum_r w^2(r) t(r - d),
+
+    averaged over +-d (the frequency's two partners land on either side). Correlations by
+    FFT on the frame's periodic grid; bilinear at the fractional displacement.
+    """
+    ny, nx = thickness.shape
+    count, size = windows.shape[0], windows.shape[-1]
+    phi = phase_per_angstrom * thickness
+    source = np.conj(np.fft.fft2(thickness))
+    source_phase = np.conj(np.fft.fft2(thickness * phi))
+    out = np.zeros((count, size, size))
+    for r in range(count):
+        w2 = np.zeros((ny, nx))
+        iy = (origin[r, 0] + np.arange(size)) % ny
+        ix = (origin[r, 1] + np.arange(size)) % nx
+        w2[np.ix_(iy, ix)] = windows[r] ** 2
+        weight, weighted_phase = np.fft.fft2(w2), np.fft.fft2(w2 * phi)
+        # sum_r a(r) b(r - d) = ifft(fft(a) conj(fft(b)))(d)
+        total = np.fft.ifft2(weight * source).real
+        shifted = np.fft.ifft2(weight * source_phase - weighted_phase * source).real
+        d = displacement[r].reshape(-1, 2).T
+        at = [np.stack([(sign * d[0]) % ny, (sign * d[1]) % nx]) for sign in (1.0, -1.0)]
+        num = sum(ndimage.map_coordinates(shifted, c, order=1, mode="grid-wrap") for c in at)
+        den = sum(ndimage.map_coordinates(total, c, order=1, mode="grid-wrap") for c in at)
+        out[r] = (num / np.maximum(den, 1e-12 * max(total.max(), 1e-30))).reshape(size, size)
+    return out
+
+
+def displacements(lens: Lens, heights: np.ndarray, size: int) -> np.ndarray:
+    """(R, G, G, 2) px (y, x): how far the lens moves each crop-grid frequency, (1 / 2 pi)
+    grad chi = (Cs lambda^3 |k|^2 - lambda (D - z)) k, for each region's material seen at
+    ``heights`` (R,) Å (astigmatism left out: a few % of the defocus)."""
+    optics = lens.optics
+    lam = lens.wavelength
+    ky = np.fft.fftfreq(size, d=optics.pixel_size)
+    k = np.stack(np.meshgrid(ky, ky, indexing="ij"), axis=-1)  # (G, G, 2) Å^-1
+    k2 = (k ** 2).sum(-1, keepdims=True)
+    effective = lens.defocus - np.asarray(heights, dtype=np.float64)
+    scale = optics.cs * lam ** 3 * k2[None] - lam * effective[:, None, None, None]
+    return scale * k[None] / optics.pixel_size
+
+
 def build_regions(residual: torch.Tensor, intensity: torch.Tensor, labels: np.ndarray,
                   count: int, material: torch.Tensor, heights: np.ndarray, lens: Lens, *,
-                  counts_per_unit: float, band: tuple[float, float], size: int) -> Regions:
+                  counts_per_unit: float, band: tuple[float, float], size: int,
+                  potential: float) -> Regions:
     """Everything the spectral likelihood needs, fixed for the fit.
 
     ``residual`` (ny, nx) measured minus modelled intensity (vacuum = 1); ``intensity`` the
     measured one (its Poisson variance, I / ``counts_per_unit``, is the noise); ``labels``
     (ny, nx) regions 1..count (0 = solvent); ``material`` (nz, ny, nx) occupancy in [0, 1]
     of the start volume; ``heights`` (nz,) Å at which each slice's material is seen (its top
-    face); ``band`` (k_low, k_high) Å^-1; ``size`` the crop edge (:func:`crop_size`).
+    face); ``band`` (k_low, k_high) Å^-1; ``size`` the crop edge (:func:`crop_size`);
+    ``potential`` V of the material (its mean phase shifts the rings that land beyond it:
+    :func:`landing_phase`).
     """
     dev = residual.device
     f64 = torch.float64
@@ -224,6 +285,14 @@ def build_regions(residual: torch.Tensor, intensity: torch.Tensor, labels: np.nd
     c_t = torch.as_tensor(c, dtype=f64, device=dev)
     phase = torch.exp(2j * c_t[None] * z[:, None, None])  # (nz, G, G)
     rings = torch.einsum("zr,zyx->ryx", per_height.to(torch.complex128), phase)
+    # Rings that land beyond their material are those of chi - alpha - phi (landing_phase).
+    occ = material.detach().to(f64).cpu().numpy()
+    dz = float(abs(heights[0] - heights[1])) if len(heights) > 1 else float(heights[0])
+    mean_height = (per_height * z[:, None]).sum(0) / per_height.sum(0).clamp_min(1e-30)
+    landing = landing_phase(windows, origin, occ.sum(axis=0) * dz,
+                            displacements(lens, mean_height.cpu().numpy(), size),
+                            phase_per_angstrom=interaction_constant(optics.energy) * potential)
+    rings = rings * torch.exp(-2j * torch.as_tensor(landing, dtype=f64, device=dev))
 
     power = torch.fft.rfft2(torch.fft.fft2(window).abs().square()).real
     kernel = power / power[..., :1, :1]
