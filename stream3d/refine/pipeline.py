@@ -21,6 +21,8 @@ the texture only statistically (its spectrum, measured by pop-out) can predict:
    grid), picked by the low-passed data loss from a few candidates
    (:mod:`stream3d.refine.object_scale`; a few forward passes). Per column, the texture's
    speckle drowns that evidence; summed over a region it is clear.
+   Then every object's edge is grown where the data put it (:mod:`stream3d.refine.object_edges`:
+   a forward pass per candidate move; never shrunk, never into another object).
 4. Then a per-column thickness change (Å), shared by its slabs in proportion, is fitted by
    Adam on the L2 (or Poisson) data loss plus L1 total variation.
 5. Material prior: every start column keeps at least half a slice of material (the fit thins
@@ -52,6 +54,7 @@ from stream3d.refine.measurement import checked_volume, measured_intensity
 from stream3d.refine.model import ImagingModel
 from stream3d.refine.regularisers import total_variation
 from stream3d.refine.result import RefineResult
+from stream3d.refine.object_edges import MOVES, object_edges
 from stream3d.refine.object_scale import FACTORS, object_factors
 from stream3d.refine.slabs import column_slabs, slab_volume
 from stream3d.refine.smoothing import gaussian_blur
@@ -120,6 +123,11 @@ def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, con
     slabs.thickness = slabs.thickness * object_factors(
         slabs.thickness, slabs.build, model.intensity, measured,
         pixel_size=config.sample.pixel_size, pad=settings.window)
+    # 3: every object's edge grown where the data put it (a forward pass per move).
+    slabs.centre, slabs.thickness = object_edges(
+        slabs.centre, slabs.thickness, slabs.build_in, model.intensity, measured,
+        pixel_size=config.sample.pixel_size, pad=settings.window)
+    slabs.columns = torch.nonzero(slabs.thickness.sum(dim=0).flatten() > 0).flatten()
     columns = _Columns.of(slabs, support)
     fit = _fit_columns(columns, residual, settings, callback)  # 4
     with torch.no_grad():
@@ -128,7 +136,7 @@ def refine_volume(frame: np.ndarray, init_volume: np.ndarray | torch.Tensor, con
                                      z=settings.significance)  # 6
     with torch.no_grad():
         loss = float(residual(refined).mean())
-    evaluations = (int(found is not None) + len(FACTORS) + fit.evaluations
+    evaluations = (int(found is not None) + len(MOVES) + len(FACTORS) + fit.evaluations
                    + _END_EVALUATIONS)
     return _report(refined, loss, fit, found, kept, warm=warm, evaluations=evaluations,
                    clock=clock)
@@ -184,8 +192,8 @@ class _Slabs:
     nz: int
     dz: float
     potential: float
-    columns: torch.Tensor  # flat indices of the start's material columns (every later step's
-    # material stays in them: the thickness factors scale, the column fit is masked to them)
+    columns: torch.Tensor  # flat indices of the material columns (the start's, and those the
+    # edge step grows; every later step's material stays in them: the column fit is masked)
 
     @classmethod
     def of(cls, volume: torch.Tensor, model: ImagingModel, nz: int) -> _Slabs:
@@ -199,8 +207,13 @@ class _Slabs:
 
     def build(self, thickness: torch.Tensor) -> torch.Tensor:
         """The real volume (nz, ny, nx) V of slabs at these centres with ``thickness`` (Å)."""
-        return slab_volume(self.centre, thickness, nz=self.nz, dz=self.dz,
-                           potential=self.potential, columns=self.columns)
+        return self.build_in(self.centre, thickness, self.columns)
+
+    def build_in(self, centre: torch.Tensor, thickness: torch.Tensor,
+                 columns: torch.Tensor) -> torch.Tensor:
+        """The real volume of slabs ``centre``, ``thickness`` in the flat ``columns`` only."""
+        return slab_volume(centre, thickness, nz=self.nz, dz=self.dz, potential=self.potential,
+                           columns=columns)
 
 
 def _fit_heights(slabs: _Slabs, volume: torch.Tensor, measured: torch.Tensor,
