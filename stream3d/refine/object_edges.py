@@ -81,10 +81,10 @@ def object_edges(centre: torch.Tensor, thickness: torch.Tensor,
                  intensity: Callable[[torch.Tensor], torch.Tensor], measured: torch.Tensor,
                  *, pixel_size: float, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(centre, thickness) (LAYERS, ny, nx) with every object's edge at its best move of
-    :data:`MOVES`: ``build(centre, thickness, columns)`` makes the volume (material only in the
-    flat ``columns``), ``intensity(volume)`` its image
-    (vacuum = 1), compared with ``measured`` after a :data:`LOWPASS` Å low-pass, summed over
-    each object's window (its columns grown by the largest growth and ``pad`` px; the solvent
+    :data:`MOVES` (only growth is made): ``build(centre, thickness, columns)`` makes the
+    volume (material only in the flat ``columns``), ``intensity(volume)`` its image (vacuum =
+    1), compared with ``measured`` after a :data:`LOWPASS` Å low-pass, summed over each
+    object's window (its columns grown by the largest growth and ``pad`` px; the solvent
     between two objects counts for the nearer)."""
     column = thickness.sum(dim=0).cpu().numpy()
     material = column > 0
