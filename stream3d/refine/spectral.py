@@ -200,25 +200,29 @@ def landing_phase(windows: np.ndarray, origin: np.ndarray, thickness: np.ndarray
                                           / sum_r w^2(r) t(r - d),
 
     averaged over +-d (the frequency's two partners land on either side). Correlations by
-    FFT on the frame's periodic grid; bilinear at the fractional displacement.
+    FFT on each region's crop padded by the largest displacement (a detector-size frame costs
+    no more per region than a small one); bilinear at the fractional displacement.
     """
     ny, nx = thickness.shape
     count, size = windows.shape[0], windows.shape[-1]
-    phi = phase_per_angstrom * thickness
-    source = np.conj(np.fft.fft2(thickness))
-    source_phase = np.conj(np.fft.fft2(thickness * phi))
+    pad = int(math.ceil(float(np.abs(displacement).max(initial=0.0)))) + 1
+    grid = size + 2 * pad
     out = np.zeros((count, size, size))
     for r in range(count):
-        w2 = np.zeros((ny, nx))
-        iy = (origin[r, 0] + np.arange(size)) % ny
-        ix = (origin[r, 1] + np.arange(size)) % nx
-        w2[np.ix_(iy, ix)] = windows[r] ** 2
+        iy = (origin[r, 0] - pad + np.arange(grid)) % ny
+        ix = (origin[r, 1] - pad + np.arange(grid)) % nx
+        t = thickness[np.ix_(iy, ix)]
+        phi = phase_per_angstrom * t
+        w2 = np.zeros((grid, grid))
+        w2[pad:pad + size, pad:pad + size] = windows[r] ** 2
+        source, source_phase = np.conj(np.fft.fft2(t)), np.conj(np.fft.fft2(t * phi))
         weight, weighted_phase = np.fft.fft2(w2), np.fft.fft2(w2 * phi)
-        # sum_r a(r) b(r - d) = ifft(fft(a) conj(fft(b)))(d)
+        # sum_r a(r) b(r - d) = ifft(fft(a) conj(fft(b)))(d); |d| <= pad, so no wrap reaches
+        # the window from the crop's far side.
         total = np.fft.ifft2(weight * source).real
         shifted = np.fft.ifft2(weight * source_phase - weighted_phase * source).real
         d = displacement[r].reshape(-1, 2).T
-        at = [np.stack([(sign * d[0]) % ny, (sign * d[1]) % nx]) for sign in (1.0, -1.0)]
+        at = [np.stack([(sign * d[0]) % grid, (sign * d[1]) % grid]) for sign in (1.0, -1.0)]
         num = sum(ndimage.map_coordinates(shifted, c, order=1, mode="grid-wrap") for c in at)
         den = sum(ndimage.map_coordinates(total, c, order=1, mode="grid-wrap") for c in at)
         out[r] = (num / np.maximum(den, 1e-12 * max(total.max(), 1e-30))).reshape(size, size)
