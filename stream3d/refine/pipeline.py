@@ -25,11 +25,11 @@ the texture only statistically (its spectrum, measured by pop-out) can predict:
    a forward pass per candidate move; never shrunk, never into another object).
 4. Then a per-column thickness change (Å), shared by its slabs in proportion, is fitted by
    Adam on the L2 (or Poisson) data loss plus L1 total variation.
-5. Material prior: every start column keeps at least half a slice of material (the fit thins
-   and thickens; it neither adds nor removes columns).
-6. Evidence: an object keeps its refined thickness only where the data loss in its window
-   dropped significantly (z >= ``refine.significance``); elsewhere the start's thickness stays
-   (at the heights of step 1, which have their own evidence).
+5. Material prior: every column (the start's and the grown ones) keeps at least half a slice
+   of material (the fit thins and thickens; it neither adds nor removes columns).
+6. Evidence: an object keeps its refined thickness and edge only where the data loss in its
+   window dropped significantly (z >= ``refine.significance``); elsewhere the start's
+   thickness and edge stay (at the heights of step 1, which have their own evidence).
 
 Over time, a warm start carries the previous frames' heights, averaged with pop-out's by their
 confidence (:mod:`stream3d.refine.warmstart`).
