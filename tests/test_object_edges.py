@@ -8,27 +8,17 @@ import pytest
 import torch
 from scipy import ndimage
 
-from stream3d.config import Config
+from refine_specimens import CONFIG, SHAPE, two_disc_frame
 from stream3d.refine.measurement import measured_intensity
 from stream3d.refine.model import ImagingModel
 from stream3d.refine.object_edges import moved_objects, object_edges
 from stream3d.refine.slabs import column_slabs, slab_volume
-from stream3d.simulate import simulate_frame
-from stream3d.specimen.shapes import Disc, discs
-
-CONFIG = Config().replace("sample", slices=16, slice_thickness=40.0, absorption=0.0) \
-    .replace("refine", device="cpu")
-SHAPE = (16, 128, 128)
 
 
 @pytest.fixture(scope="module")
 def two_discs():
     """Two 80 Å discs at different heights, imaged with texture and shot noise."""
-    s = CONFIG.sample
-    truth = discs(SHAPE, s.sampling, [Disc(40.0, 40.0, 20.0, 200.0, 80.0),
-                                      Disc(88.0, 88.0, 20.0, 420.0, 80.0)])
-    frame, _ = simulate_frame(truth, CONFIG, seed=5)
-    return truth, frame
+    return two_disc_frame()
 
 
 def _edges(truth: np.ndarray, frame: np.ndarray, shrink: int) -> tuple[np.ndarray, np.ndarray]:
